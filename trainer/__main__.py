@@ -1,0 +1,91 @@
+"""Command line of the trainer (the container's entry point).
+
+    python -m trainer train --variant deep_v1 [--dataset URI] [--output URI] [--gpu]
+    python -m trainer score --package URI --input URI [--output FILE]
+    python -m trainer keys        every config key, its type, default and meaning
+    python -m trainer variants    the variants in configs/variant_config.json
+
+Errors a user can fix print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from trainer import import_tensorflow_quietly
+from trainer.errors import TrainerError
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        args.command(args)
+    except TrainerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def _train(args: argparse.Namespace) -> None:
+    import_tensorflow_quietly()
+    from trainer.run import TrainRequest, train
+
+    train(TrainRequest(variant=args.variant, dataset=args.dataset, output=args.output,
+                       variants_file=args.variants, require_gpu=args.gpu))
+
+
+def _score(args: argparse.Namespace) -> None:
+    import_tensorflow_quietly()
+    from trainer.run import score
+
+    rows = score(args.package, args.input, args.output)
+    if args.output:
+        print(f"scored {rows:,} rows into {args.output}", file=sys.stderr)
+
+
+def _keys(args: argparse.Namespace) -> None:
+    from trainer.config import describe_keys
+
+    print(describe_keys())
+
+
+def _variants(args: argparse.Namespace) -> None:
+    from trainer.config import load_variants
+
+    for name, keys in load_variants(args.variants).items():
+        print(f"{name:<12} {keys}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from trainer.config import DEFAULT_DATASET, DEFAULT_OUTPUT, DEFAULT_VARIANTS_FILE
+
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a variant and write its package")
+    train.add_argument("--variant", required=True, help="a variant of configs/variant_config.json")
+    train.add_argument("--dataset", default=DEFAULT_DATASET, help="NDJSON file, or shards with *")
+    train.add_argument("--output", default=DEFAULT_OUTPUT, help="where the package goes (default: runs)")
+    train.add_argument("--gpu", action="store_true", help="fail unless TensorFlow sees a GPU")
+    train.set_defaults(command=_train)
+
+    score = commands.add_parser("score", help="score raw JSON rows with a package")
+    score.add_argument("--package", required=True, help="a package zip written by train")
+    score.add_argument("--input", required=True, help="NDJSON rows in the training schema (label optional)")
+    score.add_argument("--output", help="NDJSON of {id, score} per row (default: stdout)")
+    score.set_defaults(command=_score)
+
+    commands.add_parser("keys", help="list every config key").set_defaults(command=_keys)
+    commands.add_parser("variants", help="list the variants").set_defaults(command=_variants)
+    for sub in (train, commands.choices["variants"]):
+        sub.add_argument("--variants", type=Path, default=DEFAULT_VARIANTS_FILE,
+                         help="variant file (default: configs/variant_config.json)")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

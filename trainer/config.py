@@ -1,0 +1,295 @@
+"""The run configuration: one flat, typed NetConfig resolved in three levels.
+
+1. defaults: the fields of `NetConfig` below;
+2. a variant: `configs/variant_config.json` names variants, each overriding
+   only what differs from the defaults (and naming its network);
+3. the environment: `TRAINER_<KEY>=value` overrides one key for one run
+   (research, tuning), parsed by the key's type.
+
+No hierarchies. An unknown key or a value of the wrong type at any level is a
+`ConfigError` naming the key and the level; every problem is reported at once.
+The resolved config remembers which level set each key, and that goes into the
+package so a model can always be traced back to what trained it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import ConfigError
+
+ENV_PREFIX = "TRAINER_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VARIANTS_FILE = PROJECT_ROOT / "configs" / "variant_config.json"
+# The embedded defaults: the whole flow runs on a laptop with no cloud account.
+DEFAULT_DATASET = str(PROJECT_ROOT / "data" / "sample_2k.json")
+DEFAULT_OUTPUT = "runs"
+
+
+def _key(default: Any, help: str) -> Any:
+    """A config key: its default and one line saying what it does."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Every key a run can set, with its default. Frozen once resolved."""
+
+    # What to train.
+    network: str = _key("deep_v1", "registered network architecture (see trainer/networks/)")
+    epochs: int = _key(8, "passes over the training split")
+    batch_size: int = _key(4096, "examples per gradient step; large batches keep 2 CPU cores busy")
+    learning_rate: float = _key(0.003, "Adam step size")
+    optimizer: str = _key("lazy_adam", "lazy_adam (updates only the embedding rows a batch touches) or adam")
+    early_stopping_patience: int = _key(0, "stop after this many epochs without a better test AUC; 0 = off")
+    seed: int = _key(42, "seeds the split, the weights and the shuffling")
+
+    # The dataset's schema: a dataset with other columns needs only a new variant.
+    label_column: str = _key("is_click", "binary label, 0 or 1")
+    categorical_columns: tuple[str, ...] = _key(
+        ("publisher_id", "item_id", "category", "country", "platform", "hour", "day_of_week"),
+        "columns embedded by value; their vocabulary sizes size the embedding tables",
+    )
+    numeric_columns: tuple[str, ...] = _key(
+        ("position", "item_age_hours"), "columns used as numbers, standardised on the training split"
+    )
+    text_column: str = _key("title", "free-text column tokenized with spaCy; empty for none")
+    id_column: str = _key("impression_id", "copied beside each score by `score`; empty for none")
+
+    # Data handling.
+    subsample: float = _key(1.0, "fraction of rows kept while loading (for data that does not fit)")
+    test_fraction: float = _key(0.2, "fraction of rows held out as the test split")
+    min_category_count: int = _key(2, "rarer categorical values share the out-of-vocabulary row")
+    max_categories: int = _key(200_000, "most values kept per categorical column, most frequent first")
+    text_min_count: int = _key(2, "rarer title tokens map to the out-of-vocabulary token")
+    text_max_vocabulary: int = _key(20_000, "most title tokens kept, most frequent first")
+    text_max_tokens: int = _key(16, "title tokens kept per row; longer titles are cut")
+
+    # Network shape.
+    embedding_dim: int = _key(16, "embedding width (smaller for columns with fewer values)")
+    hidden_layers: int = _key(3, "depth of the MLP tower")
+    hidden_width: int = _key(256, "width of the first MLP layer; each next layer is half as wide")
+    dropout: float = _key(0.0, "dropout after each MLP layer")
+    rnn_units: int = _key(32, "GRU width over title tokens (rnn_* networks)")
+    cross_layers: int = _key(2, "explicit feature-cross layers (dcn_* networks)")
+
+
+KEYS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(NetConfig)}
+
+
+def key_type(key: str) -> Any:
+    return typing.get_type_hints(NetConfig)[key]
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """The config a run actually used, and the level that set each key."""
+
+    variant: str
+    config: NetConfig
+    sources: dict[str, str]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self.config)
+        return {
+            "variant": self.variant,
+            "keys": {k: {"value": _jsonable(v), "source": self.sources[k]} for k, v in values.items()},
+        }
+
+    def overrides(self) -> dict[str, Any]:
+        """The keys that differ from the defaults (what a variant would need)."""
+        return {
+            k: _jsonable(getattr(self.config, k))
+            for k in KEYS
+            if self.sources[k] != "default"
+        }
+
+
+def config_from_json_dict(data: dict[str, Any]) -> ResolvedConfig:
+    """Read back what `ResolvedConfig.to_json_dict` wrote (a package's config.json)."""
+    keys = data["keys"]
+    values = {k: tuple(v["value"]) if isinstance(v["value"], list) else v["value"] for k, v in keys.items()}
+    return ResolvedConfig(data["variant"], NetConfig(**values), {k: v["source"] for k, v in keys.items()})
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def resolve_config(
+    variant: str,
+    variants_file: Path = DEFAULT_VARIANTS_FILE,
+    environ: Mapping[str, str] | None = None,
+) -> ResolvedConfig:
+    """Merge defaults, the named variant and `TRAINER_*` environment overrides."""
+    environ = os.environ if environ is None else environ
+    variant_values = load_variants(variants_file).get(variant)
+    if variant_values is None:
+        known = ", ".join(sorted(load_variants(variants_file)))
+        raise ConfigError(f"unknown variant '{variant}' in {variants_file}; known variants: {known}")
+
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    sources = {k: "default" for k in KEYS}
+    level = f"variant '{variant}' in {variants_file.name}"
+    for key, raw in variant_values.items():
+        _merge(key, raw, _from_json, level, values, sources, problems)
+    for name, raw in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX):
+            key = name[len(ENV_PREFIX):].lower()
+            _merge(key, raw, parse_env_value, f"environment {name}", values, sources, problems)
+
+    config = NetConfig(**values)
+    problems += [
+        f"{key} = {getattr(config, key)!r} (set by {sources[key]}): {why}" for key, why in check_values(config)
+    ]
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return ResolvedConfig(variant=variant, config=config, sources=sources)
+
+
+def _merge(
+    key: str,
+    raw: Any,
+    parse: Callable[[str, Any], Any],
+    level: str,
+    values: dict[str, Any],
+    sources: dict[str, str],
+    problems: list[str],
+) -> None:
+    """Parse one key's value from one level into `values`, or record why not."""
+    if key not in KEYS:
+        problems.append(f"unknown key '{key}' ({level}){_did_you_mean(key)}")
+        return
+    try:
+        values[key] = parse(key, raw)
+    except ValueError as exc:
+        problems.append(f"{key} ({level}): {exc}")
+        return
+    sources[key] = level
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key, KEYS, n=1)
+    return f"; did you mean '{close[0]}'?" if close else "; see `python -m trainer keys`"
+
+
+def load_variants(variants_file: Path) -> dict[str, dict[str, Any]]:
+    """The variant file: {variant name: {key: value}}; each variant names its network."""
+    try:
+        variants = json.loads(variants_file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"variant file {variants_file} not found; pass --variants FILE") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{variants_file} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+        raise ConfigError(f"{variants_file}: expected {{\"variant\": {{\"key\": value, ...}}, ...}}")
+    unnamed = [name for name, keys in variants.items() if "network" not in keys]
+    if unnamed:
+        raise ConfigError(f"{variants_file}: variant(s) {', '.join(unnamed)} must name their \"network\"")
+    return variants
+
+
+def _from_json(key: str, raw: Any) -> Any:
+    """Check a JSON value against the key's type (JSON already typed it)."""
+    expected = key_type(key)
+    if _is_tuple(expected):
+        item_type = typing.get_args(expected)[0]
+        if not isinstance(raw, list) or not all(_json_matches(item_type, x) for x in raw):
+            raise ValueError(f"expected a list of {item_type.__name__}, got {json.dumps(raw)}")
+        return tuple(item_type(x) for x in raw)
+    if not _json_matches(expected, raw):
+        raise ValueError(f"expected {_type_name(expected)}, got {json.dumps(raw)}")
+    return expected(raw)
+
+
+def _json_matches(expected: type, raw: Any) -> bool:
+    if expected is float:
+        return isinstance(raw, (int, float)) and not isinstance(raw, bool)
+    if expected is int:
+        return isinstance(raw, int) and not isinstance(raw, bool)
+    return isinstance(raw, expected)
+
+
+def parse_env_value(key: str, raw: str) -> Any:
+    """Parse an environment string by the key's type; lists are comma-separated."""
+    expected = key_type(key)
+    if _is_tuple(expected):
+        item_type = typing.get_args(expected)[0]
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        return tuple(_parse_scalar(item_type, item) for item in items)
+    return _parse_scalar(expected, raw)
+
+
+def _parse_scalar(expected: type, raw: str) -> Any:
+    try:
+        if expected is bool:
+            return {"true": True, "1": True, "false": False, "0": False}[raw.strip().lower()]
+        return expected(raw.strip()) if expected is not str else raw
+    except (KeyError, ValueError):
+        raise ValueError(f"expected {_type_name(expected)}, got '{raw}'") from None
+
+
+def _is_tuple(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple
+
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if isinstance(tp, types.GenericAlias):
+        return f"a list of {typing.get_args(tp)[0].__name__}"
+    return names.get(tp, str(tp))
+
+
+def check_values(config: NetConfig) -> list[tuple[str, str]]:
+    """Range checks that types alone cannot express: (key, why) per problem."""
+    positive = ["epochs", "batch_size", "embedding_dim", "hidden_width", "rnn_units",
+                "min_category_count", "max_categories", "text_min_count",
+                "text_max_vocabulary", "text_max_tokens"]
+    problems = [(k, "must be at least 1") for k in positive if getattr(config, k) < 1]
+    non_negative = ["early_stopping_patience", "hidden_layers", "cross_layers"]
+    problems += [(k, "must not be negative") for k in non_negative if getattr(config, k) < 0]
+    if not config.learning_rate > 0:
+        problems.append(("learning_rate", "must be positive"))
+    if not 0 < config.subsample <= 1:
+        problems.append(("subsample", "must be in (0, 1]"))
+    if not 0 < config.test_fraction < 1:
+        problems.append(("test_fraction", "must be in (0, 1)"))
+    if not 0 <= config.dropout < 1:
+        problems.append(("dropout", "must be in [0, 1)"))
+    if config.optimizer not in ("adam", "lazy_adam"):
+        problems.append(("optimizer", "must be 'adam' or 'lazy_adam'"))
+    problems += _column_problems(config)
+    return problems
+
+
+def _column_problems(config: NetConfig) -> list[tuple[str, str]]:
+    if not config.categorical_columns and not config.numeric_columns and not config.text_column:
+        return [("categorical_columns", "no feature columns at all (also numeric_columns and text_column are empty)")]
+    seen: dict[str, str] = {}
+    problems = []
+    for key in ("label_column", "categorical_columns", "numeric_columns", "text_column"):
+        value = getattr(config, key)
+        for column in value if isinstance(value, tuple) else [value] if value else []:
+            if column in seen:
+                problems.append((key, f"column '{column}' is also in {seen[column]}"))
+            seen[column] = key
+    return problems
+
+
+def describe_keys() -> str:
+    """One line per key: name, type, default, what it does (for `python -m trainer keys`)."""
+    lines = []
+    for key, f in KEYS.items():
+        default = _jsonable(f.default)
+        lines.append(f"{key:<24} {_type_name(key_type(key)):<18} {json.dumps(default):<28} {f.metadata['help']}")
+    return "\n".join(lines)

@@ -1,0 +1,24 @@
+"""Errors a user can cause and fix: each one ends a command as a single line.
+
+Anything else that escapes is a bug and keeps its traceback.
+"""
+
+
+class TrainerError(Exception):
+    """A problem with the user's input or environment; the message says what to do."""
+
+
+class ConfigError(TrainerError):
+    """An unknown key, a wrong type or a bad value at some config level."""
+
+
+class DatasetError(TrainerError):
+    """A dataset file that cannot be read as the config describes it."""
+
+
+class TrainingDivergedError(TrainerError):
+    """The loss became NaN; retrying with the same config would diverge again."""
+
+
+class PackageError(TrainerError):
+    """A run package that is missing, incomplete or not a package at all."""

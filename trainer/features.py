@@ -1,0 +1,184 @@
+"""Preprocessing: vocabularies fitted on the training split, and the encoding
+of any DataFrame (training, test or raw rows to score) into model inputs.
+
+Rules, the same at training and at scoring time:
+- categorical: index 0 is the out-of-vocabulary row, shared by values rarer
+  than `min_category_count` in the training split, values never seen, and
+  nulls; the rest are numbered by descending frequency, capped at
+  `max_categories`. The vocabulary size (cardinality) sizes the embedding.
+- numeric: standardised with the training split's mean and standard
+  deviation; a missing number becomes the mean (0 after standardising).
+- text: spaCy's rule-based English tokenizer (`spacy.blank("en")`, no model
+  download), lower-cased, punctuation dropped; token 0 pads, token 1 is
+  out-of-vocabulary. Each distinct title is tokenized once: titles repeat
+  with their items, so 1M rows hold far fewer distinct titles.
+
+Everything is vectorised over the categorical codes pandas already holds; the
+fitted `Preprocessor` is plain JSON and travels inside the package.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainer.config import NetConfig
+
+OOV_INDEX = 0
+PAD_TOKEN, OOV_TOKEN = 0, 1
+NUMERIC_INPUT = "numeric_features"
+TEXT_INPUT = "text_tokens"
+# spaCy's tokenizer caches 10,000 chunks by default; a title dataset has tens
+# of thousands of distinct words, and evicting them costs a re-tokenize each.
+TOKENIZER_CACHE_ENTRIES = 1_000_000
+
+
+@dataclass(frozen=True)
+class DatasetShapes:
+    """What a network builder needs to know about its inputs."""
+
+    categorical_cardinalities: dict[str, int]
+    numeric_features: tuple[str, ...]
+    text_vocabulary_size: int
+    text_sequence_length: int
+
+    @property
+    def has_text(self) -> bool:
+        return self.text_sequence_length > 0
+
+
+@dataclass
+class Preprocessor:
+    """Fitted vocabularies and statistics; `encode` turns rows into model inputs."""
+
+    categorical_columns: tuple[str, ...]
+    numeric_columns: tuple[str, ...]
+    text_column: str
+    vocabularies: dict[str, list[str]] = field(default_factory=dict)
+    numeric_mean: list[float] = field(default_factory=list)
+    numeric_std: list[float] = field(default_factory=list)
+    token_vocabulary: list[str] = field(default_factory=list)
+    sequence_length: int = 0
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, config: NetConfig) -> Preprocessor:
+        pre = cls(config.categorical_columns, config.numeric_columns, config.text_column)
+        for column in pre.categorical_columns:
+            pre.vocabularies[column] = _fit_vocabulary(
+                train[column].value_counts(sort=False), config.min_category_count, config.max_categories
+            )
+        if pre.numeric_columns:
+            pre.numeric_mean, pre.numeric_std = _fit_standardisation(train, pre.numeric_columns)
+        if pre.text_column:
+            pre.token_vocabulary, pre.sequence_length = _fit_tokens(train[pre.text_column], config)
+        return pre
+
+    def shapes(self) -> DatasetShapes:
+        return DatasetShapes(
+            categorical_cardinalities={c: len(v) + 1 for c, v in self.vocabularies.items()},
+            numeric_features=self.numeric_columns,
+            text_vocabulary_size=len(self.token_vocabulary) + 2 if self.text_column else 0,
+            text_sequence_length=self.sequence_length,
+        )
+
+    def encode(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Model inputs by input name: int32 ids, float32 numbers, int32 token ids."""
+        inputs = {c: _encode_categorical(frame[c], self.vocabularies[c]) for c in self.categorical_columns}
+        if self.numeric_columns:
+            inputs[NUMERIC_INPUT] = self._encode_numeric(frame)
+        if self.text_column:
+            inputs[TEXT_INPUT] = self._encode_text(frame[self.text_column])
+        return inputs
+
+    def _encode_numeric(self, frame: pd.DataFrame) -> np.ndarray:
+        values = np.stack([frame[c].to_numpy(np.float32) for c in self.numeric_columns], axis=1)
+        standardised = (values - np.float32(self.numeric_mean)) / np.float32(self.numeric_std)
+        return np.nan_to_num(standardised, nan=0.0).astype(np.float32)
+
+    def _encode_text(self, titles: pd.Series) -> np.ndarray:
+        categories, codes = _categories_and_codes(titles)
+        token_index = {token: i for i, token in enumerate(self.token_vocabulary, start=OOV_TOKEN + 1)}
+        per_title = np.zeros((len(categories) + 1, self.sequence_length), np.int32)
+        for row, tokens in enumerate(tokenize(categories)):
+            ids = [token_index.get(t, OOV_TOKEN) for t in tokens[: self.sequence_length]]
+            per_title[row, : len(ids)] = ids
+        # Code -1 (a null title) picks the all-padding last row.
+        return per_title[codes]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> Preprocessor:
+        data = dict(data)
+        for key in ("categorical_columns", "numeric_columns"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def _fit_vocabulary(counts: pd.Series, min_count: int, max_size: int) -> list[str]:
+    kept = counts[counts >= min_count]
+    # Ties broken by value, so the same data always gives the same indices.
+    ordered = sorted(zip(kept.to_numpy(), kept.index.astype(str)), key=lambda cv: (-cv[0], cv[1]))
+    return [value for _, value in ordered[:max_size]]
+
+
+def _fit_standardisation(train: pd.DataFrame, columns: tuple[str, ...]) -> tuple[list[float], list[float]]:
+    values = train[list(columns)].astype(np.float64)
+    mean = values.mean().fillna(0.0)
+    std = values.std(ddof=0).fillna(1.0).replace(0.0, 1.0)
+    return mean.tolist(), std.tolist()
+
+
+def _fit_tokens(titles: pd.Series, config: NetConfig) -> tuple[list[str], int]:
+    categories, codes = _categories_and_codes(titles)
+    rows_per_title = np.bincount(codes[codes >= 0], minlength=len(categories))
+    counts: Counter[str] = Counter()
+    longest = 1
+    for tokens, rows in zip(tokenize(categories), rows_per_title):
+        if rows:
+            longest = max(longest, len(tokens))
+            for token in tokens:
+                counts[token] += int(rows)
+    kept = [(c, t) for t, c in counts.items() if c >= config.text_min_count]
+    kept.sort(key=lambda ct: (-ct[0], ct[1]))
+    vocabulary = [t for _, t in kept[: config.text_max_vocabulary]]
+    return vocabulary, min(longest, config.text_max_tokens)
+
+
+def _encode_categorical(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
+    categories, codes = _categories_and_codes(values)
+    # Map each distinct value once, then index by code: no per-row lookups.
+    index_of_category = pd.Index(vocabulary).get_indexer(categories.astype(str)) + 1
+    lookup = np.append(index_of_category, OOV_INDEX).astype(np.int32)
+    return lookup[codes]
+
+
+def _categories_and_codes(values: pd.Series) -> tuple[pd.Index, np.ndarray]:
+    """Distinct values and each row's position among them (-1 for null)."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype("category")
+    return values.cat.categories, values.cat.codes.to_numpy()
+
+
+def tokenize(texts: Any) -> list[list[str]]:
+    """Lower-cased word tokens of each text, punctuation and spaces dropped."""
+    tokenizer = _tokenizer()
+    return [
+        [t.lower_ for t in doc if not (t.is_punct or t.is_space)]
+        for doc in tokenizer.pipe(str(text) for text in texts)
+    ]
+
+
+@cache
+def _tokenizer() -> Any:
+    import spacy  # spaCy loads in ~1 s; only runs with a text column pay for it
+
+    tokenizer = spacy.blank("en").tokenizer
+    tokenizer.max_cache_size = TOKENIZER_CACHE_ENTRIES
+    return tokenizer

@@ -1,0 +1,118 @@
+"""Run metrics: pyformance timers and meters, the per-epoch progress line,
+and the per-epoch table drawn as `metrics.csv` and `metrics.png`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import keras
+import pandas as pd
+
+with warnings.catch_warnings():
+    # pyformance 0.4 (2017) declares a pkg_resources namespace at import.
+    warnings.simplefilter("ignore")
+    from pyformance import MetricsRegistry
+
+EPOCH_METRICS = ("loss", "auc", "logloss", "accuracy")
+
+
+class RunMetrics:
+    """A run's pyformance registry plus the wall time of each pipeline stage."""
+
+    def __init__(self) -> None:
+        self.registry = MetricsRegistry()
+        self.stage_seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        with self.registry.timer(f"stage.{name}").time():
+            yield
+        self.stage_seconds[name] = round(time.perf_counter() - started, 3)
+
+    def count(self, meter: str, n: int, seconds: float) -> None:
+        """Mark `n` events on a meter and record their rate over `seconds` as a gauge."""
+        self.registry.meter(meter).mark(n)
+        self.registry.gauge(f"{meter}_per_second").set_value(round(n / max(seconds, 1e-9), 1))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"stage_seconds": self.stage_seconds, "pyformance": self.registry.dump_metrics()}
+
+
+class EpochReport(keras.callbacks.Callback):
+    """Times each epoch into pyformance, adds its speed to the epoch's logs
+    (so the CSV has it) and prints one readable line per epoch."""
+
+    def __init__(self, run_metrics: RunMetrics, train_rows: int, epochs: int, out: TextIO) -> None:
+        super().__init__()
+        self.run_metrics, self.train_rows, self.epochs, self.out = run_metrics, train_rows, epochs, out
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        seconds = time.perf_counter() - self._started
+        self.run_metrics.registry.timer("epoch").hist.add(seconds)
+        self.run_metrics.count("examples_trained", self.train_rows, seconds)
+        logs = logs if logs is not None else {}
+        logs["epoch_seconds"] = seconds
+        logs["examples_per_second"] = self.train_rows / seconds
+        print(format_epoch_line(epoch + 1, self.epochs, logs), file=self.out, flush=True)
+
+
+def format_epoch_line(epoch: int, epochs: int, logs: dict[str, Any]) -> str:
+    def part(prefix: str) -> str:
+        return " ".join(f"{name} {logs[prefix + name]:.4f}" for name in EPOCH_METRICS if prefix + name in logs)
+
+    return (
+        f"epoch {epoch}/{epochs}  train: {part('')}  |  test: {part('val_')}  |  "
+        f"{logs['epoch_seconds']:.1f} s, {logs['examples_per_second']:,.0f} examples/s"
+    )
+
+
+def epoch_table(keras_csv: Path) -> pd.DataFrame:
+    """The CSVLogger's rows, one per finished epoch, with train_/test_ names.
+
+    A run resumed after a kill may have logged an epoch twice (the row is
+    written before the backup); the last row of each epoch wins.
+    """
+    table = pd.read_csv(keras_csv).drop_duplicates("epoch", keep="last").sort_values("epoch")
+    table["epoch"] = table["epoch"] + 1
+
+    def rename(name: str) -> str:
+        if name.startswith("val_"):
+            return "test_" + name[4:]
+        return f"train_{name}" if name in EPOCH_METRICS else name
+
+    table = table.rename(columns=rename).reset_index(drop=True)
+    ordered = ["epoch"] + [f"{split}_{name}" for split in ("train", "test") for name in EPOCH_METRICS]
+    return table[[c for c in ordered if c in table] + [c for c in table if c not in ordered]]
+
+
+def plot_epochs(table: pd.DataFrame, path: Path, title: str) -> None:
+    """Train vs test curves per epoch, one panel per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, axes = plt.subplots(1, len(EPOCH_METRICS), figsize=(4 * len(EPOCH_METRICS), 3.4))
+    for axis, name in zip(axes, EPOCH_METRICS):
+        for split, style in (("train", "-o"), ("test", "--s")):
+            if f"{split}_{name}" in table:
+                axis.plot(table["epoch"], table[f"{split}_{name}"], style, label=split, markersize=3)
+        axis.set_title(name)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,33 @@
+"""From a config and the dataset's shapes to a model ready for `fit`."""
+
+from __future__ import annotations
+
+import keras
+
+from trainer.config import NetConfig
+from trainer.features import DatasetShapes
+from trainer.networks.registry import get_network
+from trainer.optimizers import LazyAdam
+
+
+def build_model_graph(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
+    """Build the configured network and compile it with the shared loss and metrics.
+
+    Every network trains with binary cross-entropy (log-loss) and reports AUC,
+    log-loss and accuracy, so runs of different networks compare directly.
+    """
+    model = get_network(config.network)(config, shapes)
+    optimizer_class = LazyAdam if config.optimizer == "lazy_adam" else keras.optimizers.Adam
+    model.compile(
+        optimizer=optimizer_class(learning_rate=config.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(name="loss"),
+        metrics=[
+            keras.metrics.AUC(name="auc", num_thresholds=1000),
+            keras.metrics.BinaryCrossentropy(name="logloss"),
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+        ],
+        # The lazy optimizer's sparse updates have shapes XLA cannot compile.
+        jit_compile=config.optimizer != "lazy_adam",
+        steps_per_execution=1,
+    )
+    return model

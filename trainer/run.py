@@ -1,0 +1,187 @@
+"""The pipeline, stage by stage: what `python -m trainer train` and `score` do.
+
+    resolve config -> load dataset -> split -> fit preprocessing -> encode
+    -> build_model_graph -> fit -> evaluate -> package -> publish
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import keras
+import numpy as np
+import pandas as pd
+
+from trainer import storage
+from trainer.config import DEFAULT_DATASET, DEFAULT_OUTPUT, DEFAULT_VARIANTS_FILE, ResolvedConfig, resolve_config
+from trainer.dataset import DatasetSource, load_dataset, split_dataset
+from trainer.errors import ConfigError, TrainingDivergedError
+from trainer.features import Preprocessor
+from trainer.metrics import RunMetrics, epoch_table, plot_epochs
+from trainer.networks import build_model_graph, get_network
+from trainer.packaging import MODEL_FILE, PREPROCESSING_FILE, load_package, manifest, publish_package, write_json
+from trainer.training import SplitArrays, WorkFolders, describe_device, fit_model
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What a user asks for; every field has the embedded default."""
+
+    variant: str
+    dataset: str = DEFAULT_DATASET
+    output: str = DEFAULT_OUTPUT
+    variants_file: Path = DEFAULT_VARIANTS_FILE
+    environ: Mapping[str, str] | None = None  # None: the process environment
+    require_gpu: bool = False
+
+
+@dataclass
+class TrainResult:
+    package_uri: str
+    run_id: str
+    model: keras.Model
+    preprocessor: Preprocessor
+    epochs: pd.DataFrame
+    test_metrics: dict[str, float]
+
+
+def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
+    """Run the whole pipeline and publish one package; returns where it went."""
+    resolved = resolve_config(request.variant, request.variants_file, request.environ)
+    config = resolved.config
+    try:
+        get_network(config.network)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (network set by {resolved.sources['network']})") from None
+    device = describe_device(request.require_gpu)
+    keras.utils.set_random_seed(config.seed)
+    run_metrics = RunMetrics()
+    print(f"variant {resolved.variant} (network {config.network}) on {device}", file=out)
+
+    with run_metrics.stage("load"):
+        frame, source = load_dataset(request.dataset, config)
+    run_metrics.count("rows_loaded", source.rows_read, run_metrics.stage_seconds["load"])
+    print(f"dataset {request.dataset}: {len(frame):,} rows in {run_metrics.stage_seconds['load']:.1f} s", file=out)
+
+    with run_metrics.stage("preprocess"):
+        train_frame, test_frame = split_dataset(frame, config.test_fraction, config.seed)
+        preprocessor = Preprocessor.fit(train_frame, config)
+        train_split = _encode(preprocessor, train_frame, config.label_column)
+        test_split = _encode(preprocessor, test_frame, config.label_column)
+    run_metrics.count("rows_preprocessed", len(frame), run_metrics.stage_seconds["preprocess"])
+
+    work, run_id = _work_folder(request, resolved, source)
+    if work.completed_epochs():
+        print(f"resuming run {run_id} after epoch {work.completed_epochs()}/{config.epochs}", file=out)
+
+    with run_metrics.stage("build"):
+        model = build_model_graph(config, preprocessor.shapes())
+    try:
+        with run_metrics.stage("fit"):
+            fit_model(model, train_split, test_split, config, work, run_metrics, out)
+    except TrainingDivergedError:
+        # Resuming would only diverge again: start clean after the fix.
+        shutil.rmtree(work.root, ignore_errors=True)
+        raise
+    with run_metrics.stage("evaluate"):
+        test_metrics = model.evaluate(test_split.inputs, test_split.labels, batch_size=16384,
+                                      verbose=0, return_dict=True)
+
+    package_uri = storage.join(request.output, f"{run_id}.zip")
+    epochs = epoch_table(work.keras_csv)
+    with run_metrics.stage("package"):
+        staging = work.root / "package"
+        _stage_package(staging, model, preprocessor, resolved, epochs, run_id)
+        write_json(staging / "dataset.json", _dataset_metadata(source, frame, train_frame, test_frame,
+                                                                preprocessor, resolved))
+        write_json(staging / "manifest.json", manifest(run_id, device, run_metrics.snapshot(), {
+            "variant": resolved.variant, "test_metrics": test_metrics, "epochs_trained": len(epochs),
+        }))
+        publish_package(staging, package_uri)
+    shutil.rmtree(work.root, ignore_errors=True)
+    summary = " ".join(f"{k} {v:.4f}" for k, v in test_metrics.items())
+    print(f"package {package_uri}  (test: {summary})", file=out)
+    return TrainResult(package_uri, run_id, model, preprocessor, epochs, test_metrics)
+
+
+def _encode(preprocessor: Preprocessor, frame: pd.DataFrame, label: str) -> SplitArrays:
+    # Labels as a (rows, 1) float column, the shape of the model's output.
+    return SplitArrays(preprocessor.encode(frame), frame[label].to_numpy(np.float32).reshape(-1, 1))
+
+
+def _work_folder(request: TrainRequest, resolved: ResolvedConfig, source: DatasetSource) -> tuple[WorkFolders, str]:
+    """The same config on the same data is the same run: it finds its earlier work."""
+    identity = json.dumps({"config": resolved.to_json_dict()["keys"], "data": source.sha256}, sort_keys=True)
+    key = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    work = WorkFolders(storage.work_folder(request.output) / f"{resolved.variant}-{key}")
+    run_file = work.root / "run.json"
+    if run_file.exists():
+        return work, json.loads(run_file.read_text())["run_id"]
+    run_id = f"{resolved.variant}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{key[:6]}"
+    write_json(run_file, {"run_id": run_id})
+    return work, run_id
+
+
+def _stage_package(staging: Path, model: keras.Model, preprocessor: Preprocessor, resolved: ResolvedConfig,
+                   epochs: pd.DataFrame, run_id: str) -> None:
+    (staging / "model").mkdir(parents=True, exist_ok=True)
+    model.save(staging / MODEL_FILE)
+    write_json(staging / PREPROCESSING_FILE, preprocessor.to_json_dict())
+    write_json(staging / "config.json", resolved.to_json_dict())
+    epochs.to_csv(staging / "metrics.csv", index=False)
+    plot_epochs(epochs, staging / "metrics.png", title=run_id)
+    work_tensorboard = staging.parent / "tensorboard"
+    if work_tensorboard.exists():
+        shutil.copytree(work_tensorboard, staging / "tensorboard", dirs_exist_ok=True)
+
+
+def _dataset_metadata(source: DatasetSource, frame: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame,
+                      preprocessor: Preprocessor, resolved: ResolvedConfig) -> dict[str, Any]:
+    config = resolved.config
+    shapes = preprocessor.shapes()
+    return {
+        "source": source.uri,
+        "files": list(source.files),
+        "sha256": source.sha256,
+        "size_bytes": source.size_bytes,
+        "rows_read": source.rows_read,
+        "rows": len(frame),
+        "subsample": config.subsample,
+        "split": {"train": len(train), "test": len(test), "test_fraction": config.test_fraction,
+                  "seed": config.seed},
+        "schema": {column: str(dtype) for column, dtype in frame.dtypes.items()},
+        "label": config.label_column,
+        "label_rate": {"all": float(frame[config.label_column].mean()),
+                       "train": float(train[config.label_column].mean()),
+                       "test": float(test[config.label_column].mean())},
+        "categorical_cardinalities": shapes.categorical_cardinalities,
+        "distinct_values": {c: int(frame[c].nunique()) for c in config.categorical_columns},
+        "text": {"column": config.text_column, "vocabulary_size": shapes.text_vocabulary_size,
+                 "sequence_length": shapes.text_sequence_length},
+    }
+
+
+def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sys.stdout) -> int:
+    """Score raw rows with a package; writes NDJSON {id, score} lines. Returns the row count."""
+    package = load_package(package_uri)
+    config = dataclasses.replace(package.config, subsample=1.0)
+    frame, _ = load_dataset(input_uri, config, with_label=False)
+    scores = package.score(frame)
+    result = pd.DataFrame({"score": scores})
+    if config.id_column and frame.get(config.id_column) is not None and frame[config.id_column].notna().any():
+        result.insert(0, config.id_column, frame[config.id_column].to_numpy())
+    text = result.to_json(orient="records", lines=True)
+    if output:
+        Path(output).write_text(text)
+    else:
+        out.write(text)
+    return len(result)

@@ -1,0 +1,62 @@
+"""Sanity training: every shipped variant, a few epochs on the 2K sample.
+
+What `fab test_sanity` (and Jenkins) runs after any change: each variant must
+train, its loss must go down, and its package must be complete and score its
+own rows with valid probabilities.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import zipfile
+from typing import TextIO
+
+import numpy as np
+
+from trainer.config import DEFAULT_DATASET, DEFAULT_VARIANTS_FILE, ENV_PREFIX, load_variants
+from trainer.dataset import load_dataset
+from trainer.packaging import REQUIRED_FILES, load_package
+from trainer.run import TrainRequest, TrainResult, train
+
+# Level-3 overrides, the same mechanism a user has: short, small-batch runs.
+SANITY_OVERRIDES = {f"{ENV_PREFIX}EPOCHS": "3", f"{ENV_PREFIX}BATCH_SIZE": "128"}
+
+
+def run_sanity(output: str, dataset: str = DEFAULT_DATASET, out: TextIO = sys.stdout) -> list[str]:
+    """Train and check every variant; returns the variants that failed."""
+    failed, lines = [], []
+    for variant in load_variants(DEFAULT_VARIANTS_FILE):
+        started = time.perf_counter()
+        result = train(TrainRequest(variant, dataset, output, environ={**os.environ, **SANITY_OVERRIDES}), out)
+        problems = package_problems(result, dataset)
+        losses = result.epochs["train_loss"]
+        lines.append(
+            f"{variant:<10} {'ok' if not problems else 'FAILED':<7} train loss {losses.iloc[0]:.4f} -> "
+            f"{losses.iloc[-1]:.4f}  test auc {result.test_metrics['auc']:.3f}  "
+            f"{time.perf_counter() - started:5.1f} s  {'; '.join(problems)}"
+        )
+        if problems:
+            failed.append(variant)
+    print("\nsanity training on " + dataset, *lines, sep="\n", file=out)
+    return failed
+
+
+def package_problems(result: TrainResult, dataset: str) -> list[str]:
+    """What is wrong with a sanity run's package, in words (empty when fine)."""
+    problems = []
+    losses = result.epochs["train_loss"]
+    if not losses.iloc[-1] < losses.iloc[0]:
+        problems.append("the training loss did not go down")
+    with zipfile.ZipFile(result.package_uri) as archive:
+        names = archive.namelist()
+    problems += [f"{name} missing from the package" for name in REQUIRED_FILES if name not in names]
+    if not any("tfevents" in name for name in names):
+        problems.append("no TensorBoard event files in the package")
+    package = load_package(result.package_uri)
+    frame, _ = load_dataset(dataset, package.config, with_label=False)
+    scores = package.score(frame)
+    if not (np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()):
+        problems.append("scores outside [0, 1]")
+    return problems

@@ -1,0 +1,110 @@
+"""One file API for datasets and packages, chosen by the URI's scheme.
+
+Training code calls `expand`, `local_copy` and `publish` and never asks where a
+file lives. Local paths (and `file://`) are served here; other schemes (such
+as `gs://`) register a backend with `register_backend`, and nothing else in the
+trainer changes.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from trainer.errors import TrainerError
+
+
+class StorageBackend(Protocol):
+    def expand(self, uri: str) -> list[str]:
+        """The files a URI names: itself, or the shards a `*` pattern matches, sorted."""
+
+    def local_copy(self, uri: str) -> Path:
+        """A local path holding the file's bytes (the file itself where it is local)."""
+
+    def publish(self, local_file: Path, uri: str) -> None:
+        """Put a finished file at `uri` all at once: readers see all of it or nothing."""
+
+    def work_folder(self, output_uri: str) -> Path:
+        """A local folder for a run's working files (kept across a kill, for resuming)."""
+
+
+class LocalBackend:
+    def expand(self, uri: str) -> list[str]:
+        path = _local_path(uri)
+        if glob.has_magic(str(path)):
+            matches = sorted(glob.glob(str(path)))
+            if not matches:
+                raise TrainerError(f"no files match {uri}")
+            return matches
+        if not path.is_file():
+            raise TrainerError(f"{uri}: no such file; check the path or pass --dataset PATH")
+        return [str(path)]
+
+    def local_copy(self, uri: str) -> Path:
+        return _local_path(uri)
+
+    def publish(self, local_file: Path, uri: str) -> None:
+        target = _local_path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A hidden temporary name in the same folder, then one rename: the
+        # package appears whole or not at all, even if this process dies.
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            shutil.copyfile(local_file, partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+    def work_folder(self, output_uri: str) -> Path:
+        return _local_path(output_uri) / ".work"
+
+
+def _local_path(uri: str) -> Path:
+    return Path(urlparse(uri).path if uri.startswith("file://") else uri)
+
+
+_BACKENDS: dict[str, StorageBackend] = {"": LocalBackend(), "file": LocalBackend()}
+
+
+def register_backend(scheme: str, backend: StorageBackend) -> None:
+    _BACKENDS[scheme] = backend
+
+
+def backend_for(uri: str) -> StorageBackend:
+    scheme = scheme_of(uri)
+    if scheme not in _BACKENDS:
+        known = ", ".join(f"{s}://" for s in _BACKENDS if s) + " or a local path"
+        raise TrainerError(f"{uri}: unsupported storage scheme '{scheme}://'; use {known}")
+    return _BACKENDS[scheme]
+
+
+def scheme_of(uri: str) -> str:
+    # One-letter "schemes" are Windows drive letters, i.e. local paths.
+    scheme = urlparse(uri).scheme
+    return "" if len(scheme) <= 1 else scheme
+
+
+def expand(uri: str) -> list[str]:
+    return backend_for(uri).expand(uri)
+
+
+def local_copy(uri: str) -> Path:
+    return backend_for(uri).local_copy(uri)
+
+
+def publish(local_file: Path, uri: str) -> None:
+    backend_for(uri).publish(local_file, uri)
+
+
+def work_folder(output_uri: str) -> Path:
+    return backend_for(output_uri).work_folder(output_uri)
+
+
+def join(base_uri: str, name: str) -> str:
+    return f"{base_uri.rstrip('/')}/{name}"

@@ -1,0 +1,140 @@
+"""Fit a compiled model with Keras callbacks: per-epoch train/test metrics,
+TensorBoard, optional early stopping, a NaN guard and resumability.
+
+Resuming: Keras' `BackupAndRestore` saves the weights, optimizer state and
+epoch number after every epoch into the run's work folder; a run started
+again with the same arguments finds that folder and continues from its last
+completed epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer.config import NetConfig
+from trainer.errors import TrainerError, TrainingDivergedError
+from trainer.metrics import EpochReport, RunMetrics
+
+EVAL_BATCH_SIZE = 16384
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """Encoded model inputs and labels of one split."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class WorkFolders:
+    """The run's local working files: kept until the package is written."""
+
+    root: Path
+
+    @property
+    def backup(self) -> Path:
+        return self.root / "backup"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def keras_csv(self) -> Path:
+        return self.root / "epochs.csv"
+
+    def completed_epochs(self) -> int:
+        """Epochs a killed earlier attempt finished (0 when starting fresh)."""
+        metadata = self.backup / "training_metadata.json"
+        return json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
+
+
+def describe_device(require_gpu: bool) -> str:
+    """The device TensorFlow will train on, in words; fails if a GPU was required but none is seen."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        if require_gpu:
+            raise TrainerError(
+                "a GPU was asked for (--gpu) but TensorFlow sees none: check `nvidia-smi` and that the "
+                "CUDA build of TensorFlow is installed, or drop --gpu to train on the CPU"
+            )
+        return f"CPU ({os.cpu_count()} cores)"
+    name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "unknown model")
+    return f"GPU:0 ({name})" + (f" and {len(gpus) - 1} more" if len(gpus) > 1 else "")
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops the run with a clear message the moment the loss is NaN or infinite."""
+
+    def __init__(self, config: NetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDivergedError(
+                f"training diverged: loss became {float(loss)} in epoch {self._epoch + 1}, batch {batch + 1}; "
+                f"lower learning_rate (now {self.config.learning_rate}) or check the numeric columns "
+                f"for extreme values"
+            )
+
+
+def fit_model(
+    model: keras.Model,
+    train: SplitArrays,
+    test: SplitArrays,
+    config: NetConfig,
+    work: WorkFolders,
+    run_metrics: RunMetrics,
+    out: TextIO,
+) -> keras.callbacks.History:
+    """Train for `config.epochs` (resuming a killed attempt), reporting each epoch."""
+    callbacks: list[keras.callbacks.Callback] = [
+        DivergenceGuard(config),
+        EpochReport(run_metrics, len(train), config.epochs, out),
+        # The CSV row is written before the backup: a kill between the two
+        # repeats an epoch's row (deduplicated later) instead of losing it.
+        keras.callbacks.CSVLogger(str(work.keras_csv), append=True),
+        keras.callbacks.TensorBoard(log_dir=str(work.tensorboard), write_graph=False, profile_batch=0),
+        keras.callbacks.BackupAndRestore(str(work.backup), double_checkpoint=True),
+    ]
+    if config.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    return model.fit(
+        train.inputs,
+        train.labels,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=(test.inputs, test.labels),
+        validation_batch_size=EVAL_BATCH_SIZE,
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=0,
+    )
+
+
+def predict(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Click probabilities, one per row, as float32."""
+    return model.predict(inputs, batch_size=EVAL_BATCH_SIZE, verbose=0).reshape(-1)
