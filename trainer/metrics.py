@@ -20,6 +20,8 @@ with warnings.catch_warnings():
     from pyformance import MetricsRegistry
 
 EPOCH_METRICS = ("loss", "auc", "logloss", "accuracy")
+# loss and logloss are equal without regularisation: the line shows one of them.
+LINE_METRICS = ("loss", "auc", "accuracy")
 
 
 class RunMetrics:
@@ -69,7 +71,7 @@ class EpochReport(keras.callbacks.Callback):
 
 def format_epoch_line(epoch: int, epochs: int, logs: dict[str, Any]) -> str:
     def part(prefix: str) -> str:
-        return " ".join(f"{name} {logs[prefix + name]:.4f}" for name in EPOCH_METRICS if prefix + name in logs)
+        return " ".join(f"{name} {logs[prefix + name]:.4f}" for name in LINE_METRICS if prefix + name in logs)
 
     return (
         f"epoch {epoch}/{epochs}  train: {part('')}  |  test: {part('val_')}  |  "

@@ -1,0 +1,32 @@
+# Set-up and the two everyday commands. Everything runs from .venv, made here.
+#   make train   train deep_v1 on the embedded defaults (data/sample_2k.json -> runs/)
+#   make test    the test suite (what CI runs)
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+
+.PHONY: setup train test sanity lint bench
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+train: setup
+	$(VENV)/bin/fab train --variant deep_v1 --local
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/fab test
+
+sanity: setup
+	$(VENV)/bin/fab test_sanity
+
+bench: setup
+	$(VENV)/bin/python bench/bench_load.py
+	$(VENV)/bin/python bench/bench_preprocess.py
+	$(VENV)/bin/python bench/bench_train.py
+	$(VENV)/bin/python bench/bench_score.py

@@ -1,0 +1,61 @@
+"""Loading 1M rows of NDJSON into the training DataFrame, against pandas' default.
+
+    python bench/bench_load.py [--rows 1000000]
+
+Each loader runs in a fresh interpreter so its peak memory is its own.
+Targets (issue 2): at least 5x faster than `pandas.read_json(lines=True)`,
+peak memory growth at most 2.5x the file's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import dataset, run_isolated, save
+
+MEASURE = """
+import json, time
+from common import peak_rss_mb, rss_mb
+{imports}
+before = rss_mb()
+started = time.perf_counter()
+{load}
+seconds = time.perf_counter() - started
+print(json.dumps({{"seconds": seconds, "peak_growth_mb": peak_rss_mb() - before, "rows": len(frame)}}))
+"""
+
+LOADERS = {
+    "pandas.read_json(lines=True)": ("import pandas as pd", "frame = pd.read_json(PATH, lines=True)"),
+    "trainer.dataset.load_dataset": (
+        "from trainer.config import NetConfig\nfrom trainer.dataset import load_dataset",
+        "frame, _ = load_dataset(PATH, NetConfig())",
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    path = dataset(args.rows)
+    size_mb = path.stat().st_size / 2**20
+    results = {}
+    for name, (imports, load) in LOADERS.items():
+        code = "import sys; sys.path.insert(0, 'bench')\n" + MEASURE.format(
+            imports=imports, load=load.replace("PATH", repr(str(path)))
+        )
+        results[name] = run_isolated(code)
+        print(f"{name:<32} {results[name]['seconds']:6.2f} s  peak +{results[name]['peak_growth_mb']:7.0f} MB")
+    baseline, ours = results["pandas.read_json(lines=True)"], results["trainer.dataset.load_dataset"]
+    save("load", {
+        "rows": args.rows,
+        "file_mb": round(size_mb, 1),
+        "loaders": results,
+        "speedup": round(baseline["seconds"] / ours["seconds"], 2),
+        "peak_growth_over_file_size": round(ours["peak_growth_mb"] / size_mb, 2),
+        "baseline_peak_growth_over_file_size": round(baseline["peak_growth_mb"] / size_mb, 2),
+    })
+
+
+if __name__ == "__main__":
+    main()
