@@ -74,6 +74,9 @@ N_PUBLISHERS = 2_000
 N_ITEMS = 200_000
 PUBLISHER_ZIPF = 1.1
 ITEM_ZIPF = 0.9
+CATEGORY_ZIPF = 0.6  # a few big sections (sports, finance), many niche ones
+# Not every widget has 12 slots, so later positions are served less often.
+POSITION_SERVING_DECAY = 0.12
 ID_DIGITS = 10
 POSITIONS = 12
 MIN_TITLE_WORDS, MAX_TITLE_WORDS = 4, 12
@@ -249,9 +252,8 @@ def generate(rows: int, path: Path, seed: int = 0) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m trainer.synthetic", description=__doc__.splitlines()[0]
-    )
+    """Command line: `python -m trainer.synthetic --rows N [--seed S] --out FILE`."""
+    parser = argparse.ArgumentParser(prog="python -m trainer.synthetic", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, required=True, help="number of impressions")
     parser.add_argument("--seed", type=int, default=0, help="picks the impressions drawn")
     parser.add_argument("--out", type=Path, required=True, help="NDJSON file to write")
@@ -292,7 +294,7 @@ def _chunk_frame(seed: int, index: int, start: int, stop: int) -> pd.DataFrame:
 @cache
 def _world() -> World:
     rng = np.random.default_rng(WORLD_SEED)
-    category = _zipf_codes(rng, len(CATEGORIES), N_ITEMS, exponent=0.6)
+    category = _draw(rng, _zipf_cdf(len(CATEGORIES), CATEGORY_ZIPF), N_ITEMS)
     titles, title_effect = _titles(rng, category)
     world = World(
         publisher_cdf=_zipf_cdf(N_PUBLISHERS, PUBLISHER_ZIPF),
@@ -311,7 +313,7 @@ def _world() -> World:
         platform_hour=_platform_hour(),
         platform_position=_platform_position(),
         hour_cdf=_cdf(_diurnal_weights()),
-        position_cdf=_cdf(np.exp(-0.12 * np.arange(POSITIONS))),
+        position_cdf=_cdf(np.exp(-POSITION_SERVING_DECAY * np.arange(POSITIONS))),
         bias=0.0,
     )
     return _calibrated(world, np.random.default_rng([WORLD_SEED, 1]))
@@ -340,13 +342,10 @@ def _cdf(weights: FloatArray) -> FloatArray:
 
 
 def _draw(rng: np.random.Generator, cdf: FloatArray, n: int) -> IntArray:
-    # Inverse-CDF sampling: one uniform and one binary search per row.
+    # Inverse-CDF sampling: one uniform and one binary search per row, far
+    # cheaper than Generator.choice(p=...) re-validating p on every call.
     codes = np.searchsorted(cdf, rng.random(n), side="right")
     return np.minimum(codes, len(cdf) - 1).astype(np.int64)
-
-
-def _zipf_codes(rng: np.random.Generator, n: int, size: int, exponent: float) -> IntArray:
-    return _draw(rng, _zipf_cdf(n, exponent), size)
 
 
 def _centred(table: FloatArray) -> FloatArray:
@@ -395,8 +394,12 @@ def _vocabulary() -> tuple[list[str], dict[str, slice]]:
     for name, group in groups.items():
         where[name] = slice(len(words), len(words) + len(group))
         words += group
+    # Word effects are per word, and topical words are found by category
+    # number times group width: both break if the lists drift.
     if len(set(words)) != len(words):
         raise AssertionError("title word groups must not share words")
+    if len({_width(where[name]) for name in CATEGORIES}) != 1:
+        raise AssertionError("every category needs the same number of title words")
     return words, where
 
 
@@ -443,8 +446,8 @@ def _title_slots(rng: np.random.Generator, category: IntArray, where: dict[str, 
     ]
     slots = np.full((n, MAX_TITLE_WORDS), -1, dtype=np.int64)
     filled = np.zeros(n, dtype=np.int64)
-    for count, base, size in groups:
-        base = np.broadcast_to(base, n)
+    for count, first_word, size in groups:
+        base = np.broadcast_to(first_word, n)
         for j, word in enumerate(_distinct_picks(rng, n, size, int(count.max(initial=0)))):
             rows = np.flatnonzero(j < count)
             slots[rows, filled[rows]] = base[rows] + word[rows]
@@ -520,9 +523,7 @@ def _row_ids(seed: int, start: int, stop: int) -> pa.Array:
     return _join(f"imp-{seed}-", pc.utf8_lpad(numbers, ID_DIGITS, "0"))
 
 
-def _to_frame(
-    world: World, imp: Impressions, clicks: NDArray[np.bool_], row_ids: pa.Array
-) -> pd.DataFrame:
+def _to_frame(world: World, imp: Impressions, clicks: NDArray[np.bool_], row_ids: pa.Array) -> pd.DataFrame:
     tables = _string_tables()
     hour = imp.hour
     columns = {
@@ -612,9 +613,7 @@ def _string_bytes(array: pa.Array) -> memoryview:
     # the end of each line the whole file chunk is one slice of that buffer.
     if len(array) == 0:
         return memoryview(b"")
-    offsets = np.frombuffer(
-        array.buffers()[1], dtype=np.int64, count=len(array) + 1, offset=array.offset * 8
-    )
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64, count=len(array) + 1, offset=array.offset * 8)
     return memoryview(array.buffers()[2])[offsets[0] : offsets[-1]]
 
 
