@@ -80,16 +80,16 @@ def load_dataset(
     """Read every file the URI names (one file or `*` shards) into one DataFrame."""
     roles = ColumnRoles.of(config, with_label=with_label)
     files = storage.expand(uri)
-    tables, digest, size = [], hashlib.sha256(), 0
+    tables, digest, size, rows_read = [], hashlib.sha256(), 0, 0
     for index, file_uri in enumerate(files):
         path = storage.local_copy(file_uri)
         size += _hash_into(digest, path)
-        table = _read_table(path, roles)
-        tables.append(_subsample(table, config.subsample, seed=config.seed + index))
+        table, file_rows = _read_table(path, roles, config.subsample, seed=config.seed + index)
+        tables.append(table)
+        rows_read += file_rows
     table = pa.concat_tables(tables, promote_options="permissive")
-    rows_read = sum(t.num_rows for t in tables)
     if table.num_rows == 0:
-        raise DatasetError(f"{uri}: subsample={config.subsample} kept no rows; raise it")
+        raise DatasetError(f"{uri}: subsample={config.subsample} kept none of {rows_read} rows; raise it")
     frame = _to_frame(table, roles, uri)
     return frame, DatasetSource(uri, tuple(files), digest.hexdigest(), size, rows_read)
 
@@ -104,21 +104,28 @@ def _hash_into(digest: Any, path: Path) -> int:
     return size
 
 
-def _read_table(path: Path, roles: ColumnRoles) -> pa.Table:
+def _read_table(path: Path, roles: ColumnRoles, subsample: float, seed: int) -> tuple[pa.Table, int]:
+    """The file's configured columns, keeping a seeded `subsample` of the rows
+    block by block (so memory holds only the kept rows); also the rows read."""
     schema = _schema_from_first_lines(path, roles)
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    keep = np.random.default_rng(seed)
+    batches, rows_read = [], 0
     try:
-        table = pj.read_json(path, read_options=pj.ReadOptions(block_size=READ_BLOCK_BYTES),
-                             parse_options=options)
+        for batch in pj.open_json(path, read_options=pj.ReadOptions(block_size=READ_BLOCK_BYTES),
+                                  parse_options=options):
+            rows_read += batch.num_rows
+            batches.append(batch if subsample >= 1 else batch.filter(keep.random(batch.num_rows) < subsample))
     except pa.ArrowInvalid as exc:
         raise DatasetError(_locate_bad_line(path, schema) or f"{path}: {exc}") from None
+    table = pa.Table.from_batches(batches, schema=schema)
     missing = [c for c in roles.required() if table.column(c).null_count == table.num_rows]
-    if missing:
+    if missing and table.num_rows:
         raise DatasetError(
             f"{path}: column(s) {', '.join(missing)} missing (the config's columns; "
             f"point the variant's *_columns keys at this file's columns)"
         )
-    return table
+    return table, rows_read
 
 
 def _schema_from_first_lines(path: Path, roles: ColumnRoles) -> pa.Schema:
@@ -185,13 +192,6 @@ def _json_fits(value: Any, arrow_type: pa.DataType) -> bool:
 
 def _kind(arrow_type: pa.DataType) -> str:
     return "strings" if pa.types.is_string(arrow_type) else f"{arrow_type} values"
-
-
-def _subsample(table: pa.Table, fraction: float, seed: int) -> pa.Table:
-    if fraction >= 1.0:
-        return table
-    keep = np.random.default_rng(seed).random(table.num_rows) < fraction
-    return table.filter(pa.array(keep))
 
 
 def _to_frame(table: pa.Table, roles: ColumnRoles, uri: str) -> pd.DataFrame:
