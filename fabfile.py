@@ -9,12 +9,22 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from fabric import task
 from invoke import Context, Exit
 
+from trainer import import_tensorflow_quietly
 from trainer.config import DEFAULT_DATASET, DEFAULT_OUTPUT
+
+
+def _pipeline() -> ModuleType:
+    """trainer.run, with TensorFlow's native start-up lines silenced."""
+    import_tensorflow_quietly()
+    from trainer import run
+
+    return run
 
 
 def _user_errors_exit(action: Callable[[], Any]) -> Any:
@@ -47,10 +57,8 @@ def train(
     """
     if not local:
         raise Exit("error: training in the Docker image is not available yet; add --local to train in this process")
-    from trainer.run import TrainRequest
-    from trainer.run import train as run_training
-
-    _user_errors_exit(lambda: run_training(TrainRequest(variant, dataset, output, require_gpu=gpu)))
+    run = _pipeline()
+    _user_errors_exit(lambda: run.train(run.TrainRequest(variant, dataset, output, require_gpu=gpu)))
 
 
 @task(help={"output": "where the sanity packages go (default: runs/sanity)"})
@@ -59,6 +67,7 @@ def test_sanity(c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity") -> None:
 
     Fails unless every package is complete, scores its own rows, and its training loss went down.
     """
+    _pipeline()
     from trainer.sanity import run_sanity
 
     failures = _user_errors_exit(lambda: run_sanity(output))
@@ -75,9 +84,8 @@ def test_sanity(c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity") -> None:
 )
 def score(c: Context, package: str, input: str, output: str = "") -> None:
     """Score raw JSON rows with a trained package, preprocessing them exactly as in training."""
-    from trainer.run import score as run_scoring
-
-    rows = _user_errors_exit(lambda: run_scoring(package, input, output or None))
+    run = _pipeline()
+    rows = _user_errors_exit(lambda: run.score(package, input, output or None))
     if output:
         print(f"scored {rows:,} rows into {output}")
 
