@@ -47,10 +47,14 @@ class NetConfig:
     # What to train.
     network: str = _key("deep_v1", "registered network architecture (see trainer/networks/)")
     epochs: int = _key(8, "passes over the training split")
-    batch_size: int = _key(4096, "examples per gradient step; large batches keep 2 CPU cores busy")
+    batch_size: int = _key(
+        0, "examples per gradient step; 0 = auto: 1/16 of the training rows, between 64 and 8192"
+    )
     learning_rate: float = _key(0.003, "Adam step size")
     optimizer: str = _key("lazy_adam", "lazy_adam (updates only the embedding rows a batch touches) or adam")
-    early_stopping_patience: int = _key(0, "stop after this many epochs without a better test AUC; 0 = off")
+    early_stopping_patience: int = _key(
+        2, "stop after this many epochs without a better test AUC (keeping the best weights); 0 = off"
+    )
     seed: int = _key(42, "seeds the split, the weights and the shuffling")
 
     # The dataset's schema: a dataset with other columns needs only a new variant.
@@ -252,11 +256,11 @@ def _type_name(tp: Any) -> str:
 
 def check_values(config: NetConfig) -> list[tuple[str, str]]:
     """Range checks that types alone cannot express: (key, why) per problem."""
-    positive = ["epochs", "batch_size", "embedding_dim", "hidden_width", "rnn_units",
+    positive = ["epochs", "embedding_dim", "hidden_width", "rnn_units",
                 "min_category_count", "max_categories", "text_min_count",
                 "text_max_vocabulary", "text_max_tokens"]
     problems = [(k, "must be at least 1") for k in positive if getattr(config, k) < 1]
-    non_negative = ["early_stopping_patience", "hidden_layers", "cross_layers"]
+    non_negative = ["batch_size", "early_stopping_patience", "hidden_layers", "cross_layers"]
     problems += [(k, "must not be negative") for k in non_negative if getattr(config, k) < 0]
     if not config.learning_rate > 0:
         problems.append(("learning_rate", "must be positive"))

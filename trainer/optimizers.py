@@ -17,10 +17,14 @@ The lazy rule differs from Adam for rows absent from a batch: their moments
 are not decayed and they do not move on momentum alone. That is the intended
 behaviour for embeddings, where rows are absent far more often than present.
 
-The sparse branch uses ``tf.unique`` to sum duplicate indices, which XLA
-cannot compile (dynamic output shape); compile models that use it with
-``jit_compile=False``. Only the TensorFlow backend produces sparse gradients;
-on other backends the class behaves as ``Adam``.
+The sparse branch sums duplicate indices with ``tf.unique``. It compiles under
+XLA but with a dynamic shape that makes it slow there, so use ``LazyAdam``
+with ``jit_compile=False`` (the default on CPU-only hosts). Measured on a
+2-core CPU for a CTR model with a 60k-row item table, it beats ``Adam``
+only at small batches (about 1.1-1.4x at batch 1024 with
+``steps_per_execution=32``); at batch 8192 ``Adam`` with XLA was faster.
+Only the TensorFlow backend produces sparse gradients; on other backends the
+class behaves as ``Adam``.
 """
 
 from __future__ import annotations
@@ -46,9 +50,7 @@ class LazyAdam(keras.optimizers.Adam):
         else:
             super().update_step(gradient, variable, learning_rate)
 
-    def _sparse_update_step(
-        self, gradient: tf.IndexedSlices, variable: Any, learning_rate: Any
-    ) -> None:
+    def _sparse_update_step(self, gradient: tf.IndexedSlices, variable: Any, learning_rate: Any) -> None:
         dtype = variable.dtype
         lr = tf.cast(learning_rate, dtype)
         local_step = tf.cast(self.iterations + 1, dtype)
@@ -61,18 +63,14 @@ class LazyAdam(keras.optimizers.Adam):
         # An embedding lookup yields one slice per looked-up id, duplicates
         # included; sum them so each touched row is updated exactly once.
         indices, positions = tf.unique(gradient.indices)
-        values = tf.math.unsorted_segment_sum(
-            tf.cast(gradient.values, dtype), positions, tf.shape(indices)[0]
-        )
+        values = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), positions, tf.shape(indices)[0])
 
         index = self._get_variable_index(variable)
         m = self._momentums[index]
         v = self._velocities[index]
 
         m_rows = beta_1 * tf.gather(m.value, indices) + (1.0 - beta_1) * values
-        v_rows = beta_2 * tf.gather(v.value, indices) + (1.0 - beta_2) * tf.square(
-            values
-        )
+        v_rows = beta_2 * tf.gather(v.value, indices) + (1.0 - beta_2) * tf.square(values)
         self.assign(m, tf.IndexedSlices(m_rows, indices))
         self.assign(v, tf.IndexedSlices(v_rows, indices))
         if self.amsgrad:

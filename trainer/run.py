@@ -29,7 +29,7 @@ from trainer.features import Preprocessor
 from trainer.metrics import RunMetrics, epoch_table, plot_epochs
 from trainer.networks import build_model_graph, get_network
 from trainer.packaging import MODEL_FILE, PREPROCESSING_FILE, load_package, manifest, publish_package, write_json
-from trainer.training import SplitArrays, WorkFolders, describe_device, fit_model
+from trainer.training import SplitArrays, WorkFolders, describe_device, effective_batch_size, fit_model
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
         test_split = _encode(preprocessor, test_frame, config.label_column)
     run_metrics.count("rows_preprocessed", len(frame), run_metrics.stage_seconds["preprocess"])
 
+    batch_size = effective_batch_size(config, len(train_split))
+    print(f"{len(train_split):,} train / {len(test_split):,} test rows, batch size {batch_size}"
+          + ("" if config.batch_size else " (auto)"), file=out)
     work, run_id = _work_folder(request, resolved, source)
     if work.completed_epochs():
         print(f"resuming run {run_id} after epoch {work.completed_epochs()}/{config.epochs}", file=out)
@@ -87,7 +90,7 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
         model = build_model_graph(config, preprocessor.shapes())
     try:
         with run_metrics.stage("fit"):
-            fit_model(model, train_split, test_split, config, work, run_metrics, out)
+            fit_model(model, train_split, test_split, config, work, run_metrics, out, batch_size)
     except TrainingDivergedError:
         # Resuming would only diverge again: start clean after the fix.
         shutil.rmtree(work.root, ignore_errors=True)
@@ -105,6 +108,7 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
                                                                 preprocessor, resolved))
         write_json(staging / "manifest.json", manifest(run_id, device, run_metrics.snapshot(), {
             "variant": resolved.variant, "test_metrics": test_metrics, "epochs_trained": len(epochs),
+            "batch_size": batch_size,
         }))
         publish_package(staging, package_uri)
     shutil.rmtree(work.root, ignore_errors=True)

@@ -25,6 +25,18 @@ from trainer.errors import TrainerError, TrainingDivergedError
 from trainer.metrics import EpochReport, RunMetrics
 
 EVAL_BATCH_SIZE = 16384
+# batch_size = 0 picks 1/16 of the training rows within these bounds: large
+# batches keep the CPU's matrix units busy on big data, while the 2K sample
+# still gets 16 steps per epoch.
+AUTO_BATCH_RANGE = (64, 8192)
+AUTO_BATCH_STEPS = 16
+
+
+def effective_batch_size(config: NetConfig, train_rows: int) -> int:
+    if config.batch_size:
+        return config.batch_size
+    low, high = AUTO_BATCH_RANGE
+    return max(low, min(high, train_rows // AUTO_BATCH_STEPS))
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,7 @@ def fit_model(
     work: WorkFolders,
     run_metrics: RunMetrics,
     out: TextIO,
+    batch_size: int,
 ) -> keras.callbacks.History:
     """Train for `config.epochs` (resuming a killed attempt), reporting each epoch."""
     callbacks: list[keras.callbacks.Callback] = [
@@ -125,7 +138,7 @@ def fit_model(
     return model.fit(
         train.inputs,
         train.labels,
-        batch_size=config.batch_size,
+        batch_size=batch_size,
         epochs=config.epochs,
         validation_data=(test.inputs, test.labels),
         validation_batch_size=EVAL_BATCH_SIZE,

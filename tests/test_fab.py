@@ -1,0 +1,103 @@
+"""`fab`, the project's command line, run the way a user types it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from trainer.config import DEFAULT_VARIANTS_FILE, KEYS, load_variants
+
+Runner = Callable[..., subprocess.CompletedProcess]
+Lines = Callable[[subprocess.CompletedProcess], list[str]]
+TASKS = ["train", "test_sanity", "score", "test", "generate_data", "variants", "keys"]
+VARIANTS = sorted(load_variants(DEFAULT_VARIANTS_FILE))
+TENSORFLOW_NOISE = ("oneDNN", "absl", "cuda", "TF_ENABLE_ONEDNN_OPTS", "tensorflow/core")
+
+
+def test_list_shows_every_task(run_fab: Runner) -> None:
+    proc = run_fab("--list")
+    assert proc.returncode == 0, proc.stderr
+    listed = {line.split()[0] for line in proc.stdout.splitlines()[1:] if line.startswith("  ") and line.split()}
+    assert set(TASKS) <= listed
+
+
+def test_help_train_explains_every_option(run_fab: Runner) -> None:
+    proc = run_fab("--help", "train")
+    assert proc.returncode == 0, proc.stderr
+    for option, words in [("--variant", "variant_config.json"), ("--local", "in this process"), ("--gpu", "GPU"),
+                          ("--dataset", "NDJSON"), ("--output", "package")]:
+        options = proc.stdout.split("Options:")[-1].splitlines()
+        line = next((line for line in options if option in line), "")
+        assert words in line, f"{option} is not explained:\n{proc.stdout}"
+
+
+def test_train_local_prints_one_line_per_epoch_and_writes_a_zip(
+    run_fab: Runner, tmp_path: Path, lines_of: Lines
+) -> None:
+    output = tmp_path / "runs"
+    proc = run_fab("train", "--variant", "deep_v1", "--local", "--output", str(output), env={"TRAINER_EPOCHS": "2"})
+    assert proc.returncode == 0, proc.stderr
+    epoch_lines = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/2", "2/2"]
+    assert len(list(output.glob("deep_v1-*.zip"))) == 1
+    noise = [line for line in lines_of(proc) if any(word in line for word in TENSORFLOW_NOISE)]
+    assert not noise, "TensorFlow log lines reach the user:\n" + "\n".join(noise)
+
+
+def test_train_unknown_variant_is_a_single_error_line(run_fab: Runner, lines_of: Lines) -> None:
+    proc = run_fab("train", "--variant", "nope", "--local")
+    assert proc.returncode == 2
+    assert lines_of(proc) == [
+        f"error: unknown variant 'nope' in {DEFAULT_VARIANTS_FILE}; known variants: {', '.join(VARIANTS)}"
+    ]
+
+
+def test_train_without_local_says_to_add_it(run_fab: Runner, lines_of: Lines) -> None:
+    proc = run_fab("train", "--variant", "deep_v1")
+    assert proc.returncode != 0
+    [line] = lines_of(proc)
+    assert line.startswith("error: ") and "add --local" in line
+
+
+def test_score_writes_a_score_per_row(run_fab: Runner, trained: Any, sample_path: Path, tmp_path: Path) -> None:
+    scores = tmp_path / "scores.json"
+    proc = run_fab("score", "--package", str(trained.zip_path), "--input", str(sample_path), "--output", str(scores))
+    assert proc.returncode == 0, proc.stderr
+    assert f"scored 2,000 rows into {scores}" in proc.stdout
+    rows = [json.loads(line) for line in scores.read_text().splitlines()]
+    assert len(rows) == 2000
+    assert all(row["impression_id"].startswith("imp-") and 0 <= row["score"] <= 1 for row in rows)
+
+
+def test_score_with_a_missing_package_is_one_error_line(
+    run_fab: Runner, sample_path: Path, tmp_path: Path, lines_of: Lines
+) -> None:
+    proc = run_fab("score", "--package", str(tmp_path / "absent.zip"), "--input", str(sample_path))
+    assert proc.returncode == 2
+    [line] = lines_of(proc)
+    assert line.startswith(f"error: {tmp_path / 'absent.zip'}: no such package")
+
+
+def test_variants_lists_every_shipped_variant(run_fab: Runner) -> None:
+    proc = run_fab("variants")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(line.split()[0] for line in proc.stdout.splitlines() if line.strip()) == VARIANTS
+
+
+def test_keys_lists_every_config_key(run_fab: Runner) -> None:
+    proc = run_fab("keys")
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[0] for line in proc.stdout.splitlines() if line.strip()] == list(KEYS)
+
+
+def test_sanity_trains_every_variant_and_says_ok(run_fab: Runner, tmp_path: Path) -> None:
+    output = tmp_path / "sanity"
+    proc = run_fab("test_sanity", "--output", str(output))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for variant in VARIANTS:
+        assert re.search(rf"^{variant}\s+ok\s", proc.stdout, re.MULTILINE), f"no ok line for {variant}:\n{proc.stdout}"
+    assert len(list(output.glob("*.zip"))) == len(VARIANTS)

@@ -1,0 +1,123 @@
+"""Preprocessing rules: vocabularies, out-of-vocabulary row, standardisation,
+title tokens, and the JSON form that travels in the package."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainer.config import NetConfig
+from trainer.features import NUMERIC_INPUT, TEXT_INPUT, Preprocessor
+
+CONFIG = NetConfig(
+    categorical_columns=("color",), numeric_columns=("size",), text_column="title",
+    min_category_count=2, text_min_count=2, text_max_tokens=4,
+)
+
+
+def frame(colors: list[str | None], sizes: list[float], titles: list[str | None]) -> pd.DataFrame:
+    """Rows as `load_dataset` gives them: categoricals for text, float32 numbers."""
+    return pd.DataFrame({
+        "color": pd.Series(colors, dtype="category"),
+        "size": np.array(sizes, dtype=np.float32),
+        "title": pd.Series(titles, dtype="category"),
+    })
+
+
+@pytest.fixture(scope="module")
+def train_frame() -> pd.DataFrame:
+    return frame(
+        colors=["red", "red", "red", "blue", "blue", "green", None, "blue", "red"],
+        sizes=[1.0, 2.0, 3.0, 4.0, np.nan, 6.0, 7.0, 8.0, 9.0],
+        titles=["Big News!", "big deal", "Big, big news.", "small news", "news", None, "deal or no deal",
+                "BIG", "rare words here"],
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted(train_frame: pd.DataFrame) -> Preprocessor:
+    return Preprocessor.fit(train_frame, CONFIG)
+
+
+def test_vocabulary_is_by_descending_frequency_without_rare_values(fitted: Preprocessor) -> None:
+    # red 4x, blue 3x, green once (below min_category_count 2).
+    assert fitted.vocabularies["color"] == ["red", "blue"]
+
+
+def test_rare_unseen_and_null_values_share_index_zero(fitted: Preprocessor) -> None:
+    rows = frame(colors=["red", "blue", "green", "purple", None], sizes=[1.0] * 5, titles=["x"] * 5)
+    np.testing.assert_array_equal(fitted.encode(rows)["color"], [1, 2, 0, 0, 0])
+
+
+def test_encoding_is_by_value_not_by_the_frame_category_codes(fitted: Preprocessor) -> None:
+    # A scoring file lists its categories in another order than the training file.
+    rows = frame(colors=["blue", "red"], sizes=[1.0, 1.0], titles=["x", "x"])
+    rows["color"] = rows["color"].cat.reorder_categories(["red", "blue"])
+    np.testing.assert_array_equal(fitted.encode(rows)["color"], [2, 1])
+
+
+def test_max_categories_keeps_the_most_frequent(train_frame: pd.DataFrame) -> None:
+    config = NetConfig(categorical_columns=("color",), numeric_columns=("size",), text_column="title",
+                       min_category_count=1, max_categories=2)
+    assert Preprocessor.fit(train_frame, config).vocabularies["color"] == ["red", "blue"]
+
+
+def test_cardinality_is_vocabulary_plus_one_and_sizes_shapes(fitted: Preprocessor) -> None:
+    shapes = fitted.shapes()
+    assert shapes.categorical_cardinalities == {"color": 3}
+    assert shapes.numeric_features == ("size",)
+    assert shapes.text_vocabulary_size == len(fitted.token_vocabulary) + 2  # + padding and out-of-vocabulary
+    assert shapes.text_sequence_length == 4
+    assert shapes.has_text
+
+
+def test_numbers_are_standardised_and_missing_ones_become_zero(
+    fitted: Preprocessor, train_frame: pd.DataFrame
+) -> None:
+    known = train_frame["size"].dropna().to_numpy(np.float64)
+    mean, std = known.mean(), known.std()
+    rows = frame(colors=["red"] * 3, sizes=[mean, mean + 2 * std, np.nan], titles=["x"] * 3)
+    encoded = fitted.encode(rows)[NUMERIC_INPUT]
+    assert encoded.dtype == np.float32 and encoded.shape == (3, 1)
+    np.testing.assert_allclose(encoded[:, 0], [0.0, 2.0, 0.0], atol=1e-5)
+
+
+def test_title_tokens_are_lower_cased_without_punctuation(fitted: Preprocessor) -> None:
+    # "big" 5x, "news" 4x, "deal" 3x; words seen once are out of vocabulary.
+    assert fitted.token_vocabulary == ["big", "news", "deal"]
+
+
+def test_title_encoding_pads_marks_unknown_words_and_caps_length(fitted: Preprocessor) -> None:
+    rows = frame(colors=["red"] * 4, sizes=[1.0] * 4,
+                 titles=["BIG news!", "big unknown deal", "news news news news big big", None])
+    tokens = fitted.encode(rows)[TEXT_INPUT]
+    big, news, deal, oov, pad = 2, 3, 4, 1, 0
+    np.testing.assert_array_equal(tokens, [
+        [big, news, pad, pad],
+        [big, oov, deal, pad],
+        [news, news, news, news],  # cut at text_max_tokens
+        [pad, pad, pad, pad],  # a missing title is all padding
+    ])
+
+
+def test_sequence_length_is_the_longest_training_title_when_shorter_than_the_cap(
+    train_frame: pd.DataFrame,
+) -> None:
+    config = NetConfig(categorical_columns=("color",), numeric_columns=("size",), text_column="title",
+                       text_max_tokens=16)
+    fitted = Preprocessor.fit(train_frame, config)
+    assert fitted.shapes().text_sequence_length == 4  # "deal or no deal"
+    assert fitted.encode(train_frame)[TEXT_INPUT].shape == (len(train_frame), 4)
+
+
+def test_json_round_trip_encodes_identically(fitted: Preprocessor, train_frame: pd.DataFrame) -> None:
+    restored = Preprocessor.from_json_dict(json.loads(json.dumps(fitted.to_json_dict())))
+    rows = pd.concat([train_frame, frame(["purple"], [np.nan], ["brand new words"])], ignore_index=True)
+    original, again = fitted.encode(rows), restored.encode(rows)
+    assert set(original) == set(again) == {"color", NUMERIC_INPUT, TEXT_INPUT}
+    for name in original:
+        np.testing.assert_array_equal(original[name], again[name])
+    assert restored.shapes() == fitted.shapes()

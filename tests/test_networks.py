@@ -1,0 +1,94 @@
+"""Every registered network builds from the sample's shapes and learns; an
+unknown name is a clear error; a new network is one decorated builder."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from trainer.config import NetConfig
+from trainer.dataset import load_dataset
+from trainer.errors import ConfigError
+from trainer.features import DatasetShapes, Preprocessor
+from trainer.networks import blocks, build_model_graph, get_network, network_names, register_network
+from trainer.packaging import load_package
+from trainer.run import TrainRequest, train
+
+QUICK = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128"}
+
+
+@pytest.fixture(scope="module")
+def encoded_sample(sample_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes]:
+    config = NetConfig()
+    frame, _ = load_dataset(str(sample_path), config)
+    preprocessor = Preprocessor.fit(frame, config)
+    labels = frame[config.label_column].to_numpy(np.float32).reshape(-1, 1)
+    return preprocessor.encode(frame), labels, preprocessor.shapes()
+
+
+def test_the_four_networks_are_registered() -> None:
+    assert {"linear_v1", "deep_v1", "rnn_v1", "dcn_v1"} <= set(network_names())
+
+
+@pytest.mark.parametrize("network", network_names())
+def test_network_builds_from_sample_shapes_and_a_short_fit_lowers_the_loss(
+    network: str, encoded_sample: tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes]
+) -> None:
+    inputs, labels, shapes = encoded_sample
+    keras.utils.set_random_seed(0)
+    model = build_model_graph(NetConfig(network=network), shapes)
+    history = model.fit(inputs, labels, batch_size=128, epochs=3, verbose=0, shuffle=True)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0], losses
+    scores = model.predict({k: v[:100] for k, v in inputs.items()}, verbose=0)
+    assert scores.shape == (100, 1)
+    assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_unknown_network_lists_the_registered_ones() -> None:
+    with pytest.raises(ConfigError) as caught:
+        get_network("transformer_v9")
+    message = str(caught.value)
+    assert "unknown network 'transformer_v9'" in message
+    assert f"registered networks: {', '.join(network_names())}" in message
+
+
+def test_variant_naming_an_unknown_network_fails_before_training(tmp_path: Path, output_dir: Path) -> None:
+    variants = tmp_path / "variants.json"
+    variants.write_text(json.dumps({"future": {"network": "transformer_v9"}}))
+    with pytest.raises(ConfigError) as caught:
+        train(TrainRequest("future", output=str(output_dir), variants_file=variants, environ=QUICK), io.StringIO())
+    message = str(caught.value)
+    assert "unknown network 'transformer_v9'" in message
+    assert "network set by variant 'future' in variants.json" in message
+    assert not output_dir.exists()
+
+
+def build_tiny(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
+    """A network a user might add: width-2 embeddings, the numbers and a bag of words into one unit."""
+    inputs = blocks.model_inputs(shapes)
+    features = blocks.embed_categoricals(inputs, shapes, config, width=2) + blocks.numeric_features(inputs)
+    features.append(blocks.bag_of_tokens(inputs, shapes, width=2))
+    return keras.Model(inputs, blocks.click_probability(blocks.concatenate(features)), name="tiny_test_v1")
+
+
+def test_a_new_network_is_one_registered_builder(tmp_path: Path, output_dir: Path, sample_path: Path) -> None:
+    register_network("tiny_test_v1")(build_tiny)
+    variants = tmp_path / "variants.json"
+    variants.write_text(json.dumps({"tiny": {"network": "tiny_test_v1", "learning_rate": 0.01}}))
+    log = io.StringIO()
+    result = train(TrainRequest("tiny", dataset=str(sample_path), output=str(output_dir), variants_file=variants,
+                                environ=QUICK), log)
+    assert "variant tiny (network tiny_test_v1)" in log.getvalue()
+    assert Path(result.package_uri).is_file()
+    assert list(result.epochs["epoch"]) == [1, 2]
+    package = load_package(result.package_uri)
+    assert package.config.network == "tiny_test_v1"
+    frame, _ = load_dataset(str(sample_path), package.config, with_label=False)
+    scores = package.score(frame)
+    assert scores.shape == (2000,) and np.all((scores >= 0) & (scores <= 1))

@@ -1,0 +1,161 @@
+"""The package one run writes: its files and what they say, scoring from it,
+and the errors `load_package` gives for things that are not packages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainer.config import KEYS
+from trainer.dataset import load_dataset
+from trainer.errors import PackageError
+from trainer.packaging import REQUIRED_FILES, load_package
+
+Runner = Callable[..., subprocess.CompletedProcess]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EPOCH_COLUMNS = [f"{split}_{name}" for split in ("train", "test") for name in ("loss", "auc", "logloss", "accuracy")]
+
+
+@pytest.fixture(scope="module")
+def archive(trained: Any) -> Iterator[zipfile.ZipFile]:
+    with zipfile.ZipFile(trained.zip_path) as opened:
+        yield opened
+
+
+def read_json(archive: zipfile.ZipFile, name: str) -> dict[str, Any]:
+    return json.loads(archive.read(name))
+
+
+def test_package_is_one_zip_named_after_the_run(trained: Any) -> None:
+    assert [p.name for p in trained.output.glob("*.zip")] == [f"{trained.result.run_id}.zip"]
+    assert trained.result.run_id.startswith("deep_v1-")
+    assert f"package {trained.zip_path}" in trained.log
+
+
+@pytest.mark.parametrize("name", REQUIRED_FILES)
+def test_package_holds_required_file(archive: zipfile.ZipFile, name: str) -> None:
+    assert archive.getinfo(name).file_size > 0
+
+
+def test_package_holds_tensorboard_event_files(archive: zipfile.ZipFile) -> None:
+    events = [n for n in archive.namelist() if n.startswith("tensorboard/") and ".tfevents." in n]
+    assert {n.split("/")[1] for n in events} == {"train", "validation"}
+
+
+def test_metrics_csv_has_one_row_per_epoch_with_train_and_test_metrics(archive: zipfile.ZipFile) -> None:
+    with archive.open("metrics.csv") as csv:
+        table = pd.read_csv(csv)
+    assert list(table["epoch"]) == [1, 2]
+    assert list(table.columns[1:9]) == EPOCH_COLUMNS
+    assert table[EPOCH_COLUMNS].notna().all().all()
+    assert table["train_auc"].between(0, 1).all() and table["test_accuracy"].between(0, 1).all()
+
+
+def test_metrics_png_is_a_png(archive: zipfile.ZipFile) -> None:
+    assert archive.read("metrics.png").startswith(PNG_SIGNATURE)
+
+
+def test_config_json_has_every_key_with_its_source(archive: zipfile.ZipFile) -> None:
+    config = read_json(archive, "config.json")
+    assert config["variant"] == "deep_v1"
+    assert set(config["keys"]) == set(KEYS)
+    assert config["keys"]["epochs"] == {"value": 2, "source": "environment TRAINER_EPOCHS"}
+    assert config["keys"]["batch_size"] == {"value": 128, "source": "environment TRAINER_BATCH_SIZE"}
+    assert config["keys"]["network"] == {"value": "deep_v1", "source": "variant 'deep_v1' in variant_config.json"}
+    assert config["keys"]["learning_rate"]["source"] == "default"
+
+
+def test_dataset_json_describes_the_data_it_trained_on(archive: zipfile.ZipFile, sample_path: Path) -> None:
+    data = read_json(archive, "dataset.json")
+    rows = [json.loads(line) for line in sample_path.read_text().splitlines()]
+    assert data["source"] == str(sample_path)
+    assert data["sha256"] == hashlib.sha256(sample_path.read_bytes()).hexdigest()
+    assert data["rows"] == len(rows) == 2000
+    assert data["split"]["train"] + data["split"]["test"] == 2000
+    assert data["split"]["test"] == 400
+    assert data["schema"]["is_click"] == "int8" and data["schema"]["position"] == "float32"
+    assert data["schema"]["country"] == "category"
+    assert data["label_rate"]["all"] == pytest.approx(np.mean([int(r["is_click"]) for r in rows]))
+    cardinalities = data["categorical_cardinalities"]
+    assert cardinalities["platform"] == len({r["platform"] for r in rows}) + 1
+    assert set(cardinalities) == set(read_json(archive, "config.json")["keys"]["categorical_columns"]["value"])
+
+
+def test_manifest_traces_code_libraries_device_and_timings(archive: zipfile.ZipFile, trained: Any) -> None:
+    manifest = read_json(archive, "manifest.json")
+    assert manifest["run_id"] == trained.result.run_id
+    commit = re.fullmatch(r"([0-9a-f]{40})(\+dirty)?", manifest["code_commit"])
+    assert commit, manifest["code_commit"]
+    # A commit of this repository (fails if git does not know it).
+    subprocess.run(["git", "cat-file", "-e", f"{commit.group(1)}^{{commit}}"], cwd=Path(__file__).parent, check=True)
+    assert {"tensorflow-cpu", "keras", "numpy", "pandas", "pyarrow"} <= set(manifest["libraries"])
+    assert manifest["device"].startswith("CPU")
+    assert {"load", "preprocess", "build", "fit", "evaluate"} <= set(manifest["stage_seconds"])
+    assert all(seconds >= 0 for seconds in manifest["stage_seconds"].values())
+    assert manifest["pyformance"]["rows_loaded"]["count"] == 2000
+    assert manifest["pyformance"]["examples_trained"]["count"] == 2 * 1600
+    assert manifest["epochs_trained"] == 2
+
+
+def test_package_scores_raw_rows_exactly_as_the_trained_model(trained: Any, sample_path: Path) -> None:
+    package = load_package(trained.result.package_uri)
+    frame, _ = load_dataset(str(sample_path), package.config, with_label=False)
+    in_memory = trained.result.model.predict(trained.result.preprocessor.encode(frame), verbose=0).reshape(-1)
+    from_package = package.score(frame)
+    assert from_package.shape == (2000,)
+    np.testing.assert_allclose(from_package, in_memory, atol=1e-5)
+
+
+def test_score_command_writes_one_line_per_row(
+    trained: Any, sample_path: Path, tmp_path: Path, run_python: Runner
+) -> None:
+    scores = tmp_path / "scores.json"
+    proc = run_python("-m", "trainer", "score", "--package", str(trained.zip_path), "--input", str(sample_path),
+                      "--output", str(scores))
+    assert proc.returncode == 0, proc.stderr
+    assert f"scored 2,000 rows into {scores}" in proc.stderr
+    lines = [json.loads(line) for line in scores.read_text().splitlines()]
+    ids = [json.loads(line)["impression_id"] for line in sample_path.read_text().splitlines()]
+    assert [line["impression_id"] for line in lines] == ids
+    assert all(0.0 <= line["score"] <= 1.0 for line in lines)
+
+
+def test_missing_package(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match=r"absent\.zip: no such package"):
+        load_package(str(tmp_path / "absent.zip"))
+
+
+def test_file_that_is_not_a_zip(tmp_path: Path) -> None:
+    path = tmp_path / "model.zip"
+    path.write_text("not a zip\n")
+    with pytest.raises(PackageError, match=r"model\.zip: not a zip file, so not a package"):
+        load_package(str(path))
+
+
+def test_zip_without_the_model_files(tmp_path: Path, archive: zipfile.ZipFile) -> None:
+    path = tmp_path / "partial.zip"
+    with zipfile.ZipFile(path, "w") as partial:
+        for name in archive.namelist():
+            if not name.startswith("model/"):
+                partial.writestr(name, archive.read(name))
+    with pytest.raises(PackageError) as caught:
+        load_package(str(path))
+    message = str(caught.value)
+    assert "partial.zip: not a complete package" in message
+    assert "model/model.keras" in message and "model/preprocessing.json" in message
+
+
+def test_failed_run_leaves_no_zip(diverged_run: tuple[subprocess.CompletedProcess, Path]) -> None:
+    proc, output = diverged_run
+    assert proc.returncode != 0
+    assert not list(output.rglob("*.zip"))

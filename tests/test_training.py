@@ -1,0 +1,118 @@
+"""Training as a user runs it: resuming after a kill, divergence, --gpu on a
+machine without one, early stopping."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import signal
+import subprocess
+import threading
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from trainer.run import TrainRequest, train
+
+RESUME_ENV = {"TRAINER_EPOCHS": "6", "TRAINER_BATCH_SIZE": "64"}
+Runner = Callable[..., subprocess.CompletedProcess]
+EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)\b")
+
+
+def epochs_printed(stdout: str) -> list[int]:
+    return [int(m.group(1)) for line in stdout.splitlines() if (m := EPOCH_LINE.match(line))]
+
+
+def start_and_kill_after_epoch_2(start: Callable[..., subprocess.Popen], args: list[str], tmp_path: Path) -> None:
+    """Start the command, read its stdout line by line and SIGKILL it right after "epoch 2/6"."""
+    with (tmp_path / "killed-stderr.txt").open("w") as stderr:
+        proc = start(*args, env=RESUME_ENV, stderr=stderr)
+        watchdog = threading.Timer(300, proc.kill)
+        watchdog.start()
+        seen = []
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                seen.append(line)
+                if line.startswith("epoch 2/6"):
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            proc.wait(timeout=60)
+        finally:
+            watchdog.cancel()
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, "".join(seen) + (tmp_path / "killed-stderr.txt").read_text()
+
+
+def test_killed_run_resumes_where_its_backup_left_off(
+    tmp_path: Path, sample_path: Path, run_python: Runner, start_python: Callable[..., subprocess.Popen]
+) -> None:
+    output = tmp_path / "runs"
+    args = ["-m", "trainer", "train", "--variant", "deep_v1", "--dataset", str(sample_path), "--output", str(output)]
+    start_and_kill_after_epoch_2(start_python, args, tmp_path)
+    assert not list(output.glob("*.zip"))
+    [metadata] = output.glob(".work/deep_v1-*/backup/training_metadata.json")
+    backed_up = json.loads(metadata.read_text())["epoch"]  # 1, or 2-3 if the kill landed late
+
+    again = run_python(*args, env=RESUME_ENV)
+    assert again.returncode == 0, again.stderr
+    assert re.search(rf"^resuming run deep_v1-\S+ after epoch {backed_up}/6$", again.stdout, re.MULTILINE), again.stdout
+    assert 1 <= backed_up <= 3
+    assert epochs_printed(again.stdout) == list(range(backed_up + 1, 7))  # epoch 1 is not trained again
+    [package] = output.glob("*.zip")
+    with zipfile.ZipFile(package) as archive, archive.open("metrics.csv") as csv:
+        assert list(pd.read_csv(csv)["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert not list(output.glob(".work/*")), "the finished run's work folder is left behind"
+
+
+def test_nan_loss_ends_the_run_with_one_clear_line(
+    diverged_run: tuple[subprocess.CompletedProcess, Path], lines_of: Callable[[subprocess.CompletedProcess], list[str]]
+) -> None:
+    proc, _ = diverged_run
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in lines_of(proc) if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("error: training diverged: loss became nan")
+    assert "learning_rate (now 1e+30)" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == errors[0]  # nothing else on stderr
+
+
+def test_diverged_run_leaves_no_package_and_no_work_folder(
+    diverged_run: tuple[subprocess.CompletedProcess, Path],
+) -> None:
+    _, output = diverged_run
+    assert not list(output.glob("*.zip"))
+    assert not list(output.glob(".*.partial"))
+    assert not list(output.glob(".work/*")), "a diverged run would be resumed into the same NaN"
+
+
+def test_gpu_flag_without_a_gpu_exits_with_one_line(
+    tmp_path: Path, run_python: Runner, lines_of: Callable[[subprocess.CompletedProcess], list[str]]
+) -> None:
+    output = tmp_path / "runs"
+    proc = run_python("-m", "trainer", "train", "--variant", "deep_v1", "--gpu", "--output", str(output))
+    assert proc.returncode == 2
+    assert lines_of(proc) == [
+        "error: a GPU was asked for (--gpu) but TensorFlow sees none: check `nvidia-smi` and that the CUDA build "
+        "of TensorFlow is installed, or drop --gpu to train on the CPU"
+    ]
+    assert not list(output.glob("*.zip"))
+
+
+def test_early_stopping_ends_before_the_epoch_limit(output_dir: Path, sample_path: Path) -> None:
+    # A learning rate of 1e-12 cannot move float32 weights: the test AUC never
+    # improves after epoch 1, so patience 1 stops after epoch 2, every time.
+    environ = {"TRAINER_EPOCHS": "8", "TRAINER_BATCH_SIZE": "128", "TRAINER_LEARNING_RATE": "1e-12",
+               "TRAINER_EARLY_STOPPING_PATIENCE": "1"}
+    log = io.StringIO()
+    result = train(TrainRequest("deep_v1", dataset=str(sample_path), output=str(output_dir), environ=environ), log)
+    assert epochs_printed(log.getvalue()) == [1, 2]
+    with zipfile.ZipFile(result.package_uri) as archive:
+        rows = pd.read_csv(archive.open("metrics.csv"))
+        manifest = json.loads(archive.read("manifest.json"))
+    assert list(rows["epoch"]) == [1, 2]
+    assert manifest["epochs_trained"] == 2
