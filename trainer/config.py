@@ -50,8 +50,11 @@ class NetConfig:
     batch_size: int = _key(
         0, "examples per gradient step; 0 = auto: 1/16 of the training rows, between 64 and 8192"
     )
-    learning_rate: float = _key(0.003, "Adam step size")
-    optimizer: str = _key("lazy_adam", "lazy_adam (updates only the embedding rows a batch touches) or adam")
+    learning_rate: float = _key(0.005, "Adam step size (large batches want a larger step)")
+    optimizer: str = _key(
+        "adam", "adam, or lazy_adam: updates only the embedding rows a batch touches (needs xla false)"
+    )
+    xla: bool = _key(True, "compile the training step with XLA (faster on CPU and GPU); false to debug")
     early_stopping_patience: int = _key(
         2, "stop after this many epochs without a better test AUC (keeping the best weights); 0 = off"
     )
@@ -272,6 +275,8 @@ def check_values(config: NetConfig) -> list[tuple[str, str]]:
         problems.append(("dropout", "must be in [0, 1)"))
     if config.optimizer not in ("adam", "lazy_adam"):
         problems.append(("optimizer", "must be 'adam' or 'lazy_adam'"))
+    if config.optimizer == "lazy_adam" and config.xla:
+        problems.append(("optimizer", "lazy_adam's sparse updates cannot compile with XLA; also set xla false"))
     problems += _column_problems(config)
     return problems
 
