@@ -70,16 +70,15 @@ def publish_package(staging: Path, package_uri: str) -> None:
     zip_path.unlink()
 
 
-def manifest(run_id: str, device: str, run_metrics: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def manifest(run_facts: dict[str, Any], run_metrics: dict[str, Any]) -> dict[str, Any]:
+    """What ran where: the run's own facts plus code, libraries, host, timings and metrics."""
     return {
-        "run_id": run_id,
+        **run_facts,
         "code_commit": code_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "host": platform.node(),
-        "device": device,
         "libraries": library_versions(),
-        **extra,
         **run_metrics,
     }
 

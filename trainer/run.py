@@ -22,14 +22,28 @@ import numpy as np
 import pandas as pd
 
 from trainer import storage
-from trainer.config import DEFAULT_DATASET, DEFAULT_OUTPUT, DEFAULT_VARIANTS_FILE, ResolvedConfig, resolve_config
+from trainer.config import (
+    DEFAULT_DATASET,
+    DEFAULT_OUTPUT,
+    DEFAULT_VARIANTS_FILE,
+    NetConfig,
+    ResolvedConfig,
+    resolve_config,
+)
 from trainer.dataset import DatasetSource, load_dataset, split_dataset
 from trainer.errors import ConfigError, TrainingDivergedError
 from trainer.features import Preprocessor
 from trainer.metrics import RunMetrics, epoch_table, plot_epochs
 from trainer.networks import build_model_graph, get_network
 from trainer.packaging import MODEL_FILE, PREPROCESSING_FILE, load_package, manifest, publish_package, write_json
-from trainer.training import SplitArrays, WorkFolders, describe_device, effective_batch_size, fit_model
+from trainer.training import (
+    EVAL_BATCH_SIZE,
+    SplitArrays,
+    WorkFolders,
+    describe_device,
+    effective_batch_size,
+    fit_model,
+)
 
 
 @dataclass(frozen=True)
@@ -54,67 +68,102 @@ class TrainResult:
     test_metrics: dict[str, float]
 
 
+@dataclass
+class PreparedData:
+    """The dataset after loading, splitting and encoding."""
+
+    source: DatasetSource
+    frame: pd.DataFrame
+    train_frame: pd.DataFrame
+    test_frame: pd.DataFrame
+    preprocessor: Preprocessor
+    train: SplitArrays
+    test: SplitArrays
+
+
 def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
     """Run the whole pipeline and publish one package; returns where it went."""
-    resolved = resolve_config(request.variant, request.variants_file, request.environ)
+    resolved = _resolve(request)
     config = resolved.config
-    try:
-        get_network(config.network)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (network set by {resolved.sources['network']})") from None
     device = describe_device(request.require_gpu)
     keras.utils.set_random_seed(config.seed)
     run_metrics = RunMetrics()
     print(f"variant {resolved.variant} (network {config.network}) on {device}", file=out)
 
-    with run_metrics.stage("load"):
-        frame, source = load_dataset(request.dataset, config)
-    run_metrics.count("rows_loaded", source.rows_read, run_metrics.stage_seconds["load"])
-    print(f"dataset {request.dataset}: {len(frame):,} rows in {run_metrics.stage_seconds['load']:.1f} s", file=out)
-
-    with run_metrics.stage("preprocess"):
-        train_frame, test_frame = split_dataset(frame, config.test_fraction, config.seed)
-        preprocessor = Preprocessor.fit(train_frame, config)
-        train_split = _encode(preprocessor, train_frame, config.label_column)
-        test_split = _encode(preprocessor, test_frame, config.label_column)
-    run_metrics.count("rows_preprocessed", len(frame), run_metrics.stage_seconds["preprocess"])
-
-    batch_size = effective_batch_size(config, len(train_split))
-    print(f"{len(train_split):,} train / {len(test_split):,} test rows, batch size {batch_size}"
-          + ("" if config.batch_size else " (auto)"), file=out)
-    work, run_id = _work_folder(request, resolved, source)
+    data = _prepare(request.dataset, config, run_metrics, out)
+    batch_size = effective_batch_size(config, len(data.train))
+    work, run_id = _work_folder(request, resolved, data.source)
     if work.completed_epochs():
         print(f"resuming run {run_id} after epoch {work.completed_epochs()}/{config.epochs}", file=out)
 
     with run_metrics.stage("build"):
-        model = build_model_graph(config, preprocessor.shapes())
+        model = build_model_graph(config, data.preprocessor.shapes())
     try:
         with run_metrics.stage("fit"):
-            fit_model(model, train_split, test_split, config, work, run_metrics, out, batch_size)
+            fit_model(model, data.train, data.test, config, work, run_metrics, out, batch_size)
     except TrainingDivergedError:
         # Resuming would only diverge again: start clean after the fix.
         shutil.rmtree(work.root, ignore_errors=True)
         raise
     with run_metrics.stage("evaluate"):
-        test_metrics = model.evaluate(test_split.inputs, test_split.labels, batch_size=16384,
+        test_metrics = model.evaluate(data.test.inputs, data.test.labels, batch_size=EVAL_BATCH_SIZE,
                                       verbose=0, return_dict=True)
 
-    package_uri = storage.join(request.output, f"{run_id}.zip")
     epochs = epoch_table(work.keras_csv)
+    package_uri = storage.join(request.output, f"{run_id}.zip")
+    run_facts = {"run_id": run_id, "variant": resolved.variant, "device": device, "batch_size": batch_size,
+                 "epochs_trained": len(epochs), "test_metrics": test_metrics}
     with run_metrics.stage("package"):
-        staging = work.root / "package"
-        _stage_package(staging, model, preprocessor, resolved, epochs, run_id)
-        write_json(staging / "dataset.json", _dataset_metadata(source, frame, train_frame, test_frame,
-                                                                preprocessor, resolved))
-        write_json(staging / "manifest.json", manifest(run_id, device, run_metrics.snapshot(), {
-            "variant": resolved.variant, "test_metrics": test_metrics, "epochs_trained": len(epochs),
-            "batch_size": batch_size,
-        }))
-        publish_package(staging, package_uri)
+        _package(work.root / "package", package_uri, model, data, resolved, epochs, run_facts, run_metrics)
     shutil.rmtree(work.root, ignore_errors=True)
     summary = " ".join(f"{k} {v:.4f}" for k, v in test_metrics.items())
     print(f"package {package_uri}  (test: {summary})", file=out)
-    return TrainResult(package_uri, run_id, model, preprocessor, epochs, test_metrics)
+    return TrainResult(package_uri, run_id, model, data.preprocessor, epochs, test_metrics)
+
+
+def _resolve(request: TrainRequest) -> ResolvedConfig:
+    """The config, with its network checked before any data is read."""
+    resolved = resolve_config(request.variant, request.variants_file, request.environ)
+    try:
+        get_network(resolved.config.network)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (network set by {resolved.sources['network']})") from None
+    return resolved
+
+
+def _prepare(dataset: str, config: NetConfig, run_metrics: RunMetrics, out: TextIO) -> PreparedData:
+    """Load, split, fit the preprocessing on the train split and encode both splits."""
+    with run_metrics.stage("load"):
+        frame, source = load_dataset(dataset, config)
+    run_metrics.count("rows_loaded", source.rows_read, run_metrics.stage_seconds["load"])
+    print(f"dataset {dataset}: {len(frame):,} rows in {run_metrics.stage_seconds['load']:.1f} s", file=out)
+    with run_metrics.stage("preprocess"):
+        train_frame, test_frame = split_dataset(frame, config.test_fraction, config.seed)
+        preprocessor = Preprocessor.fit(train_frame, config)
+        train = _encode(preprocessor, train_frame, config.label_column)
+        test = _encode(preprocessor, test_frame, config.label_column)
+    run_metrics.count("rows_preprocessed", len(frame), run_metrics.stage_seconds["preprocess"])
+    batch = effective_batch_size(config, len(train))
+    print(f"{len(train):,} train / {len(test):,} test rows, batch size {batch}"
+          + ("" if config.batch_size else " (auto)"), file=out)
+    return PreparedData(source, frame, train_frame, test_frame, preprocessor, train, test)
+
+
+def _package(staging: Path, package_uri: str, model: keras.Model, data: PreparedData, resolved: ResolvedConfig,
+             epochs: pd.DataFrame, run_facts: dict[str, Any], run_metrics: RunMetrics) -> None:
+    """Write every file of the package into `staging`, then publish it as one zip."""
+    (staging / "model").mkdir(parents=True, exist_ok=True)
+    model.save(staging / MODEL_FILE)
+    write_json(staging / PREPROCESSING_FILE, data.preprocessor.to_json_dict())
+    write_json(staging / "config.json", resolved.to_json_dict())
+    write_json(staging / "dataset.json", _dataset_metadata(data, resolved.config))
+    write_json(staging / "manifest.json", manifest(run_facts, run_metrics.snapshot()))
+    epochs.to_csv(staging / "metrics.csv", index=False)
+    plot_epochs(epochs, staging / "metrics.png", title=run_facts["run_id"])
+    tensorboard = staging.parent / "tensorboard"
+    if tensorboard.exists():
+        shutil.copytree(tensorboard, staging / "tensorboard", dirs_exist_ok=True)
+    publish_package(staging, package_uri)
 
 
 def _encode(preprocessor: Preprocessor, frame: pd.DataFrame, label: str) -> SplitArrays:
@@ -135,23 +184,9 @@ def _work_folder(request: TrainRequest, resolved: ResolvedConfig, source: Datase
     return work, run_id
 
 
-def _stage_package(staging: Path, model: keras.Model, preprocessor: Preprocessor, resolved: ResolvedConfig,
-                   epochs: pd.DataFrame, run_id: str) -> None:
-    (staging / "model").mkdir(parents=True, exist_ok=True)
-    model.save(staging / MODEL_FILE)
-    write_json(staging / PREPROCESSING_FILE, preprocessor.to_json_dict())
-    write_json(staging / "config.json", resolved.to_json_dict())
-    epochs.to_csv(staging / "metrics.csv", index=False)
-    plot_epochs(epochs, staging / "metrics.png", title=run_id)
-    work_tensorboard = staging.parent / "tensorboard"
-    if work_tensorboard.exists():
-        shutil.copytree(work_tensorboard, staging / "tensorboard", dirs_exist_ok=True)
-
-
-def _dataset_metadata(source: DatasetSource, frame: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame,
-                      preprocessor: Preprocessor, resolved: ResolvedConfig) -> dict[str, Any]:
-    config = resolved.config
-    shapes = preprocessor.shapes()
+def _dataset_metadata(data: PreparedData, config: NetConfig) -> dict[str, Any]:
+    source, frame, train, test = data.source, data.frame, data.train_frame, data.test_frame
+    shapes = data.preprocessor.shapes()
     return {
         "source": source.uri,
         "files": list(source.files),
