@@ -60,6 +60,12 @@ def sample_path() -> Path:
 
 
 @pytest.fixture
+def quick_env() -> dict[str, str]:
+    """The `TRAINER_*` overrides of a short run, for `TrainRequest.environ` or a command's environment."""
+    return dict(QUICK)
+
+
+@pytest.fixture
 def output_dir(tmp_path: Path) -> Path:
     """Where a test's run writes its package (created by the run itself)."""
     return tmp_path / "runs"
@@ -125,7 +131,7 @@ def diverged_run(tmp_path_factory: pytest.TempPathFactory, run_python: Runner,
 
 def output_lines(proc: subprocess.CompletedProcess) -> list[str]:
     """Every non-blank line the command printed, stdout then stderr."""
-    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    return [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ def resolve_error(variants: Path, environ: dict[str, str], variant: str = "small
 
 def test_defaults_apply_where_no_level_sets_a_key(variants_file: Path) -> None:
     resolved = resolve_config("small", variants_file, environ={})
-    assert resolved.config.batch_size == NetConfig().batch_size == 4096
+    assert resolved.config.batch_size == NetConfig().batch_size
     assert resolved.config.numeric_columns == ("position", "item_age_hours")
     assert resolved.sources["batch_size"] == "default"
     assert resolved.sources["numeric_columns"] == "default"
@@ -81,6 +81,26 @@ def test_environment_overrides_the_variant_parsed_by_type(variants_file: Path) -
     assert resolved.sources["seed"] == "default"
 
 
+@pytest.mark.parametrize(("raw", "expected"), [("false", False), ("0", False), ("True", True), ("1", True)])
+def test_environment_bools(variants_file: Path, raw: str, expected: bool) -> None:
+    resolved = resolve_config("small", variants_file, {"TRAINER_XLA": raw})
+    assert resolved.config.xla is expected
+    assert resolved.sources["xla"] == "environment TRAINER_XLA"
+
+
+def test_environment_bool_that_is_not_one(variants_file: Path) -> None:
+    message = resolve_error(variants_file, {"TRAINER_XLA": "maybe"})
+    assert "xla (environment TRAINER_XLA): expected true or false, got 'maybe'" in message
+
+
+def test_lazy_adam_needs_xla_off(variants_file: Path) -> None:
+    message = resolve_error(variants_file, {"TRAINER_OPTIMIZER": "lazy_adam"})
+    assert "optimizer = 'lazy_adam' (set by environment TRAINER_OPTIMIZER)" in message
+    assert "set xla false" in message
+    resolved = resolve_config("small", variants_file, {"TRAINER_OPTIMIZER": "lazy_adam", "TRAINER_XLA": "false"})
+    assert (resolved.config.optimizer, resolved.config.xla) == ("lazy_adam", False)
+
+
 def test_process_environment_is_read_when_no_environ_is_given(
     variants_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,6 +139,8 @@ def test_unknown_environment_key_names_the_variable(variants_file: Path) -> None
     ("epochs", True, "expected an integer, got true"),
     ("learning_rate", "fast", 'expected a number, got "fast"'),
     ("network", 3, "expected a string, got 3"),
+    ("xla", "false", 'expected true or false, got "false"'),
+    ("xla", 0, "expected true or false, got 0"),
     ("categorical_columns", "country", 'expected a list of str, got "country"'),
 ])
 def test_wrong_type_in_the_variant_json(tmp_path: Path, key: str, value: Any, expected: str) -> None:

@@ -19,8 +19,6 @@ from trainer.networks import blocks, build_model_graph, get_network, network_nam
 from trainer.packaging import load_package
 from trainer.run import TrainRequest, train
 
-QUICK = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128"}
-
 
 @pytest.fixture(scope="module")
 def encoded_sample(sample_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes]:
@@ -58,11 +56,14 @@ def test_unknown_network_lists_the_registered_ones() -> None:
     assert f"registered networks: {', '.join(network_names())}" in message
 
 
-def test_variant_naming_an_unknown_network_fails_before_training(tmp_path: Path, output_dir: Path) -> None:
+def test_variant_naming_an_unknown_network_fails_before_training(
+    tmp_path: Path, output_dir: Path, quick_env: dict[str, str]
+) -> None:
     variants = tmp_path / "variants.json"
     variants.write_text(json.dumps({"future": {"network": "transformer_v9"}}))
     with pytest.raises(ConfigError) as caught:
-        train(TrainRequest("future", output=str(output_dir), variants_file=variants, environ=QUICK), io.StringIO())
+        train(TrainRequest("future", output=str(output_dir), variants_file=variants, environ=quick_env),
+              io.StringIO())
     message = str(caught.value)
     assert "unknown network 'transformer_v9'" in message
     assert "network set by variant 'future' in variants.json" in message
@@ -77,13 +78,15 @@ def build_tiny(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
     return keras.Model(inputs, blocks.click_probability(blocks.concatenate(features)), name="tiny_test_v1")
 
 
-def test_a_new_network_is_one_registered_builder(tmp_path: Path, output_dir: Path, sample_path: Path) -> None:
+def test_a_new_network_is_one_registered_builder(
+    tmp_path: Path, output_dir: Path, sample_path: Path, quick_env: dict[str, str]
+) -> None:
     register_network("tiny_test_v1")(build_tiny)
     variants = tmp_path / "variants.json"
     variants.write_text(json.dumps({"tiny": {"network": "tiny_test_v1", "learning_rate": 0.01}}))
     log = io.StringIO()
     result = train(TrainRequest("tiny", dataset=str(sample_path), output=str(output_dir), variants_file=variants,
-                                environ=QUICK), log)
+                                environ=quick_env), log)
     assert "variant tiny (network tiny_test_v1)" in log.getvalue()
     assert Path(result.package_uri).is_file()
     assert list(result.epochs["epoch"]) == [1, 2]

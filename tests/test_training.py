@@ -17,7 +17,8 @@ import pandas as pd
 
 from trainer.run import TrainRequest, train
 
-RESUME_ENV = {"TRAINER_EPOCHS": "6", "TRAINER_BATCH_SIZE": "64"}
+# Early stopping off: the run must go through all six epochs.
+RESUME_ENV = {"TRAINER_EPOCHS": "6", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "0"}
 Runner = Callable[..., subprocess.CompletedProcess]
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)\b")
 

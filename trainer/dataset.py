@@ -90,7 +90,7 @@ def load_dataset(
     table = pa.concat_tables(tables, promote_options="permissive")
     if table.num_rows == 0:
         raise DatasetError(f"{uri}: subsample={config.subsample} kept none of {rows_read} rows; raise it")
-    frame = _to_frame(table, roles, uri)
+    frame = _to_frame(table, roles)
     return frame, DatasetSource(uri, tuple(files), digest.hexdigest(), size, rows_read)
 
 
@@ -112,13 +112,16 @@ def _read_table(path: Path, roles: ColumnRoles, subsample: float, seed: int) -> 
     keep = np.random.default_rng(seed)
     batches, rows_read = [], 0
     try:
-        for batch in pj.open_json(path, read_options=pj.ReadOptions(block_size=READ_BLOCK_BYTES),
-                                  parse_options=options):
+        for parsed in pj.open_json(path, read_options=pj.ReadOptions(block_size=READ_BLOCK_BYTES),
+                                   parse_options=options):
+            batch = _typed(parsed, roles, path, first_row=rows_read)
             rows_read += batch.num_rows
             batches.append(batch if subsample >= 1 else batch.filter(keep.random(batch.num_rows) < subsample))
     except pa.ArrowInvalid as exc:
         raise DatasetError(_locate_bad_line(path, schema) or f"{path}: {exc}") from None
-    table = pa.Table.from_batches(batches, schema=schema)
+    if not batches:
+        raise DatasetError(f"{path}: no rows; a dataset needs at least one")
+    table = pa.Table.from_batches(batches)
     missing = [c for c in roles.required() if table.column(c).null_count == table.num_rows]
     if missing and table.num_rows:
         raise DatasetError(
@@ -194,19 +197,59 @@ def _kind(arrow_type: pa.DataType) -> str:
     return "strings" if pa.types.is_string(arrow_type) else f"{arrow_type} values"
 
 
-def _to_frame(table: pa.Table, roles: ColumnRoles, uri: str) -> pd.DataFrame:
+def _typed(batch: pa.RecordBatch, roles: ColumnRoles, path: Path, first_row: int) -> pa.RecordBatch:
+    """Numbers as float32 and the label as int8, checked before any row is
+    subsampled away, so an error names the file and the row in it."""
+    columns = dict(zip(batch.schema.names, batch.columns))
+    for name in roles.numeric:
+        columns[name] = _numeric(columns[name], name, path, first_row)
+    if roles.label:
+        columns[roles.label] = _label(columns[roles.label], roles.label, path, first_row)
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _numeric(column: pa.Array, name: str, path: Path, first_row: int) -> pa.Array:
+    try:
+        # NaN marks a missing number; features.py fills it with the training mean.
+        return column.cast(pa.float32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        bad = _first_row_where(column, lambda v: not _is_number(v))
+        raise DatasetError(
+            f"{path}: column '{name}' is numeric in the config but row {first_row + bad + 1} holds "
+            f"{column[bad].as_py()!r}; fix the data or move the column to categorical_columns"
+        ) from None
+
+
+def _label(column: pa.Array, name: str, path: Path, first_row: int) -> pa.Array:
+    if column.null_count:
+        bad = _first_row_where(column, lambda v: v is None)
+        raise DatasetError(f"{path}: label '{name}' is missing in row {first_row + bad + 1}; every row needs 0 or 1")
+    try:
+        values = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        bad_rows = np.flatnonzero((values != 0) & (values != 1))
+        bad = int(bad_rows[0]) if bad_rows.size else None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        bad = _first_row_where(column, lambda v: not _is_binary(v))
+    if bad is not None:
+        raise DatasetError(
+            f"{path}: label '{name}' must be 0 or 1, but row {first_row + bad + 1} holds {column[bad].as_py()!r}"
+        )
+    return pa.array(values.astype(np.int8))
+
+
+def _to_frame(table: pa.Table, roles: ColumnRoles) -> pd.DataFrame:
     columns: dict[str, Any] = {}
     for column in roles.categorical:
         columns[column] = _categorical(table.column(column))
     for column in roles.numeric:
-        columns[column] = _numeric(table.column(column), column, uri)
+        columns[column] = table.column(column).to_numpy()
     if roles.text:
         text = pc.fill_null(table.column(roles.text).cast(pa.string()), "")
         columns[roles.text] = _categorical(text)
     if roles.row_id and roles.row_id in table.column_names:
         columns[roles.row_id] = table.column(roles.row_id).cast(pa.string()).to_pandas()
     if roles.label:
-        columns[roles.label] = _label(table.column(roles.label), roles.label, uri)
+        columns[roles.label] = table.column(roles.label).to_numpy()
     return pd.DataFrame(columns)
 
 
@@ -215,37 +258,7 @@ def _categorical(column: pa.ChunkedArray) -> pd.Categorical:
     return strings.dictionary_encode().combine_chunks().to_pandas()
 
 
-def _numeric(column: pa.ChunkedArray, name: str, uri: str) -> np.ndarray:
-    try:
-        values = column.cast(pa.float32())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        bad = _first_row_where(column, lambda v: not _is_number(v))
-        raise DatasetError(
-            f"{uri}: column '{name}' is numeric in the config but row {bad + 1} holds "
-            f"{column[bad].as_py()!r}; fix the data or move the column to categorical_columns"
-        ) from None
-    # NaN marks a missing number; features.py fills it with the training mean.
-    return values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-
-
-def _label(column: pa.ChunkedArray, name: str, uri: str) -> np.ndarray:
-    if column.null_count:
-        bad = _first_row_where(column, lambda v: v is None)
-        raise DatasetError(f"{uri}: label '{name}' is missing in row {bad + 1}; every row needs 0 or 1")
-    try:
-        values = column.cast(pa.int64()).to_numpy()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        values = np.full(len(column), -1)
-    bad_rows = np.flatnonzero((values != 0) & (values != 1))
-    if bad_rows.size:
-        row = int(bad_rows[0])
-        raise DatasetError(
-            f"{uri}: label '{name}' must be 0 or 1, but row {row + 1} holds {column[row].as_py()!r}"
-        )
-    return values.astype(np.int8)
-
-
-def _first_row_where(column: pa.ChunkedArray, predicate: Any) -> int:
+def _first_row_where(column: pa.Array, predicate: Any) -> int:
     for row, value in enumerate(column.to_pylist()):
         if predicate(value):
             return row
@@ -258,6 +271,13 @@ def _is_number(value: Any) -> bool:
     except (TypeError, ValueError):
         return value is None
     return True
+
+
+def _is_binary(value: Any) -> bool:
+    try:
+        return float(value) in (0.0, 1.0)
+    except (TypeError, ValueError):
+        return False
 
 
 def split_dataset(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

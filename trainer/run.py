@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -103,7 +104,7 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
             fit_model(model, data.train, data.test, config, work, run_metrics, out, batch_size)
     except TrainingDivergedError:
         # Resuming would only diverge again: start clean after the fix.
-        shutil.rmtree(work.root, ignore_errors=True)
+        _remove_work(work)
         raise
     with run_metrics.stage("evaluate"):
         test_metrics = model.evaluate(data.test.inputs, data.test.labels, batch_size=EVAL_BATCH_SIZE,
@@ -115,7 +116,7 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
                  "epochs_trained": len(epochs), "test_metrics": test_metrics}
     with run_metrics.stage("package"):
         _package(work.root / "package", package_uri, model, data, resolved, epochs, run_facts, run_metrics)
-    shutil.rmtree(work.root, ignore_errors=True)
+    _remove_work(work)
     summary = " ".join(f"{k} {v:.4f}" for k, v in test_metrics.items())
     print(f"package {package_uri}  (test: {summary})", file=out)
     return TrainResult(package_uri, run_id, model, data.preprocessor, epochs, test_metrics)
@@ -182,6 +183,12 @@ def _work_folder(request: TrainRequest, resolved: ResolvedConfig, source: Datase
     run_id = f"{resolved.variant}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{key[:6]}"
     write_json(run_file, {"run_id": run_id})
     return work, run_id
+
+
+def _remove_work(work: WorkFolders) -> None:
+    shutil.rmtree(work.root, ignore_errors=True)
+    with contextlib.suppress(OSError):  # other runs' work may still be there
+        work.root.parent.rmdir()
 
 
 def _dataset_metadata(data: PreparedData, config: NetConfig) -> dict[str, Any]:
