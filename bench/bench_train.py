@@ -28,11 +28,11 @@ from trainer.config import NetConfig, resolve_config  # noqa: E402
 from trainer.dataset import load_dataset, split_dataset  # noqa: E402
 from trainer.features import Preprocessor  # noqa: E402
 from trainer.networks import build_model_graph, get_network  # noqa: E402
-from trainer.training import effective_batch_size  # noqa: E402
+from trainer.training import EpochEvaluation, SplitArrays, effective_batch_size  # noqa: E402
 
 
 class EpochClock(keras.callbacks.Callback):
-    """Training seconds of each epoch (validation excluded) and the test AUC after it."""
+    """Training seconds of each epoch, stopped before any evaluation starts."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -42,18 +42,24 @@ class EpochClock(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self._started = time.perf_counter()
 
-    def on_test_begin(self, logs=None) -> None:
+    def on_test_begin(self, logs=None) -> None:  # Keras' own validation (the baseline)
         self.seconds.append(time.perf_counter() - self._started)
 
-    def on_epoch_end(self, epoch, logs=None) -> None:
-        self.test_auc.append(round(logs["val_auc"], 4))
+    def on_epoch_end(self, epoch, logs=None) -> None:  # runs before EpochEvaluation (ours)
+        if len(self.seconds) == epoch:
+            self.seconds.append(time.perf_counter() - self._started)
 
 
-def fit(model: keras.Model, data: dict, batch_size: int, epochs: int) -> dict:
+def fit(model: keras.Model, data: dict, batch_size: int, epochs: int, evaluation: list) -> dict:
+    """Fit with the given evaluation callbacks; the test AUC is read after them."""
     clock = EpochClock()
+    read_auc = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: clock.test_auc.append(
+        round(logs["val_auc"], 4)))
+    validation = {} if evaluation else {"validation_data": (data["test_x"], data["test_y"]),
+                                         "validation_batch_size": 16384}
     keras.utils.set_random_seed(0)
     model.fit(data["train_x"], data["train_y"], batch_size=batch_size, epochs=epochs, verbose=0,
-              validation_data=(data["test_x"], data["test_y"]), validation_batch_size=16384, callbacks=[clock])
+              callbacks=[clock, *evaluation, read_auc], **validation)
     rows = len(data["train_y"])
     steady = clock.seconds[1:] or clock.seconds
     return {"batch_size": batch_size, "epoch_train_seconds": [round(s, 2) for s in clock.seconds],
@@ -66,13 +72,15 @@ def naive_baseline(config: NetConfig, shapes, data: dict, epochs: int) -> dict:
     model = get_network(config.network)(config, shapes)
     model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy",
                   metrics=[keras.metrics.AUC(name="auc")])
-    return fit(model, data, batch_size=1024, epochs=epochs)
+    return fit(model, data, batch_size=1024, epochs=epochs, evaluation=[])
 
 
 def ours(config: NetConfig, shapes, data: dict, epochs: int) -> dict:
     keras.utils.set_random_seed(config.seed)
     model = build_model_graph(config, shapes)
-    return fit(model, data, effective_batch_size(config, len(data["train_y"])), epochs)
+    evaluation = [EpochEvaluation(SplitArrays(data["train_x"], data["train_y"]),
+                                  SplitArrays(data["test_x"], data["test_y"]), config.seed)]
+    return fit(model, data, effective_batch_size(config, len(data["train_y"])), epochs, evaluation)
 
 
 def prepare(path: str, config: NetConfig) -> tuple[object, dict]:
@@ -92,11 +100,12 @@ def quality(networks: list[str], shapes, data: dict, max_epochs: int = 6) -> dic
         config = resolve_config(network, environ={}).config
         keras.utils.set_random_seed(config.seed)
         model = build_model_graph(config, shapes)
+        evaluation = EpochEvaluation(SplitArrays(data["train_x"], data["train_y"]),
+                                     SplitArrays(data["test_x"], data["test_y"]), config.seed)
         stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2, restore_best_weights=True)
         history = model.fit(data["train_x"], data["train_y"], epochs=max_epochs, verbose=0,
                             batch_size=effective_batch_size(config, len(data["train_y"])),
-                            validation_data=(data["test_x"], data["test_y"]), validation_batch_size=16384,
-                            callbacks=[stop])
+                            callbacks=[evaluation, stop])
         table[network] = {"best_test_auc": round(max(history.history["val_auc"]), 4),
                           "epochs_run": len(history.history["val_auc"])}
         print(f"{network:<10} best test AUC {table[network]['best_test_auc']}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import keras
+import numpy as np
 import pandas as pd
 
 with warnings.catch_warnings():
@@ -20,8 +21,7 @@ with warnings.catch_warnings():
     from pyformance import MetricsRegistry
 
 EPOCH_METRICS = ("loss", "auc", "logloss", "accuracy")
-# loss and logloss are equal without regularisation: the line shows one of them.
-LINE_METRICS = ("loss", "auc", "accuracy")
+LINE_METRICS = ("logloss", "auc", "accuracy")
 
 
 class RunMetrics:
@@ -67,6 +67,24 @@ class EpochReport(keras.callbacks.Callback):
         logs["epoch_seconds"] = seconds
         logs["examples_per_second"] = self.train_rows / seconds
         print(format_epoch_line(epoch + 1, self.epochs, logs), file=self.out, flush=True)
+
+
+def binary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Exact log-loss, AUC (by ranks, ties averaged) and accuracy at 0.5."""
+    y = labels.reshape(-1).astype(np.float64)
+    p = np.clip(probabilities.reshape(-1).astype(np.float64), 1e-7, 1 - 1e-7)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives and negatives:
+        ranks = pd.Series(p).rank(method="average").to_numpy()
+        auc = (ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+    else:
+        auc = float("nan")  # undefined with one class only
+    return {
+        "logloss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+        "auc": float(auc),
+        "accuracy": float(np.mean((p > 0.5) == (y == 1))),
+    }
 
 
 def format_epoch_line(epoch: int, epochs: int, logs: dict[str, Any]) -> str:

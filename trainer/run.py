@@ -34,16 +34,16 @@ from trainer.config import (
 from trainer.dataset import DatasetSource, load_dataset, split_dataset
 from trainer.errors import ConfigError, TrainingDivergedError
 from trainer.features import Preprocessor
-from trainer.metrics import RunMetrics, epoch_table, plot_epochs
+from trainer.metrics import RunMetrics, binary_metrics, epoch_table, plot_epochs
 from trainer.networks import build_model_graph, get_network
 from trainer.packaging import MODEL_FILE, PREPROCESSING_FILE, load_package, manifest, publish_package, write_json
 from trainer.training import (
-    EVAL_BATCH_SIZE,
     SplitArrays,
     WorkFolders,
     describe_device,
     effective_batch_size,
     fit_model,
+    predict,
 )
 
 
@@ -107,8 +107,7 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
         _remove_work(work)
         raise
     with run_metrics.stage("evaluate"):
-        test_metrics = model.evaluate(data.test.inputs, data.test.labels, batch_size=EVAL_BATCH_SIZE,
-                                      verbose=0, return_dict=True)
+        test_metrics = binary_metrics(data.test.labels, predict(model, data.test.inputs))
 
     epochs = epoch_table(work.keras_csv)
     package_uri = storage.join(request.output, f"{run_id}.zip")

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from trainer.config import NetConfig
 from trainer.errors import TrainerError, TrainingDivergedError
-from trainer.metrics import EpochReport, RunMetrics
+from trainer.metrics import EpochReport, RunMetrics, binary_metrics
 
 EVAL_BATCH_SIZE = 16384
 # batch_size = 0 picks 1/16 of the training rows within these bounds: large
@@ -88,6 +88,31 @@ def describe_device(require_gpu: bool) -> str:
     return f"GPU:0 ({name})" + (f" and {len(gpus) - 1} more" if len(gpus) > 1 else "")
 
 
+class EpochEvaluation(keras.callbacks.Callback):
+    """Train and test metrics from the epoch's final weights, once per epoch.
+
+    Keras would update AUC, log-loss and accuracy inside every training step:
+    about 40% of a step's time on these CPUs. Instead the model scores the
+    test split and a fixed sample of the training split (as large as the test
+    split) at the end of each epoch, so both splits are measured alike, from
+    the same weights. `loss` stays Keras' mean training loss over the epoch.
+    """
+
+    def __init__(self, train: SplitArrays, test: SplitArrays, seed: int) -> None:
+        super().__init__()
+        rows = np.random.default_rng(seed).permutation(len(train))[: len(test)]
+        rows.sort()
+        self.train_sample = SplitArrays({k: v[rows] for k, v in train.inputs.items()}, train.labels[rows])
+        self.test = test
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs if logs is not None else {}
+        logs.update(binary_metrics(self.train_sample.labels, predict(self.model, self.train_sample.inputs)))
+        test = binary_metrics(self.test.labels, predict(self.model, self.test.inputs))
+        logs.update({f"val_{name}": value for name, value in test.items()})
+        logs["val_loss"] = test["logloss"]
+
+
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops the run with a clear message the moment the loss is NaN or infinite."""
 
@@ -122,6 +147,7 @@ def fit_model(
     """Train for `config.epochs` (resuming a killed attempt), reporting each epoch."""
     callbacks: list[keras.callbacks.Callback] = [
         DivergenceGuard(config),
+        EpochEvaluation(train, test, config.seed),
         EpochReport(run_metrics, len(train), config.epochs, out),
         # The CSV row is written before the backup: a kill between the two
         # repeats an epoch's row (deduplicated later) instead of losing it.
@@ -140,8 +166,6 @@ def fit_model(
         train.labels,
         batch_size=batch_size,
         epochs=config.epochs,
-        validation_data=(test.inputs, test.labels),
-        validation_batch_size=EVAL_BATCH_SIZE,
         shuffle=True,
         callbacks=callbacks,
         verbose=0,

@@ -13,21 +13,17 @@ STEPS_PER_EXECUTION = 8
 
 
 def build_model_graph(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
-    """Build the configured network and compile it with the shared loss and metrics.
+    """Build the configured network and compile it for training.
 
-    Every network trains with binary cross-entropy (log-loss) and reports AUC,
-    log-loss and accuracy, so runs of different networks compare directly.
+    Every network trains with binary cross-entropy (log-loss); AUC, log-loss
+    and accuracy are measured per epoch outside the training step
+    (`training.EpochEvaluation`), so runs of different networks compare directly.
     """
     model = get_network(config.network)(config, shapes)
     optimizer_class = LazyAdam if config.optimizer == "lazy_adam" else keras.optimizers.Adam
     model.compile(
         optimizer=optimizer_class(learning_rate=config.learning_rate),
         loss=keras.losses.BinaryCrossentropy(name="loss"),
-        metrics=[
-            keras.metrics.AUC(name="auc", num_thresholds=1000),
-            keras.metrics.BinaryCrossentropy(name="logloss"),
-            keras.metrics.BinaryAccuracy(name="accuracy"),
-        ],
         # Keras' default jit_compile="auto" leaves XLA off on CPUs; XLA fuses
         # Adam's whole-table embedding updates and the MLP (about 1.2x alone,
         # more with large batches). Several steps per call cut Python overhead.
