@@ -95,3 +95,13 @@ def test_a_new_network_is_one_registered_builder(
     frame, _ = load_dataset(str(sample_path), package.config, with_label=False)
     scores = package.score(frame)
     assert scores.shape == (2000,) and np.all((scores >= 0) & (scores <= 1))
+
+
+@pytest.mark.parametrize(("dropout", "compiled_with_xla"), [(0.0, True), (0.2, False)])
+def test_dropout_on_a_cpu_trains_without_xla(
+    dropout: float, compiled_with_xla: bool, encoded_sample: tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes]
+) -> None:
+    # XLA's CPU random numbers made a Dropout model 17x slower (bench note in networks/compile.py).
+    _, _, shapes = encoded_sample
+    model = build_model_graph(NetConfig(dropout=dropout), shapes)
+    assert model.jit_compile is compiled_with_xla

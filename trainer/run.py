@@ -112,7 +112,7 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
     epochs = epoch_table(work.keras_csv)
     package_uri = storage.join(request.output, f"{run_id}.zip")
     run_facts = {"run_id": run_id, "variant": resolved.variant, "device": device, "batch_size": batch_size,
-                 "epochs_trained": len(epochs), "test_metrics": test_metrics}
+                 "xla": bool(model.jit_compile), "epochs_trained": len(epochs), "test_metrics": test_metrics}
     with run_metrics.stage("package"):
         _package(work.root / "package", package_uri, model, data, resolved, epochs, run_facts, run_metrics)
     _remove_work(work)
