@@ -117,3 +117,23 @@ def test_early_stopping_ends_before_the_epoch_limit(output_dir: Path, sample_pat
         manifest = json.loads(archive.read("manifest.json"))
     assert list(rows["epoch"]) == [1, 2]
     assert manifest["epochs_trained"] == 2
+
+
+def test_a_second_process_training_the_same_run_is_refused(
+    tmp_path: Path, sample_path: Path, run_python: Runner, start_python: Callable[..., subprocess.Popen]
+) -> None:
+    output = tmp_path / "runs"
+    args = ["-m", "trainer", "train", "--variant", "deep_v1", "--dataset", str(sample_path), "--output", str(output)]
+    # Long enough that the first run is still training when the second one asks.
+    env = {"TRAINER_EPOCHS": "300", "TRAINER_BATCH_SIZE": "32", "TRAINER_EARLY_STOPPING_PATIENCE": "0"}
+    first = start_python(*args, env=env, stderr=subprocess.DEVNULL)
+    try:
+        assert first.stdout is not None
+        assert any(line.startswith("epoch 1/300") for line in first.stdout), "the first run never trained"
+        second = run_python(*args, env=env)
+        assert first.poll() is None, "the first run ended too early for this test"
+    finally:
+        first.kill()
+        first.wait()
+    assert second.returncode == 2
+    assert "error: the same run (same config, same data) is already training in another process" in second.stderr

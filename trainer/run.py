@@ -94,28 +94,29 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
     data = _prepare(request.dataset, config, run_metrics, out)
     batch_size = effective_batch_size(config, len(data.train))
     work, run_id = _work_folder(request, resolved, data.source)
-    if work.completed_epochs():
-        print(f"resuming run {run_id} after epoch {work.completed_epochs()}/{config.epochs}", file=out)
+    with work.exclusive():
+        if work.completed_epochs():
+            print(f"resuming run {run_id} after epoch {work.completed_epochs()}/{config.epochs}", file=out)
 
-    with run_metrics.stage("build"):
-        model = build_model_graph(config, data.preprocessor.shapes())
-    try:
-        with run_metrics.stage("fit"):
-            fit_model(model, data.train, data.test, config, work, run_metrics, out, batch_size)
-    except TrainingDivergedError:
-        # Resuming would only diverge again: start clean after the fix.
+        with run_metrics.stage("build"):
+            model = build_model_graph(config, data.preprocessor.shapes())
+        try:
+            with run_metrics.stage("fit"):
+                fit_model(model, data.train, data.test, config, work, run_metrics, out, batch_size)
+        except TrainingDivergedError:
+            # Resuming would only diverge again: start clean after the fix.
+            _remove_work(work)
+            raise
+        with run_metrics.stage("evaluate"):
+            test_metrics = binary_metrics(data.test.labels, predict(model, data.test.inputs))
+
+        epochs = epoch_table(work.keras_csv)
+        package_uri = storage.join(request.output, f"{run_id}.zip")
+        run_facts = {"run_id": run_id, "variant": resolved.variant, "device": device, "batch_size": batch_size,
+                     "xla": bool(model.jit_compile), "epochs_trained": len(epochs), "test_metrics": test_metrics}
+        with run_metrics.stage("package"):
+            _package(work.root / "package", package_uri, model, data, resolved, epochs, run_facts, run_metrics)
         _remove_work(work)
-        raise
-    with run_metrics.stage("evaluate"):
-        test_metrics = binary_metrics(data.test.labels, predict(model, data.test.inputs))
-
-    epochs = epoch_table(work.keras_csv)
-    package_uri = storage.join(request.output, f"{run_id}.zip")
-    run_facts = {"run_id": run_id, "variant": resolved.variant, "device": device, "batch_size": batch_size,
-                 "xla": bool(model.jit_compile), "epochs_trained": len(epochs), "test_metrics": test_metrics}
-    with run_metrics.stage("package"):
-        _package(work.root / "package", package_uri, model, data, resolved, epochs, run_facts, run_metrics)
-    _remove_work(work)
     summary = " ".join(f"{k} {v:.4f}" for k, v in test_metrics.items())
     print(f"package {package_uri}  (test: {summary})", file=out)
     return TrainResult(package_uri, run_id, model, data.preprocessor, epochs, test_metrics)

@@ -9,9 +9,12 @@ completed epoch.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -67,6 +70,21 @@ class WorkFolders:
     @property
     def keras_csv(self) -> Path:
         return self.root / "epochs.csv"
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the run's folder for this process: a second process training
+        the same run would overwrite the first one's backups."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / "run.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TrainerError(
+                    f"the same run (same config, same data) is already training in another process, "
+                    f"using {self.root}; wait for it to finish or change the config"
+                ) from None
+            yield
 
     def completed_epochs(self) -> int:
         """Epochs a killed earlier attempt finished (0 when starting fresh)."""
