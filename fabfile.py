@@ -57,6 +57,9 @@ def train(
     """
     if not local:
         raise Exit("error: training in the Docker image is not available yet; add --local to train in this process")
+    from trainer.config import resolve_config
+
+    _user_errors_exit(lambda: resolve_config(variant))  # config errors before TensorFlow's 5 s import
     run = _pipeline()
     _user_errors_exit(lambda: run.train(run.TrainRequest(variant, dataset, output, require_gpu=gpu)))
 
