@@ -20,6 +20,7 @@ fitted `Preprocessor` is plain JSON and travels inside the package.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -64,6 +65,9 @@ class Preprocessor:
     numeric_std: list[float] = field(default_factory=list)
     token_vocabulary: list[str] = field(default_factory=list)
     sequence_length: int = 0
+    # Tokens of each title seen so far: fitting and then encoding the same
+    # split would otherwise tokenize every title twice. Not saved.
+    _tokens: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def fit(cls, train: pd.DataFrame, config: NetConfig) -> Preprocessor:
@@ -75,7 +79,7 @@ class Preprocessor:
         if pre.numeric_columns:
             pre.numeric_mean, pre.numeric_std = _fit_standardisation(train, pre.numeric_columns)
         if pre.text_column:
-            pre.token_vocabulary, pre.sequence_length = _fit_tokens(train[pre.text_column], config)
+            pre.token_vocabulary, pre.sequence_length = _fit_tokens(train[pre.text_column], config, pre.tokens_of)
         return pre
 
     def shapes(self) -> DatasetShapes:
@@ -104,14 +108,23 @@ class Preprocessor:
         categories, codes = _categories_and_codes(titles)
         token_index = {token: i for i, token in enumerate(self.token_vocabulary, start=OOV_TOKEN + 1)}
         per_title = np.zeros((len(categories) + 1, self.sequence_length), np.int32)
-        for row, tokens in enumerate(tokenize(categories)):
+        for row, tokens in enumerate(self.tokens_of(categories)):
             ids = [token_index.get(t, OOV_TOKEN) for t in tokens[: self.sequence_length]]
             per_title[row, : len(ids)] = ids
         # Code -1 (a null title) picks the all-padding last row.
         return per_title[codes]
 
+    def tokens_of(self, titles: Iterable[str]) -> list[list[str]]:
+        """Each title's tokens, tokenizing only titles not seen before."""
+        titles = list(titles)
+        new = [t for t in dict.fromkeys(titles) if t not in self._tokens]
+        self._tokens.update(zip(new, tokenize(new)))
+        return [self._tokens[t] for t in titles]
+
     def to_json_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items() if not k.startswith("_")
+        }
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Preprocessor:
@@ -135,12 +148,14 @@ def _fit_standardisation(train: pd.DataFrame, columns: tuple[str, ...]) -> tuple
     return mean.tolist(), std.tolist()
 
 
-def _fit_tokens(titles: pd.Series, config: NetConfig) -> tuple[list[str], int]:
+def _fit_tokens(
+    titles: pd.Series, config: NetConfig, tokens_of: Callable[[Iterable[str]], list[list[str]]]
+) -> tuple[list[str], int]:
     categories, codes = _categories_and_codes(titles)
     rows_per_title = np.bincount(codes[codes >= 0], minlength=len(categories))
     counts: Counter[str] = Counter()
     longest = 1
-    for tokens, rows in zip(tokenize(categories), rows_per_title):
+    for tokens, rows in zip(tokens_of(categories), rows_per_title):
         if rows:
             longest = max(longest, len(tokens))
             for token in tokens:

@@ -93,10 +93,12 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
 
     data = _prepare(request.dataset, config, run_metrics, out)
     batch_size = effective_batch_size(config, len(data.train))
+    print(f"{len(data.train):,} train / {len(data.test):,} test rows, batch size {batch_size}"
+          + ("" if config.batch_size else " (auto)"), file=out)
     work, run_id = _work_folder(request, resolved, data.source)
     with work.exclusive():
-        if work.completed_epochs():
-            print(f"resuming run {run_id} after epoch {work.completed_epochs()}/{config.epochs}", file=out)
+        if completed := work.completed_epochs():
+            print(f"resuming run {run_id} after epoch {completed}/{config.epochs}", file=out)
 
         with run_metrics.stage("build"):
             model = build_model_graph(config, data.preprocessor.shapes())
@@ -144,9 +146,6 @@ def _prepare(dataset: str, config: NetConfig, run_metrics: RunMetrics, out: Text
         train = _encode(preprocessor, train_frame, config.label_column)
         test = _encode(preprocessor, test_frame, config.label_column)
     run_metrics.count("rows_preprocessed", len(frame), run_metrics.stage_seconds["preprocess"])
-    batch = effective_batch_size(config, len(train))
-    print(f"{len(train):,} train / {len(test):,} test rows, batch size {batch}"
-          + ("" if config.batch_size else " (auto)"), file=out)
     return PreparedData(source, frame, train_frame, test_frame, preprocessor, train, test)
 
 
