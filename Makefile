@@ -1,6 +1,7 @@
 # Set-up and the two everyday commands. Everything runs from .venv, made here.
 #   make train   train deep_v1 on the embedded defaults (data/sample_2k.json -> runs/)
-#   make test    the test suite (what CI runs)
+#   make test    the test suite (what CI runs), with a Docker engine: the running one,
+#                or one started for the tests and stopped after (docker/local-engine.sh)
 
 PYTHON ?= python3
 VENV := .venv
@@ -20,7 +21,7 @@ train: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/fab test
+	docker/local-engine.sh run $(VENV)/bin/fab test
 
 sanity: setup
 	$(VENV)/bin/fab test_sanity

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainer.config import DEFAULT_VARIANTS_FILE, KEYS, load_variants
+from trainer.config import DEFAULT_VARIANTS_FILE, KEYS, PROJECT_ROOT, load_variants
 
 Runner = Callable[..., subprocess.CompletedProcess]
 Lines = Callable[[subprocess.CompletedProcess], list[str]]
-TASKS = ["train", "test_sanity", "score", "test", "generate_data", "variants", "keys"]
+TASKS = ["build", "train", "test_sanity", "score", "test", "generate_data", "variants", "keys"]
 VARIANTS = sorted(load_variants(DEFAULT_VARIANTS_FILE))
 TENSORFLOW_NOISE = ("oneDNN", "absl", "cuda", "TF_ENABLE_ONEDNN_OPTS", "tensorflow/core")
 
@@ -56,13 +56,6 @@ def test_train_unknown_variant_is_a_single_error_line(run_fab: Runner, lines_of:
     ]
 
 
-def test_train_without_local_says_to_add_it(run_fab: Runner, lines_of: Lines) -> None:
-    proc = run_fab("train", "--variant", "deep_v1")
-    assert proc.returncode != 0
-    [line] = lines_of(proc)
-    assert line.startswith("error: ") and "add --local" in line
-
-
 def test_score_writes_a_score_per_row(run_fab: Runner, trained: Any, sample_path: Path, tmp_path: Path) -> None:
     scores = tmp_path / "scores.json"
     proc = run_fab("score", "--package", str(trained.zip_path), "--input", str(sample_path), "--output", str(scores))
@@ -94,10 +87,22 @@ def test_keys_lists_every_config_key(run_fab: Runner) -> None:
     assert [line.split()[0] for line in proc.stdout.splitlines() if line.strip()] == list(KEYS)
 
 
-def test_sanity_trains_every_variant_and_says_ok(run_fab: Runner, tmp_path: Path) -> None:
+def test_sanity_without_docker_trains_every_variant_here_and_says_so(run_fab: Runner, tmp_path: Path) -> None:
     output = tmp_path / "sanity"
-    proc = run_fab("test_sanity", "--output", str(output))
+    proc = run_fab("test_sanity", "--output", str(output), env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.startswith("runner: this process (no Docker engine answers")
     for variant in VARIANTS:
         assert re.search(rf"^{variant}\s+ok\s", proc.stdout, re.MULTILINE), f"no ok line for {variant}:\n{proc.stdout}"
     assert len(list(output.glob("*.zip"))) == len(VARIANTS)
+
+
+def test_jenkinsfile_stages_call_only_existing_fab_tasks(run_fab: Runner) -> None:
+    jenkinsfile = (PROJECT_ROOT / "Jenkinsfile").read_text()
+    # (program, first word) of every `sh` step: "fab build${...}" gives ("fab", "build").
+    steps = re.findall(r"""\bsh\s+["']([a-z]+)\s+([a-z_]+)""", jenkinsfile)
+    assert [step for step in steps if step[0] != "fab"] == [("make", "setup")], "a stage runs something but fab"
+    called = {task for program, task in steps if program == "fab"}
+    assert called == {"test", "build", "test_sanity", "train"}, "the pipeline lost a stage"
+    listed = {line.split()[0] for line in run_fab("--list").stdout.splitlines()[1:] if line.strip()}
+    assert called <= listed, f"the Jenkinsfile calls tasks fab does not have: {called - listed}"

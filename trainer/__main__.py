@@ -2,6 +2,7 @@
 
     python -m trainer train --variant deep_v1 [--dataset URI] [--output URI] [--gpu]
     python -m trainer score --package URI --input URI [--output FILE]
+    python -m trainer sanity [--output URI]   every variant, 3 epochs on the sample (fab test_sanity)
     python -m trainer keys        every config key, its type, default and meaning
     python -m trainer variants    the variants in configs/variant_config.json
 
@@ -18,16 +19,16 @@ from trainer import import_tensorflow_quietly
 from trainer.errors import TrainerError
 
 EXIT_USER_ERROR = 2
+EXIT_SANITY_FAILED = 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        args.command(args)
+        return args.command(args) or 0
     except TrainerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    return 0
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -45,6 +46,17 @@ def _score(args: argparse.Namespace) -> None:
     rows = score(args.package, args.input, args.output)
     if args.output:
         print(f"scored {rows:,} rows into {args.output}", file=sys.stderr)
+
+
+def _sanity(args: argparse.Namespace) -> int:
+    import_tensorflow_quietly()
+    from trainer.sanity import run_sanity
+
+    failures = run_sanity(args.output)
+    if failures:
+        print(f"error: sanity training failed for {', '.join(failures)}", file=sys.stderr)
+        return EXIT_SANITY_FAILED
+    return 0
 
 
 def _keys(args: argparse.Namespace) -> None:
@@ -78,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--input", required=True, help="NDJSON rows in the training schema (label optional)")
     score.add_argument("--output", help="NDJSON of {id, score} per row (default: stdout)")
     score.set_defaults(command=_score)
+
+    sanity = commands.add_parser("sanity", help="train every variant briefly on the sample and check each package")
+    sanity.add_argument("--output", default=f"{DEFAULT_OUTPUT}/sanity", help="where the packages go")
+    sanity.set_defaults(command=_sanity)
 
     commands.add_parser("keys", help="list every config key").set_defaults(command=_keys)
     commands.add_parser("variants", help="list the variants").set_defaults(command=_variants)

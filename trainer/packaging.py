@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import platform
-import subprocess
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +32,7 @@ from trainer import storage
 from trainer.config import NetConfig, ResolvedConfig, config_from_json_dict
 from trainer.errors import PackageError
 from trainer.features import Preprocessor
+from trainer.provenance import code_commit, container_image
 
 MODEL_FILE = "model/model.keras"
 PREPROCESSING_FILE = "model/preprocessing.json"
@@ -42,7 +40,6 @@ REQUIRED_FILES = (
     "manifest.json", "config.json", "dataset.json", "metrics.csv", "metrics.png", MODEL_FILE, PREPROCESSING_FILE,
 )
 LIBRARIES = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas", "pyarrow", "spacy", "pyformance")
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -75,29 +72,13 @@ def manifest(run_facts: dict[str, Any], run_metrics: dict[str, Any]) -> dict[str
     return {
         **run_facts,
         "code_commit": code_commit(),
+        "image": container_image(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "host": platform.node(),
         "libraries": library_versions(),
         **run_metrics,
     }
-
-
-@cache
-def code_commit() -> str:
-    """The git commit of the trainer's source, '+dirty' if it has local changes.
-
-    An image has no .git: its build passes the commit in CODE_COMMIT instead.
-    """
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(SOURCE_ROOT), *args], capture_output=True, text=True,
-                              check=True).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("CODE_COMMIT", "unknown")
 
 
 def library_versions() -> dict[str, str]:

@@ -1,0 +1,6 @@
+"""Where a training run starts: the Docker images and containers `fab` drives.
+
+The `trainer` package is what runs; this package only builds the image it runs
+in (`images`) and starts it with the right mounts and settings (`containers`),
+through one connection to the Docker engine (`engine`).
+"""

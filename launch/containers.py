@@ -1,0 +1,182 @@
+"""`fab train` and `fab test_sanity` in the trainer image, started with docker-py.
+
+A job is the trainer's own command line plus what the container needs to see:
+local files mounted (datasets read-only, the output folder writable), the
+`TRAINER_*` overrides and Google settings passed through, the credentials file
+mounted read-only at run time (never baked into the image), and the GPU asked
+for with a device request, as `docker run --gpus all` does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, ImageNotFound
+from docker.types import DeviceRequest, Mount
+
+from trainer import storage
+from trainer.config import DEFAULT_VARIANTS_FILE, ENV_PREFIX
+from trainer.errors import TrainerError
+from trainer.provenance import IMAGE_ID_VARIABLE, IMAGE_TAG_VARIABLE
+
+DATA_MOUNT = "/mnt/data"
+OUTPUT_MOUNT = "/mnt/output"
+CONFIG_MOUNT = "/mnt/config"
+CREDENTIALS_MOUNT = "/var/run/secrets/google/credentials.json"
+CREDENTIALS_VARIABLE = "GOOGLE_APPLICATION_CREDENTIALS"
+# Google's own conventions (and the emulators'), passed through when set.
+GOOGLE_VARIABLES = ("GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")
+STOP_TIMEOUT_S = 10
+NO_GPU_RUNTIME = (
+    "this Docker engine has no NVIDIA GPU runtime ({reason}): install the NVIDIA Container Toolkit "
+    "(nvidia-container-toolkit) and restart Docker, or train on the CPU without --gpu"
+)
+
+
+class ContainerStartError(TrainerError):
+    """The engine could not start the container."""
+
+
+@dataclass
+class ContainerJob:
+    """One container run: the trainer's arguments and everything it must see."""
+
+    image: str
+    arguments: list[str]
+    gpu: bool = False
+    environment: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    # Container paths in printed lines become the user's own paths again.
+    host_paths: dict[str, str] = field(default_factory=dict)
+
+    def mount_input(self, uri: str) -> str:
+        """The container's name for a dataset URI: a local file or shard pattern is mounted read-only."""
+        if storage.scheme_of(uri):
+            return uri
+        storage.expand(uri)  # a missing file is the user's one-line error here, not the container's
+        path = Path(uri).resolve()
+        target = f"{DATA_MOUNT}/{len(self.mounts)}"
+        self._mount(path.parent, target, read_only=True)
+        return f"{target}/{path.name}"
+
+    def mount_output(self, uri: str) -> str:
+        """The container's name for an output URI: a local folder is made and mounted writable."""
+        if storage.scheme_of(uri):
+            return uri
+        path = Path(uri).resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        self._mount(path, OUTPUT_MOUNT, read_only=False)
+        return OUTPUT_MOUNT
+
+    def mount_variants(self, variants_file: Path) -> str:
+        """This checkout's variant file, so a variant added since the build is found."""
+        self._mount(variants_file.resolve().parent, CONFIG_MOUNT, read_only=True)
+        return f"{CONFIG_MOUNT}/{variants_file.name}"
+
+    def pass_environment(self, environ: Mapping[str, str]) -> None:
+        """Config overrides, Google settings and the credentials file (mounted read-only)."""
+        self.environment.update(
+            {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) or k in GOOGLE_VARIABLES}
+        )
+        credentials = environ.get(CREDENTIALS_VARIABLE)
+        if credentials:
+            path = Path(credentials)
+            if not path.is_file():
+                raise TrainerError(f"{CREDENTIALS_VARIABLE}={credentials}: no such file; point it at a service "
+                                   "account key file or unset it")
+            self.mounts.append(Mount(CREDENTIALS_MOUNT, str(path.resolve()), type="bind", read_only=True))
+            self.environment[CREDENTIALS_VARIABLE] = CREDENTIALS_MOUNT
+
+    def _mount(self, host: Path, target: str, read_only: bool) -> None:
+        self.mounts.append(Mount(target, str(host), type="bind", read_only=read_only))
+        self.host_paths[target] = str(host)
+
+
+def training_job(image: str, variant: str, dataset: str, output: str, gpu: bool,
+                 environ: Mapping[str, str]) -> ContainerJob:
+    job = ContainerJob(image, [], gpu=gpu)
+    job.arguments = ["train", "--variant", variant, "--dataset", job.mount_input(dataset),
+                     "--output", job.mount_output(output), "--variants", job.mount_variants(DEFAULT_VARIANTS_FILE),
+                     *(["--gpu"] if gpu else [])]
+    job.pass_environment(environ)
+    return job
+
+
+def sanity_job(image: str, output: str, environ: Mapping[str, str]) -> ContainerJob:
+    job = ContainerJob(image, [])
+    job.arguments = ["sanity", "--output", job.mount_output(output)]
+    job.pass_environment(environ)
+    return job
+
+
+def run_job(client: docker.DockerClient, job: ContainerJob, echo: Callable[[str], None]) -> int:
+    """Run the job to the end, echoing its output; the container's exit status."""
+    image = find_image(client, job.image)
+    environment = {**job.environment, IMAGE_ID_VARIABLE: image.id, IMAGE_TAG_VARIABLE: job.image,
+                   # The caller's uid (below) has no home in the image; caches go to /tmp.
+                   "HOME": "/tmp"}
+    try:
+        container = client.containers.create(
+            image.id, job.arguments, environment=environment, mounts=job.mounts,
+            # Files written into mounted folders belong to the user who ran fab.
+            user=f"{os.getuid()}:{os.getgid()}",
+            network_mode="host",
+            device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if job.gpu else None,
+        )
+    except APIError as exc:
+        raise _start_failure(exc, job) from None
+    try:
+        _start(container, job)
+        echo(f"running {job.image} ({image.short_id}) in container {container.short_id}")
+        for line in _lines(container.logs(stream=True, follow=True)):
+            echo(_with_host_paths(line, job.host_paths))
+        return container.wait()["StatusCode"]
+    except KeyboardInterrupt:
+        container.stop(timeout=STOP_TIMEOUT_S)
+        raise
+    finally:
+        container.remove(force=True)
+
+
+def find_image(client: docker.DockerClient, tag: str) -> docker.models.images.Image:
+    try:
+        return client.images.get(tag)
+    except ImageNotFound:
+        build = "fab build --gpu" if ":gpu" in tag else "fab build"
+        raise TrainerError(f"no image {tag} on this Docker engine: run `{build}` first, or use --local") from None
+
+
+def _start(container: docker.models.containers.Container, job: ContainerJob) -> None:
+    try:
+        container.start()
+    except APIError as exc:
+        raise _start_failure(exc, job) from None
+
+
+def _start_failure(exc: APIError, job: ContainerJob) -> ContainerStartError:
+    reason = (exc.explanation or str(exc)).strip()
+    if job.gpu and ("device driver" in reason or "nvidia" in reason.lower()):
+        return ContainerStartError(NO_GPU_RUNTIME.format(reason=reason))
+    return ContainerStartError(f"the Docker engine could not start {job.image}: {reason}")
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterable[str]:
+    """Whole lines from the log stream, whose chunks may split lines anywhere."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode(errors="replace").rstrip("\r")
+    if pending:
+        yield pending.decode(errors="replace")
+
+
+def _with_host_paths(line: str, host_paths: Mapping[str, str]) -> str:
+    for container_path, host_path in host_paths.items():
+        line = line.replace(container_path, host_path)
+    return line

@@ -1,0 +1,267 @@
+"""The trainer image, built and run by a real Docker engine through `fab`.
+
+`make test` starts an engine and makes a local base image when the machine has
+none (docker/local-engine.sh); no registry is needed. The image is built once
+per session, the way a user builds it, and every container test runs in it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import tarfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from launch.containers import CREDENTIALS_MOUNT, training_job
+from launch.engine import DockerUnavailableError, connect
+from launch.images import build_context
+from trainer.config import DEFAULT_VARIANTS_FILE, load_variants
+from trainer.provenance import code_commit
+
+Runner = Callable[..., subprocess.CompletedProcess]
+Lines = Callable[[subprocess.CompletedProcess], list[str]]
+
+BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "local/python-base:bookworm")
+# The TLS-intercepting proxy's CA on these machines; absent elsewhere.
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+EXTRA_CA = os.environ.get("TEST_EXTRA_CA", str(SYSTEM_CA_BUNDLE) if SYSTEM_CA_BUNDLE.is_file() else "")
+QUICK = {"TRAINER_EPOCHS": "1", "TRAINER_BATCH_SIZE": "256"}
+BUILD_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    id: str
+    log: str
+
+
+def _needs(what: str, reason: str) -> None:
+    """A missing engine or base image fails in CI (where .ci/run provides them) and skips elsewhere."""
+    message = f"{what}: {reason}; `make test` (docker/local-engine.sh) provides it"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def engine() -> docker.DockerClient:
+    try:
+        return connect()
+    except DockerUnavailableError as exc:
+        _needs("no Docker engine", str(exc))
+
+
+@pytest.fixture(scope="session")
+def built(engine: docker.DockerClient, run_fab: Runner) -> BuiltImage:
+    """`fab build` on the local base image: the CPU image every container test runs."""
+    try:
+        engine.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        try:
+            engine.images.pull(BASE_IMAGE)
+        except docker.errors.APIError as exc:
+            _needs(f"no base image {BASE_IMAGE} ({exc.explanation})", "`docker/local-engine.sh base-image` makes one")
+    args = ["build", "--base-image", BASE_IMAGE, *(["--extra-ca", EXTRA_CA] if EXTRA_CA else [])]
+    proc = run_fab(*args, timeout=BUILD_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    match = re.search(r"^built (\S+) as (.+)$", proc.stdout, re.MULTILINE)
+    assert match, proc.stdout[-2000:]
+    tags = match.group(2).split(", ")
+    return BuiltImage(tag=tags[1], id=engine.images.get(tags[1]).id, log=proc.stdout)
+
+
+def test_build_streams_each_step_and_tags_cpu_and_the_commit(built: BuiltImage, engine: docker.DockerClient) -> None:
+    steps = re.findall(r"^Step (\d+)/(\d+) : ", built.log, re.MULTILINE)
+    assert steps and steps[-1][0] == steps[-1][1], "the build's steps were not shown"
+    commit = code_commit()
+    version = commit[:12] + ("-dirty" if commit.endswith("+dirty") else "")
+    assert set(engine.images.get(built.id).tags) >= {"trainer:cpu", f"trainer:cpu-{version}"}
+
+
+def test_image_runs_the_trainer_as_a_non_root_user(built: BuiltImage, engine: docker.DockerClient) -> None:
+    config = engine.images.get(built.id).attrs["Config"]
+    assert config["User"] == "trainer"
+    assert config["Entrypoint"] == ["python", "-m", "trainer"]
+    assert dict(e.split("=", 1) for e in config["Env"])["CODE_COMMIT"] == code_commit()
+    uid = engine.containers.run(built.id, entrypoint=["id", "-u"], network_mode="none", remove=True)
+    assert uid.decode().strip() not in ("", "0")
+    listed = engine.containers.run(built.id, ["variants"], network_mode="none", remove=True).decode()
+    assert sorted(line.split()[0] for line in listed.splitlines()) == sorted(load_variants(DEFAULT_VARIANTS_FILE))
+
+
+def test_build_context_holds_the_code_and_nothing_private(tmp_path: Path) -> None:
+    key = tmp_path / "key.json"
+    key.write_text('{"type": "service_account"}')
+    os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = str(key)  # must not matter to the build
+    try:
+        with tarfile.open(fileobj=build_context(None)) as tar:
+            names = tar.getnames()
+            extra_ca = tar.extractfile("extra-ca.crt").read()
+    finally:
+        del os.environ["GOOGLE_APPLICATION_CREDENTIALS"]
+    assert {name.split("/")[0] for name in names} == {
+        "docker", "requirements.txt", "configs", "trainer", "data", "extra-ca.crt"}
+    assert "trainer/run.py" in names and "data/sample_2k.json" in names
+    assert not [name for name in names if "__pycache__" in name or (name.endswith(".json") and "key" in name)]
+    assert extra_ca == b""
+
+
+def test_rebuild_without_changes_reuses_the_dependency_layer(built: BuiltImage, run_fab: Runner) -> None:
+    args = ["build", "--base-image", BASE_IMAGE, *(["--extra-ca", EXTRA_CA] if EXTRA_CA else [])]
+    proc = run_fab(*args, timeout=BUILD_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    pip_step = re.search(r"^Step \d+/\d+ : RUN .*pip install.*\n(.*)$", proc.stdout, re.MULTILINE)
+    assert pip_step and "Using cache" in pip_step.group(1), proc.stdout
+
+
+def test_train_in_the_image_writes_the_package_into_the_host_folder(
+    built: BuiltImage, run_fab: Runner, sample_path: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "runs"
+    proc = run_fab("train", "--variant", "linear_v1", "--image", built.tag, "--dataset", str(sample_path),
+                   "--output", str(output), env=QUICK)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.startswith(f"running {built.tag} ")
+    assert re.search(r"^epoch 1/1 ", proc.stdout, re.MULTILINE)
+    [package] = output.glob("linear_v1-*.zip")
+    assert f"package {package} " in proc.stdout, "the container's path was not turned back into the host's"
+    assert package.stat().st_uid == os.getuid()
+    with zipfile.ZipFile(package) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        config = json.loads(archive.read("config.json"))
+    assert manifest["image"] == {"id": built.id, "tag": built.tag}
+    assert manifest["code_commit"] == code_commit()
+    assert config["keys"]["epochs"] == {"value": 1, "source": "environment TRAINER_EPOCHS"}
+
+
+def test_a_failing_run_in_the_container_is_fabs_exit_status(
+    built: BuiltImage, run_fab: Runner, sample_path: Path, tmp_path: Path, lines_of: Lines
+) -> None:
+    broken = tmp_path / "broken.json"
+    lines = sample_path.read_text().splitlines()
+    broken.write_text("\n".join([*lines[:5], "{not json", *lines[5:20]]) + "\n")
+    proc = run_fab("train", "--variant", "deep_v1", "--image", built.tag, "--dataset", str(broken),
+                   "--output", str(tmp_path / "runs"), env=QUICK)
+    assert proc.returncode == 2
+    assert lines_of(proc)[-1].startswith(f"error: {broken} line 6: not valid JSON")
+    assert not list((tmp_path / "runs").glob("*.zip"))
+
+
+def test_sanity_in_the_image_trains_every_variant_and_says_so(
+    built: BuiltImage, run_fab: Runner, tmp_path: Path
+) -> None:
+    output = tmp_path / "sanity"
+    proc = run_fab("test_sanity", "--image", built.tag, "--output", str(output))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.startswith(f"runner: the Docker image {built.tag}")
+    for variant in load_variants(DEFAULT_VARIANTS_FILE):
+        assert re.search(rf"^{variant}\s+ok\s", proc.stdout, re.MULTILINE), proc.stdout[-3000:]
+    assert len(list(output.glob("*.zip"))) == len(load_variants(DEFAULT_VARIANTS_FILE))
+
+
+def test_gpu_on_an_engine_without_nvidia_runtime_is_one_line(
+    built: BuiltImage, engine: docker.DockerClient, run_fab: Runner, lines_of: Lines
+) -> None:
+    if "nvidia" in engine.info().get("Runtimes", {}):
+        pytest.skip("this engine has the NVIDIA runtime")
+    before = len(engine.containers.list(all=True))
+    proc = run_fab("train", "--gpu", "--image", built.tag)
+    assert proc.returncode == 2
+    [line] = lines_of(proc)
+    assert line.startswith("error: this Docker engine has no NVIDIA GPU runtime") and "nvidia-container-toolkit" in line
+    assert len(engine.containers.list(all=True)) == before, "the failed container was left behind"
+
+
+def test_gpu_training_in_the_gpu_image(engine: docker.DockerClient, run_fab: Runner, tmp_path: Path) -> None:
+    if "nvidia" not in engine.info().get("Runtimes", {}):
+        pytest.skip("needs a GPU and the NVIDIA runtime (and `fab build --gpu`)")
+    proc = run_fab("train", "--gpu", "--variant", "deep_v1", "--output", str(tmp_path), env=QUICK)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " on GPU:0 " in proc.stdout
+
+
+@pytest.mark.parametrize("command", [["train", "--variant", "deep_v1"], ["build"]])
+def test_no_engine_is_one_line_naming_the_fix(
+    command: list[str], run_fab: Runner, tmp_path: Path, lines_of: Lines
+) -> None:
+    proc = run_fab(*command, env={"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"})
+    assert proc.returncode == 2
+    [line] = lines_of(proc)
+    assert line.startswith(f"error: no Docker engine answers at unix://{tmp_path}/docker.sock")
+    assert "local-engine.sh start" in line and ("--local" in line)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--variant", "nope"], {}, "error: unknown variant 'nope'"),
+        (["--dataset", "/nowhere/rows.json"], {}, "error: /nowhere/rows.json: no such file"),
+        ([], {"GOOGLE_APPLICATION_CREDENTIALS": "/nowhere/key.json"},
+         "error: GOOGLE_APPLICATION_CREDENTIALS=/nowhere/key.json: no such file"),
+        (["--image", "trainer:absent"], {}, "error: no image trainer:absent on this Docker engine: run `fab build`"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_container_starts(
+    args: list[str], env: dict[str, str], expected: str, engine: docker.DockerClient, run_fab: Runner,
+    lines_of: Lines,
+) -> None:
+    before = len(engine.containers.list(all=True))
+    proc = run_fab("train", *args, env=env)
+    assert proc.returncode == 2
+    [line] = lines_of(proc)
+    assert line.startswith(expected), line
+    assert len(engine.containers.list(all=True)) == before
+
+
+def test_a_failing_build_step_is_named_with_its_last_lines(
+    engine: docker.DockerClient, run_fab: Runner, lines_of: Lines
+) -> None:
+    no_shell = io.BytesIO()
+    with tarfile.open(fileobj=no_shell, mode="w") as tar:
+        readme = tarfile.TarInfo("README")
+        readme.size = 0
+        tar.addfile(readme)
+    engine.api.import_image_from_data(no_shell.getvalue(), repository="local/no-shell", tag="test")
+    proc = run_fab("build", "--base-image", "local/no-shell:test", "--tag", "trainer:never")
+    assert proc.returncode == 2
+    error = proc.stderr.strip().splitlines()
+    assert error[0].startswith("error: build failed: ")
+    assert re.fullmatch(r"  at Step \d+/\d+ : RUN .*python3.*", error[1]), error
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get("trainer:never")
+
+
+@pytest.mark.parametrize(("content", "expected"), [(None, "no such file"), ("hello", "not a PEM certificate file")])
+def test_a_bad_extra_ca_is_one_line(
+    content: str | None, expected: str, run_fab: Runner, tmp_path: Path, lines_of: Lines
+) -> None:
+    ca = tmp_path / "ca.pem"
+    if content is not None:
+        ca.write_text(content)
+    proc = run_fab("build", "--extra-ca", str(ca))
+    assert proc.returncode == 2
+    [line] = lines_of(proc)
+    assert line.startswith(f"error: --extra-ca {ca}: {expected}")
+
+
+def test_credentials_and_overrides_reach_the_container_but_not_the_image(tmp_path: Path) -> None:
+    key = tmp_path / "key.json"
+    key.write_text("{}")
+    environ = {"GOOGLE_APPLICATION_CREDENTIALS": str(key), "TRAINER_EPOCHS": "3", "GOOGLE_CLOUD_PROJECT": "p",
+               "HOME": "/root", "AWS_SECRET_ACCESS_KEY": "x"}
+    job = training_job("trainer:cpu", "deep_v1", "gs://bucket/data-*.json", str(tmp_path / "out"), False, environ)
+    assert job.environment == {"GOOGLE_APPLICATION_CREDENTIALS": CREDENTIALS_MOUNT, "TRAINER_EPOCHS": "3",
+                               "GOOGLE_CLOUD_PROJECT": "p"}
+    [credentials] = [m for m in job.mounts if m["Target"] == CREDENTIALS_MOUNT]
+    assert credentials["Source"] == str(key) and credentials["ReadOnly"] is True
+    assert "gs://bucket/data-*.json" in job.arguments
