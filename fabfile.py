@@ -106,25 +106,22 @@ def test_sanity(c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity", local: boo
     (or with --local), and says which. Fails unless every package is complete,
     scores its own rows, and its training loss went down.
     """
-    if local:
-        print("runner: this process (--local)")
-    elif not _docker_answers():
-        print("runner: this process (no Docker engine answers; with one, the CPU image is used)")
-        local = True
-    if local:
-        _pipeline()
-        from trainer.sanity import run_sanity
+    if not local and _docker_answers():
+        from launch.containers import sanity_job
+        from launch.images import default_tag
 
-        failures = _user_errors_exit(lambda: run_sanity(output))
-        if failures:
-            raise Exit(f"error: sanity training failed for {', '.join(failures)}", code=1)
+        tag = image or default_tag("cpu")
+        print(f"runner: the Docker image {tag}")
+        _run_in_container(_user_errors_exit(lambda: sanity_job(tag, output, os.environ)))
         return
-    from launch.containers import sanity_job
-    from launch.images import default_tag
+    print("runner: this process " + ("(--local)" if local else
+                                     "(no Docker engine answers; with one, the CPU image is used)"))
+    _pipeline()
+    from trainer.sanity import run_sanity
 
-    tag = image or default_tag("cpu")
-    print(f"runner: the Docker image {tag}")
-    _run_in_container(_user_errors_exit(lambda: sanity_job(tag, output, os.environ)))
+    failures = _user_errors_exit(lambda: run_sanity(output))
+    if failures:
+        raise Exit(f"error: sanity training failed for {', '.join(failures)}", code=1)
 
 
 def _docker_answers() -> bool:
@@ -148,7 +145,7 @@ def _run_in_container(job: Any) -> None:
     """Run a container job, echoing its output; its exit status becomes fab's."""
     from launch.containers import run_job
 
-    status = _user_errors_exit(lambda: run_job(_docker(), job, print))
+    status = _user_errors_exit(lambda: run_job(_docker(), job, print, lambda line: print(line, file=sys.stderr)))
     if status:
         raise Exit(code=status)
 

@@ -10,7 +10,7 @@ for with a device request, as `docker run --gpus all` does.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,8 +113,9 @@ def sanity_job(image: str, output: str, environ: Mapping[str, str]) -> Container
     return job
 
 
-def run_job(client: docker.DockerClient, job: ContainerJob, echo: Callable[[str], None]) -> int:
-    """Run the job to the end, echoing its output; the container's exit status."""
+def run_job(client: docker.DockerClient, job: ContainerJob, echo: Callable[[str], None],
+            echo_error: Callable[[str], None]) -> int:
+    """Run the job to the end, echoing its stdout and stderr lines apart; the container's exit status."""
     image = find_image(client, job.image)
     environment = {**job.environment, IMAGE_ID_VARIABLE: image.id, IMAGE_TAG_VARIABLE: job.image,
                    # The caller's uid (below) has no home in the image; caches go to /tmp.
@@ -132,8 +133,11 @@ def run_job(client: docker.DockerClient, job: ContainerJob, echo: Callable[[str]
     try:
         _start(container, job)
         echo(f"running {job.image} ({image.short_id}) in container {container.short_id}")
-        for line in _lines(container.logs(stream=True, follow=True)):
-            echo(_with_host_paths(line, job.host_paths))
+        # Demultiplexed: the engine does not keep the order between the two streams,
+        # so an error line stays on stderr instead of landing among progress lines.
+        output = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
+        for line, is_error in _lines(output):
+            (echo_error if is_error else echo)(_with_host_paths(line, job.host_paths))
         return container.wait()["StatusCode"]
     except KeyboardInterrupt:
         container.stop(timeout=STOP_TIMEOUT_S)
@@ -164,16 +168,19 @@ def _start_failure(exc: APIError, job: ContainerJob) -> ContainerStartError:
     return ContainerStartError(f"the Docker engine could not start {job.image}: {reason}")
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterable[str]:
-    """Whole lines from the log stream, whose chunks may split lines anywhere."""
-    pending = b""
+def _lines(chunks: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[tuple[str, bool]]:
+    """(line, from stderr) pairs from (stdout, stderr) chunks, which may split lines anywhere."""
+    pending = [b"", b""]
     for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.decode(errors="replace").rstrip("\r")
-    if pending:
-        yield pending.decode(errors="replace")
+        for stream, data in enumerate(chunk):
+            if data:
+                *complete, pending[stream] = (pending[stream] + data).split(b"\n")
+                yield from ((_text(line), bool(stream)) for line in complete)
+    yield from ((_text(rest), bool(stream)) for stream, rest in enumerate(pending) if rest)
+
+
+def _text(line: bytes) -> str:
+    return line.decode(errors="replace").rstrip("\r")
 
 
 def _with_host_paths(line: str, host_paths: Mapping[str, str]) -> str:
