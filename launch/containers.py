@@ -25,6 +25,9 @@ from trainer.provenance import IMAGE_ID_VARIABLE, IMAGE_TAG_VARIABLE
 
 DATA_MOUNT = "/mnt/data"
 OUTPUT_MOUNT = "/mnt/output"
+# The host's download cache and the work folders of gs:// outputs: a container
+# re-reads a dataset without downloading it again and resumes a killed run.
+CACHE_MOUNT = "/mnt/cache"
 CONFIG_MOUNT = "/mnt/config"
 CREDENTIALS_MOUNT = "/var/run/secrets/google/credentials.json"
 CREDENTIALS_VARIABLE = "GOOGLE_APPLICATION_CREDENTIALS"
@@ -72,6 +75,14 @@ class ContainerJob:
         self._mount(path, OUTPUT_MOUNT, read_only=False)
         return OUTPUT_MOUNT
 
+    def mount_cache_for(self, *uris: str) -> None:
+        """The host's cache of remote files, where any of `uris` is remote."""
+        if any(storage.scheme_of(uri) for uri in uris):
+            host_cache = storage.cache_root()
+            host_cache.mkdir(parents=True, exist_ok=True)
+            self._mount(host_cache, f"{CACHE_MOUNT}/{host_cache.name}", read_only=False)
+            self.environment["XDG_CACHE_HOME"] = CACHE_MOUNT
+
     def mount_variants(self, variants_file: Path) -> str:
         """This checkout's variant file, so a variant added since the build is found."""
         self._mount(variants_file.resolve().parent, CONFIG_MOUNT, read_only=True)
@@ -102,6 +113,7 @@ def training_job(image: str, variant: str, dataset: str, output: str, gpu: bool,
     job.arguments = ["train", "--variant", variant, "--dataset", job.mount_input(dataset),
                      "--output", job.mount_output(output), "--variants", job.mount_variants(DEFAULT_VARIANTS_FILE),
                      *(["--gpu"] if gpu else [])]
+    job.mount_cache_for(dataset, output)
     job.pass_environment(environ)
     return job
 

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -20,11 +21,13 @@ from pathlib import Path
 
 import docker
 import pytest
+from cloud_fixtures import upload
 
-from launch.containers import CREDENTIALS_MOUNT, training_job
+from launch.containers import CACHE_MOUNT, CREDENTIALS_MOUNT, training_job
 from launch.engine import DockerUnavailableError, connect
-from launch.images import build_context
-from trainer.config import DEFAULT_VARIANTS_FILE, load_variants
+from launch.images import TENSORFLOW_BUILDS, build_context
+from trainer import storage
+from trainer.config import DEFAULT_VARIANTS_FILE, PROJECT_ROOT, load_variants
 from trainer.provenance import code_commit
 
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -144,6 +147,20 @@ def test_train_in_the_image_writes_the_package_into_the_host_folder(
     assert config["keys"]["epochs"] == {"value": 1, "source": "environment TRAINER_EPOCHS"}
 
 
+def test_train_in_the_image_reads_and_writes_gcs_through_the_hosts_cache(
+    built: BuiltImage, run_fab: Runner, sample_path: Path, cloud_env: dict[str, str], gcs_prefix: str
+) -> None:
+    upload(sample_path, f"{gcs_prefix}/data/sample.json")
+    proc = run_fab("train", "--variant", "linear_v1", "--image", built.tag, "--dataset", f"{gcs_prefix}/data/*.json",
+                   "--output", f"{gcs_prefix}/runs", env={**cloud_env, **QUICK})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [package] = storage.expand(f"{gcs_prefix}/runs/linear_v1-*.zip")
+    assert f"package {package} " in proc.stdout
+    cached = list((Path(cloud_env["XDG_CACHE_HOME"]) / "trainer" / "gcs").rglob("sample.json"))
+    assert len(cached) == 1 and cached[0].read_bytes() == sample_path.read_bytes()
+    assert cached[0].stat().st_uid == os.getuid()
+
+
 def test_a_failing_run_in_the_container_is_fabs_exit_status(
     built: BuiltImage, run_fab: Runner, sample_path: Path, tmp_path: Path, lines_of: Lines
 ) -> None:
@@ -261,7 +278,28 @@ def test_credentials_and_overrides_reach_the_container_but_not_the_image(tmp_pat
                "HOME": "/root", "AWS_SECRET_ACCESS_KEY": "x"}
     job = training_job("trainer:cpu", "deep_v1", "gs://bucket/data-*.json", str(tmp_path / "out"), False, environ)
     assert job.environment == {"GOOGLE_APPLICATION_CREDENTIALS": CREDENTIALS_MOUNT, "TRAINER_EPOCHS": "3",
-                               "GOOGLE_CLOUD_PROJECT": "p"}
+                               "GOOGLE_CLOUD_PROJECT": "p", "XDG_CACHE_HOME": CACHE_MOUNT}
     [credentials] = [m for m in job.mounts if m["Target"] == CREDENTIALS_MOUNT]
     assert credentials["Source"] == str(key) and credentials["ReadOnly"] is True
     assert "gs://bucket/data-*.json" in job.arguments
+
+
+def test_gpu_image_requirements_resolve_for_the_cuda_base_python(tmp_path: Path) -> None:
+    """What the GPU build's pip step installs (docker/Dockerfile swaps the TensorFlow line) exists on PyPI
+    for Ubuntu 24.04's Python 3.12, so `fab build --gpu` does not fail there on a machine with a GPU."""
+    requirements = tmp_path / "requirements-gpu.txt"
+    text = (PROJECT_ROOT / "requirements.txt").read_text()
+    # pyformance ships only a source archive, which a cross-platform resolve cannot take; it is pure Python.
+    lines = [line for line in text.splitlines() if not line.startswith("pyformance")]
+    requirements.write_text("\n".join(lines).replace("tensorflow-cpu==", f"{TENSORFLOW_BUILDS['gpu']}==") + "\n")
+    platforms = [f"--platform=manylinux_2_{minor}_x86_64" for minor in (17, 24, 27, 28, 31, 34, 39)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed", "--only-binary=:all:",
+         "--python-version=3.12", *platforms, "--platform=manylinux2014_x86_64", "--target", str(tmp_path / "t"),
+         "--report", str(tmp_path / "report.json"), "-r", str(requirements)],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    installed = {i["metadata"]["name"]: i["metadata"]["version"]
+                 for i in json.loads((tmp_path / "report.json").read_text())["install"]}
+    assert installed["tensorflow"] == re.search(r"^tensorflow-cpu==(\S+)", text, re.MULTILINE).group(1)
+    assert "nvidia-cudnn-cu12" in installed

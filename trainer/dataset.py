@@ -9,6 +9,10 @@ line by line, to say exactly which line is wrong.
 
 BigQuery exports INT64 as JSON strings ("3"), FLOAT64 as numbers and omits or
 nulls NULL fields; a column's JSON type is read off the file's first lines.
+
+`fab dataset` writes what it knows about an export (query hash, job id, rows,
+schema, time, parameters) beside the data, at `export_metadata_uri`; loading
+picks it up, and the run carries it into the package's dataset.json.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from trainer.errors import DatasetError
 SCHEMA_SAMPLE_LINES = 1000
 READ_BLOCK_BYTES = 16 << 20
 HASH_CHUNK_BYTES = 4 << 20
+EXPORT_METADATA_SUFFIX = ".metadata.json"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class DatasetSource:
     sha256: str
     size_bytes: int
     rows_read: int
+    export: dict[str, Any] | None = None  # what `fab dataset` recorded about the export, when it made the data
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,9 @@ def load_dataset(
 ) -> tuple[pd.DataFrame, DatasetSource]:
     """Read every file the URI names (one file or `*` shards) into one DataFrame."""
     roles = ColumnRoles.of(config, with_label=with_label)
-    files = storage.expand(uri)
+    files = [f for f in storage.expand(uri) if not f.endswith(EXPORT_METADATA_SUFFIX)]
+    if not files:
+        raise DatasetError(f"{uri} matches only export metadata; point it at the data files")
     tables, digest, size, rows_read = [], hashlib.sha256(), 0, 0
     for index, file_uri in enumerate(files):
         path = storage.local_copy(file_uri)
@@ -91,7 +99,25 @@ def load_dataset(
     if table.num_rows == 0:
         raise DatasetError(f"{uri}: subsample={config.subsample} kept none of {rows_read} rows; raise it")
     frame = _to_frame(table, roles)
-    return frame, DatasetSource(uri, tuple(files), digest.hexdigest(), size, rows_read)
+    return frame, DatasetSource(uri, tuple(files), digest.hexdigest(), size, rows_read, read_export_metadata(uri))
+
+
+def export_metadata_uri(dataset_uri: str) -> str:
+    """Where an export's metadata lives: beside the data, named after it, out of
+    its shard pattern (`gs://b/p/train-*.json` -> `gs://b/p/train.metadata.json`)."""
+    folder, _, name = dataset_uri.rpartition("/")
+    stem = name.removesuffix(".json").replace("*", "").rstrip("-_.") or "export"
+    return f"{folder}/{stem}{EXPORT_METADATA_SUFFIX}" if folder else f"{stem}{EXPORT_METADATA_SUFFIX}"
+
+
+def read_export_metadata(dataset_uri: str) -> dict[str, Any] | None:
+    metadata_uri = export_metadata_uri(dataset_uri)
+    if not storage.exists(metadata_uri):
+        return None
+    try:
+        return json.loads(storage.local_copy(metadata_uri).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{metadata_uri}: not valid JSON ({exc}); delete it or export the dataset again") from None
 
 
 def _hash_into(digest: Any, path: Path) -> int:

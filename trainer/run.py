@@ -201,6 +201,7 @@ def _dataset_metadata(data: PreparedData, config: NetConfig) -> dict[str, Any]:
         "rows_read": source.rows_read,
         "rows": len(frame),
         "subsample": config.subsample,
+        "export": source.export,  # fab dataset's metadata: query hash, job id, rows, schema, time
         "split": {"train": len(train), "test": len(test), "test_fraction": config.test_fraction,
                   "seed": config.seed},
         "schema": {column: str(dtype) for column, dtype in frame.dtypes.items()},

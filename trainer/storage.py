@@ -1,27 +1,30 @@
 """One file API for datasets and packages, chosen by the URI's scheme.
 
 Training code calls `expand`, `local_copy` and `publish` and never asks where a
-file lives. Local paths (and `file://`) are served here; other schemes (such
-as `gs://`) register a backend with `register_backend`, and nothing else in the
-trainer changes.
+file lives. Local paths (and `file://`) are served here; other schemes
+register a backend with `register_backend`, and nothing else in the trainer
+changes. `gs://` is trainer.gcs, imported on its first use so that a run on
+local files never loads the Google Cloud clients.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 from trainer.errors import TrainerError
 
 
 class StorageBackend(Protocol):
-    def expand(self, uri: str) -> list[str]:
-        """The files a URI names: itself, or the shards a `*` pattern matches, sorted."""
+    def expand(self, uri: str, *, must_match: bool = True) -> list[str]:
+        """The files a URI names: itself, or the shards a `*` pattern matches, sorted.
+        Nothing there is an error, or [] where `must_match` is false."""
 
     def local_copy(self, uri: str) -> Path:
         """A local path holding the file's bytes (the file itself where it is local)."""
@@ -32,17 +35,25 @@ class StorageBackend(Protocol):
     def work_folder(self, output_uri: str) -> Path:
         """A local folder for a run's working files (kept across a kill, for resuming)."""
 
+    def exists(self, uri: str) -> bool:
+        """Whether a file is at `uri`."""
+
+    def open_for_reading(self, uri: str) -> BinaryIO:
+        """The file as a seekable binary stream (remote bytes are fetched as they are read)."""
+
 
 class LocalBackend:
-    def expand(self, uri: str) -> list[str]:
+    def expand(self, uri: str, *, must_match: bool = True) -> list[str]:
         path = _local_path(uri)
         if glob.has_magic(str(path)):
             matches = sorted(glob.glob(str(path)))
-            if not matches:
+            if must_match and not matches:
                 raise TrainerError(f"no files match {uri}")
             return matches
         if not path.is_file():
-            raise TrainerError(f"{uri}: no such file; check the path or pass --dataset PATH")
+            if must_match:
+                raise TrainerError(f"{uri}: no such file; check the path or pass --dataset PATH")
+            return []
         return [str(path)]
 
     def local_copy(self, uri: str) -> Path:
@@ -60,9 +71,14 @@ class LocalBackend:
         finally:
             partial.unlink(missing_ok=True)
 
-
     def work_folder(self, output_uri: str) -> Path:
         return _local_path(output_uri) / ".work"
+
+    def exists(self, uri: str) -> bool:
+        return _local_path(uri).is_file()
+
+    def open_for_reading(self, uri: str) -> BinaryIO:
+        return _local_path(uri).open("rb")
 
 
 def _local_path(uri: str) -> Path:
@@ -70,6 +86,8 @@ def _local_path(uri: str) -> Path:
 
 
 _BACKENDS: dict[str, StorageBackend] = {"": LocalBackend(), "file": LocalBackend()}
+# Schemes whose backend module registers itself when imported, on first use.
+_BACKEND_MODULES = {"gs": "trainer.gcs"}
 
 
 def register_backend(scheme: str, backend: StorageBackend) -> None:
@@ -78,8 +96,10 @@ def register_backend(scheme: str, backend: StorageBackend) -> None:
 
 def backend_for(uri: str) -> StorageBackend:
     scheme = scheme_of(uri)
+    if scheme not in _BACKENDS and scheme in _BACKEND_MODULES:
+        importlib.import_module(_BACKEND_MODULES[scheme])
     if scheme not in _BACKENDS:
-        known = ", ".join(f"{s}://" for s in _BACKENDS if s) + " or a local path"
+        known = ", ".join(f"{s}://" for s in sorted({*_BACKENDS, *_BACKEND_MODULES} - {""})) + " or a local path"
         raise TrainerError(f"{uri}: unsupported storage scheme '{scheme}://'; use {known}")
     return _BACKENDS[scheme]
 
@@ -90,8 +110,8 @@ def scheme_of(uri: str) -> str:
     return "" if len(scheme) <= 1 else scheme
 
 
-def expand(uri: str) -> list[str]:
-    return backend_for(uri).expand(uri)
+def expand(uri: str, *, must_match: bool = True) -> list[str]:
+    return backend_for(uri).expand(uri, must_match=must_match)
 
 
 def local_copy(uri: str) -> Path:
@@ -104,6 +124,19 @@ def publish(local_file: Path, uri: str) -> None:
 
 def work_folder(output_uri: str) -> Path:
     return backend_for(output_uri).work_folder(output_uri)
+
+
+def exists(uri: str) -> bool:
+    return backend_for(uri).exists(uri)
+
+
+def open_for_reading(uri: str) -> BinaryIO:
+    return backend_for(uri).open_for_reading(uri)
+
+
+def cache_root() -> Path:
+    """Where remote backends keep downloads and the work folders of remote outputs."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trainer"
 
 
 def join(base_uri: str, name: str) -> str:

@@ -1,0 +1,131 @@
+"""fab dataset: the real BigQuery client against bqemulator, sql/training_table.sql on raw event tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cloud_fixtures import CloudEmulators, copy_exports_to_gcs, object_names
+from conftest import PROJECT_ROOT, Runner, output_lines
+
+from trainer import storage
+from trainer.bigquery_export import ExportRequest, export_dataset, parse_param
+from trainer.config import NetConfig
+from trainer.dataset import load_dataset
+from trainer.errors import TrainerError
+
+TRAINING_SQL = PROJECT_ROOT / "sql" / "training_table.sql"
+OCTOBER = ("start_date=2026-10-01", "end_date=2026-10-31")
+
+
+@pytest.mark.parametrize(("text", "type_", "value"), [
+    ("days=3", "INT64", 3),
+    ("rate=0.25", "FLOAT64", 0.25),
+    ("only_mobile=true", "BOOL", True),
+    ("start_date=2026-10-01", "DATE", dt.date(2026, 10, 1)),
+    ("country=JP", "STRING", "JP"),
+    ("code:STRING=0042", "STRING", "0042"),
+    ("since:timestamp=2026-10-01T12:00:00", "TIMESTAMP", dt.datetime(2026, 10, 1, 12)),
+])
+def test_a_param_is_typed_by_its_value_or_by_its_declared_type(text: str, type_: str, value: object) -> None:
+    parameter = parse_param(text)
+    assert (parameter.type_, parameter.value) == (type_, value)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("start_date", "expected NAME=VALUE"),
+    ("days:INT64=three", "'three' is not a valid INT64"),
+    ("days:INTEGER=3", "unknown type INTEGER"),
+])
+def test_a_bad_param_is_one_line_saying_what_to_write(text: str, message: str) -> None:
+    with pytest.raises(TrainerError, match=message):
+        parse_param(text)
+
+
+def test_a_local_export_is_the_training_table_with_its_metadata(cloud_env: dict[str, str], tmp_path: Path,
+                                                                  raw_event_tables: pd.DataFrame) -> None:
+    destination = str(tmp_path / "train.json")
+    result = export_dataset(ExportRequest(TRAINING_SQL, destination, OCTOBER))
+
+    frame, source = load_dataset(destination, NetConfig())
+    sample = raw_event_tables.set_index("impression_id")
+    assert result.rows == len(frame) == len(sample)
+    # Each click counted once although the clicks table holds each one twice.
+    assert frame["is_click"].sum() == sample["is_click"].sum()
+    exported = frame.set_index("impression_id")
+    assert (exported["hour"].astype(str) == sample.loc[exported.index, "hour"]).all()
+    assert (exported["title"].astype(str) == sample.loc[exported.index, "title"]).all()
+    assert source.export is not None
+    assert source.export["job_id"] == result.job_id
+    assert source.export["rows"] == len(sample)
+    assert source.export["query_sha256"] == hashlib.sha256(TRAINING_SQL.read_text().strip().encode()).hexdigest()
+    assert source.export["params"]["start_date"] == {"type": "DATE", "value": "2026-10-01"}
+    assert [f["name"] for f in source.export["schema"]][-1] == "is_click"
+
+
+def test_a_local_export_writes_bigquery_s_json_encoding(cloud_env: dict[str, str], tmp_path: Path,
+                                                        raw_event_tables: pd.DataFrame) -> None:
+    destination = tmp_path / "train.json"
+    export_dataset(ExportRequest(TRAINING_SQL, str(destination), OCTOBER))
+
+    first = json.loads(destination.read_text().splitlines()[0])
+    assert isinstance(first["position"], str) and isinstance(first["is_click"], str)  # INT64 as strings
+    assert isinstance(first["item_age_hours"], float)
+    assert first["event_time"].endswith(" UTC")
+
+
+def test_a_gcs_export_is_sharded_by_bigquery_and_loads_with_its_metadata(
+        cloud_env: dict[str, str], cloud_emulators: CloudEmulators, gcs_prefix: str,
+        raw_event_tables: pd.DataFrame) -> None:
+    destination = f"{gcs_prefix}/ctr/train-*.json"
+    result = export_dataset(ExportRequest(TRAINING_SQL, destination, OCTOBER))
+    copy_exports_to_gcs(cloud_emulators)
+
+    frame, source = load_dataset(destination, NetConfig())
+    assert len(frame) == result.rows == len(raw_event_tables)
+    assert source.files == (f"{gcs_prefix}/ctr/train-000000000000.json",)
+    assert result.metadata_uri == f"{gcs_prefix}/ctr/train.metadata.json"
+    assert source.export is not None and source.export["job_id"] == result.job_id
+    assert source.export["destination"] == destination
+
+
+@pytest.mark.parametrize(("sql", "params", "message"), [
+    ("SELEC impression_id FROM raw_events.impressions", (), "Syntax error"),
+    ("SELECT * FROM raw_events.no_such_table", (), "raw_events.no_such_table"),
+    (TRAINING_SQL.read_text(), ("start_date=2020-01-01", "end_date=2020-01-31"), "the query returned no rows"),
+], ids=["syntax error", "missing table", "empty result"])
+def test_a_bad_query_is_one_line_and_writes_nothing(run_fab: Runner, cloud_env: dict[str, str], tmp_path: Path,
+                                                    raw_event_tables: pd.DataFrame, sql: str,
+                                                    params: tuple[str, ...], message: str) -> None:
+    sql_file = tmp_path / "query.sql"
+    sql_file.write_text(sql)
+    destination = tmp_path / "train.json"
+    proc = run_fab("dataset", "--sql", str(sql_file), "--dest", str(destination),
+                   *(arg for p in params for arg in ("--param", p)), env=cloud_env, timeout=120)
+
+    assert proc.returncode == 2, proc.stderr
+    [line] = output_lines(proc)
+    assert line.startswith(f"error: {sql_file}: ") and message in line
+    assert list(tmp_path.glob("train*")) == []
+
+
+def test_an_export_to_a_missing_bucket_fails_before_the_query_runs(run_fab: Runner, cloud_env: dict[str, str],
+                                                                   raw_event_tables: pd.DataFrame) -> None:
+    proc = run_fab("dataset", "--sql", str(TRAINING_SQL), "--dest", "gs://no-such-bucket/ctr/train-*.json",
+                   *(arg for p in OCTOBER for arg in ("--param", p)), env=cloud_env, timeout=120)
+
+    assert proc.returncode == 2
+    assert output_lines(proc) == ["error: gs://no-such-bucket: no such bucket; check the URI or create it "
+                                  "(gcloud storage buckets create gs://no-such-bucket)"]
+
+
+def test_a_gcs_destination_without_a_shard_wildcard_is_refused(cloud_env: dict[str, str], gcs_prefix: str,
+                                                               raw_event_tables: pd.DataFrame) -> None:
+    with pytest.raises(TrainerError, match=r"needs exactly one \*"):
+        export_dataset(ExportRequest(TRAINING_SQL, f"{gcs_prefix}/train.json", OCTOBER))
+    assert object_names(gcs_prefix) == []
+    assert storage.exists(f"{gcs_prefix}/train.metadata.json") is False

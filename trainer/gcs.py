@@ -1,0 +1,163 @@
+"""gs:// for trainer.storage: datasets and packages in Google Cloud Storage.
+
+- Shards: `gs://bucket/prefix/name-*.json` lists the objects under the
+  pattern's fixed prefix and keeps those the pattern matches, sorted.
+- Downloads stream to disk (`download_to_filename`, checksummed), into a
+  cache keyed by bucket, generation and name: a re-run reads the same bytes
+  without downloading them again, and a rewritten object (a new generation)
+  is fetched anew. The cache is `$XDG_CACHE_HOME/trainer` (~/.cache/trainer);
+  delete it to reclaim the space.
+- Uploads are all-or-nothing: a file up to 8 MB goes in one request, a larger
+  one as a resumable upload, whose object only exists once its last chunk is
+  committed. Either way a reader sees the whole object or none, even if this
+  process dies half-way.
+- Transient errors (429, 5xx, dropped connections) are retried by the
+  library's DEFAULT_RETRY (exponential backoff, 120 s in all).
+- A run writing to gs:// keeps its work folder (epoch backups for resuming)
+  under the same cache, so a killed run resumes like a local one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+from google.api_core import exceptions as api_exceptions
+from google.cloud.storage import Blob
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from trainer import storage
+from trainer.errors import TrainerError
+from trainer.google_cloud import cloud_errors, storage_client
+
+# Resumable uploads send the file in chunks of this size; must be a multiple of 256 KiB.
+UPLOAD_CHUNK_BYTES = 8 << 20
+# Ranged reads of a package zip (`fab runs` reads only its manifest).
+READ_CHUNK_BYTES = 256 << 10
+
+
+@dataclass(frozen=True)
+class GcsPath:
+    bucket: str
+    name: str
+
+    @classmethod
+    def parse(cls, uri: str) -> GcsPath:
+        parsed = urlparse(uri)
+        if not parsed.netloc:
+            raise TrainerError(f"{uri}: a gs:// URI needs a bucket, as in gs://BUCKET/path/file.json")
+        return cls(parsed.netloc, parsed.path.lstrip("/"))
+
+    def __str__(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+    def blob(self, **options: int) -> Blob:
+        return storage_client().bucket(self.bucket).blob(self.name, **options)
+
+
+class GcsBackend:
+    def expand(self, uri: str, *, must_match: bool = True) -> list[str]:
+        path = GcsPath.parse(uri)
+        if not glob.has_magic(path.name):
+            if must_match and not self.exists(uri):
+                raise _no_such_object(path)
+            return [uri]
+        with _bucket_errors(path):
+            listed = storage_client().list_blobs(path.bucket, prefix=_fixed_prefix(path.name), retry=DEFAULT_RETRY)
+            names = sorted(blob.name for blob in listed if fnmatch.fnmatchcase(blob.name, path.name))
+        if must_match and not names:
+            raise TrainerError(f"no objects match {uri}")
+        return [str(GcsPath(path.bucket, name)) for name in names]
+
+    def local_copy(self, uri: str) -> Path:
+        path = GcsPath.parse(uri)
+        blob = _existing_blob(path)
+        cached = storage.cache_root() / "gcs" / path.bucket / str(blob.generation) / path.name
+        if not cached.is_file():
+            with _bucket_errors(path):
+                _download(blob, cached)
+        return cached
+
+    def publish(self, local_file: Path, uri: str) -> None:
+        path = GcsPath.parse(uri)
+        blob = path.blob(chunk_size=UPLOAD_CHUNK_BYTES)
+        # Retrying is safe even without a generation precondition: a retry
+        # sends the same bytes to the same name.
+        with _bucket_errors(path):
+            blob.upload_from_filename(str(local_file), retry=DEFAULT_RETRY, checksum="crc32c")
+
+    def work_folder(self, output_uri: str) -> Path:
+        path = GcsPath.parse(output_uri)
+        return storage.cache_root() / "work" / path.bucket / path.name.strip("/")
+
+    def exists(self, uri: str) -> bool:
+        path = GcsPath.parse(uri)
+        with _bucket_errors(path):
+            return path.blob().exists(retry=DEFAULT_RETRY)
+
+    def open_for_reading(self, uri: str) -> BinaryIO:
+        blob = _existing_blob(GcsPath.parse(uri))
+        return blob.open("rb", chunk_size=READ_CHUNK_BYTES, retry=DEFAULT_RETRY)  # a seekable binary file
+
+
+def _fixed_prefix(pattern: str) -> str:
+    """The part of a glob pattern before its first wildcard: what the server can filter on."""
+    return pattern[: min((pattern.index(c) for c in "*?[" if c in pattern), default=len(pattern))]
+
+
+def _download(blob: Blob, target: Path) -> None:
+    """Stream to a hidden name beside the target, then rename: a killed
+    download never leaves a truncated file in the cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        blob.download_to_filename(str(partial), retry=DEFAULT_RETRY, checksum="crc32c")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _existing_blob(path: GcsPath) -> Blob:
+    """The object's metadata (generation, size), or a one-line error."""
+    with _bucket_errors(path):
+        blob = storage_client().bucket(path.bucket).get_blob(path.name, retry=DEFAULT_RETRY)
+    if blob is None:
+        raise _no_such_object(path)
+    return blob
+
+
+def _no_such_object(path: GcsPath) -> TrainerError:
+    """A missing object, worded by whether its bucket exists (the API answers both with 404)."""
+    with cloud_errors(f"gs://{path.bucket}"):
+        bucket_exists = storage_client().bucket(path.bucket).exists(retry=DEFAULT_RETRY)
+    if not bucket_exists:
+        return _no_such_bucket(path)
+    return TrainerError(f"{path}: no such object; check the URI (gcloud storage ls {path})")
+
+
+def _no_such_bucket(path: GcsPath) -> TrainerError:
+    return TrainerError(f"gs://{path.bucket}: no such bucket; check the URI or create it "
+                        f"(gcloud storage buckets create gs://{path.bucket})")
+
+
+@contextmanager
+def _bucket_errors(path: GcsPath) -> Iterator[None]:
+    """Credentials, permissions and a missing bucket as one line each."""
+    with cloud_errors(f"gs://{path.bucket}"):
+        try:
+            yield
+        except api_exceptions.NotFound:
+            # Objects that are missing are reported by each caller; a 404 that
+            # escapes to here means the bucket itself does not exist.
+            raise _no_such_bucket(path) from None
+
+
+storage.register_backend("gs", GcsBackend())

@@ -1,0 +1,60 @@
+"""fab runs: the packages in a folder or gs:// prefix, with variant, date and test metrics.
+
+Each package's manifest.json holds what is listed. It is read through a
+seekable stream, so from gs:// only the zip's directory and that one member
+are fetched, not the model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zipfile
+from dataclasses import dataclass
+
+from trainer import storage
+from trainer.errors import PackageError
+
+METRICS = ("auc", "logloss", "accuracy")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    package_uri: str
+    run_id: str
+    variant: str
+    written: dt.datetime  # when the package was zipped (the manifest's time in the zip)
+    epochs: int
+    test_metrics: dict[str, float]
+
+
+def list_runs(output_uri: str) -> list[RunSummary]:
+    """Every package under `output_uri`, oldest first."""
+    packages = storage.expand(storage.join(output_uri, "*.zip"), must_match=False)
+    return sorted((read_summary(uri) for uri in packages), key=lambda run: run.written)
+
+
+def read_summary(package_uri: str) -> RunSummary:
+    try:
+        with storage.open_for_reading(package_uri) as stream, zipfile.ZipFile(stream) as archive:
+            manifest = json.loads(archive.read("manifest.json"))
+            written = dt.datetime(*archive.getinfo("manifest.json").date_time)
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+        raise PackageError(f"{package_uri}: not a package (no readable manifest.json); move it out of the folder") \
+            from None
+    return RunSummary(package_uri, manifest["run_id"], manifest["variant"], written,
+                      manifest.get("epochs_trained", 0), manifest.get("test_metrics", {}))
+
+
+def format_runs(runs: list[RunSummary]) -> str:
+    """One aligned line per run under a header."""
+    header = ["run", "variant", "written", "epochs", *(f"test_{m}" for m in METRICS)]
+    lines = [[run.run_id, run.variant, run.written.strftime("%Y-%m-%d %H:%M"), str(run.epochs),
+              *(_metric(run.test_metrics.get(m)) for m in METRICS)] for run in runs]
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in [header, *lines])
+
+
+def _metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
