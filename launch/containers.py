@@ -21,7 +21,7 @@ from docker.types import DeviceRequest, Mount
 from trainer import storage
 from trainer.config import DEFAULT_VARIANTS_FILE, ENV_PREFIX
 from trainer.errors import TrainerError
-from trainer.provenance import IMAGE_ID_VARIABLE, IMAGE_TAG_VARIABLE
+from trainer.provenance import COMMIT_VARIABLE, IMAGE_ID_VARIABLE, IMAGE_TAG_VARIABLE, code_commit
 
 DATA_MOUNT = "/mnt/data"
 OUTPUT_MOUNT = "/mnt/output"
@@ -129,6 +129,8 @@ def run_job(client: docker.DockerClient, job: ContainerJob, echo: Callable[[str]
             echo_error: Callable[[str], None]) -> int:
     """Run the job to the end, echoing its stdout and stderr lines apart; the container's exit status."""
     image = find_image(client, job.image)
+    if note := stale_image_note(image, job.image):
+        echo_error(note)
     environment = {**job.environment, IMAGE_ID_VARIABLE: image.id, IMAGE_TAG_VARIABLE: job.image,
                    # The caller's uid (below) has no home in the image; caches go to /tmp.
                    "HOME": "/tmp"}
@@ -164,6 +166,16 @@ def find_image(client: docker.DockerClient, tag: str) -> docker.models.images.Im
     except ImageNotFound:
         build = "fab build --gpu" if ":gpu" in tag else "fab build"
         raise TrainerError(f"no image {tag} on this Docker engine: run `{build}` first, or use --local") from None
+
+
+def stale_image_note(image: docker.models.images.Image, tag: str) -> str | None:
+    """A warning when the image holds another commit's code than this checkout (a forgotten `fab build`)."""
+    image_env = dict(item.split("=", 1) for item in image.attrs["Config"].get("Env") or [] if "=" in item)
+    built_from, checkout = image_env.get(COMMIT_VARIABLE, "unknown"), code_commit()
+    if "unknown" in (built_from, checkout) or built_from.removesuffix("+dirty") == checkout.removesuffix("+dirty"):
+        return None
+    return (f"note: {tag} was built from commit {built_from[:12]}, this checkout is {checkout[:12]}; "
+            "`fab build` to train the current code")
 
 
 def _start(container: docker.models.containers.Container, job: ContainerJob) -> None:

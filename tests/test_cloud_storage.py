@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,44 @@ def test_fab_runs_on_an_empty_prefix_says_so(run_fab: Runner, cloud_env: dict[st
     proc = run_fab("runs", "--output", f"{gcs_prefix}/runs", env=cloud_env, timeout=120)
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"no packages in {gcs_prefix}/runs"
+
+
+class _RefusingTokenEndpoint(BaseHTTPRequestHandler):
+    """An OAuth token endpoint that refuses every key, as Google's does for a revoked one."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_key_the_token_endpoint_refuses_is_one_line(run_fab: Runner, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusingTokenEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    key_file = tmp_path / "revoked-key.json"
+    key_file.write_text(json.dumps({
+        "type": "service_account", "project_id": "p", "private_key_id": "k1", "private_key": private_key,
+        "client_email": "trainer@p.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": f"http://127.0.0.1:{server.server_port}/token"}))
+    try:
+        proc = run_fab("runs", "--output", f"gs://{BUCKET}/runs", timeout=120, env={
+            "GOOGLE_APPLICATION_CREDENTIALS": str(key_file), "STORAGE_EMULATOR_HOST": "",
+            "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    finally:
+        server.shutdown()
+    assert proc.returncode == 2
+    [line] = output_lines(proc)
+    assert line.startswith(f"error: gs://{BUCKET}: the credentials were refused (invalid_grant")
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in line

@@ -161,6 +161,20 @@ def test_train_in_the_image_reads_and_writes_gcs_through_the_hosts_cache(
     assert cached[0].stat().st_uid == os.getuid()
 
 
+def test_an_image_of_another_commit_is_noted_before_training(
+    built: BuiltImage, engine: docker.DockerClient, run_fab: Runner, tmp_path: Path
+) -> None:
+    older = "0" * 40
+    dockerfile = io.BytesIO(f"FROM {built.id}\nENV CODE_COMMIT={older}\n".encode())
+    engine.images.build(fileobj=dockerfile, tag="trainer:older-commit", network_mode="none", rm=True)
+    proc = run_fab("train", "--variant", "linear_v1", "--image", "trainer:older-commit",
+                   "--output", str(tmp_path), env=QUICK)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.splitlines()[0] == (
+        f"note: trainer:older-commit was built from commit {older[:12]}, this checkout is {code_commit()[:12]}; "
+        "`fab build` to train the current code")
+
+
 def test_a_failing_run_in_the_container_is_fabs_exit_status(
     built: BuiltImage, run_fab: Runner, sample_path: Path, tmp_path: Path, lines_of: Lines
 ) -> None:

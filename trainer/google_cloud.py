@@ -81,6 +81,11 @@ def cloud_errors(target: str) -> Iterator[None]:
         raise TrainerError(f"{target}: no usable Google credentials ({first_line(exc)}); {FIX_CREDENTIALS}") from None
     except (auth_exceptions.RefreshError, auth_exceptions.TransportError) as exc:
         raise TrainerError(f"{target}: the credentials were refused ({first_line(exc)}); {FIX_CREDENTIALS}") from None
+    except api_exceptions.RetryError as exc:
+        # What DEFAULT_RETRY gives up on: the service (or the token endpoint) stayed unreachable.
+        raise TrainerError(f"{target}: Google Cloud did not answer ({first_line(exc.cause or exc)}), even after "
+                           "retrying; check the network and proxy, or STORAGE_EMULATOR_HOST / "
+                           "BIGQUERY_EMULATOR_HOST if you meant an emulator") from None
     except (api_exceptions.Forbidden, api_exceptions.Unauthorized) as exc:
         raise TrainerError(f"{target}: permission denied ({api_message(exc)}); give the credentials' account "
                            f"access, or {FIX_CREDENTIALS} for another account") from None
