@@ -10,7 +10,9 @@ for with a device request, as `docker run --gpus all` does.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,8 @@ CREDENTIALS_VARIABLE = "GOOGLE_APPLICATION_CREDENTIALS"
 # Google's own conventions (and the emulators'), passed through when set.
 GOOGLE_VARIABLES = ("GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")
 STOP_TIMEOUT_S = 10
+# Marks the containers fab starts (`docker ps --filter label=trainer.command`).
+CONTAINER_LABEL = "trainer.command"
 NO_GPU_RUNTIME = (
     "this Docker engine has no NVIDIA GPU runtime ({reason}): install the NVIDIA Container Toolkit "
     "(nvidia-container-toolkit) and restart Docker, or train on the CPU without --gpu"
@@ -131,33 +135,58 @@ def run_job(client: docker.DockerClient, job: ContainerJob, echo: Callable[[str]
     image = find_image(client, job.image)
     if note := stale_image_note(image, job.image):
         echo_error(note)
+    container = _create(client, image, job)
+    try:
+        with _stopped_when_interrupted(container):
+            _start(container, job)
+            echo(f"running {job.image} ({image.short_id}) in container {container.short_id}")
+            # Demultiplexed: the engine does not keep the order between the two streams,
+            # so an error line stays on stderr instead of landing among progress lines.
+            output = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
+            for line, is_error in _lines(output):
+                (echo_error if is_error else echo)(_with_host_paths(line, job.host_paths))
+            return container.wait()["StatusCode"]
+    finally:
+        container.remove(force=True)
+
+
+def _create(client: docker.DockerClient, image: docker.models.images.Image,
+            job: ContainerJob) -> docker.models.containers.Container:
     environment = {**job.environment, IMAGE_ID_VARIABLE: image.id, IMAGE_TAG_VARIABLE: job.image,
                    # The caller's uid (below) has no home in the image; caches go to /tmp.
                    "HOME": "/tmp"}
     try:
-        container = client.containers.create(
+        return client.containers.create(
             image.id, job.arguments, environment=environment, mounts=job.mounts,
             # Files written into mounted folders belong to the user who ran fab.
             user=f"{os.getuid()}:{os.getgid()}",
             network_mode="host",
+            # An init as PID 1 passes `docker stop`'s SIGTERM on to Python (PID 1 would ignore it).
+            init=True,
+            labels={CONTAINER_LABEL: job.arguments[0]},
             device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])] if job.gpu else None,
         )
     except APIError as exc:
         raise _start_failure(exc, job) from None
+
+
+@contextmanager
+def _stopped_when_interrupted(container: docker.models.containers.Container) -> Iterator[None]:
+    """Ctrl-C, or SIGTERM (a CI job aborted), stops the container too instead of leaving it training.
+
+    A stopped run resumes from its last epoch when started again, as a killed one does.
+    """
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        _start(container, job)
-        echo(f"running {job.image} ({image.short_id}) in container {container.short_id}")
-        # Demultiplexed: the engine does not keep the order between the two streams,
-        # so an error line stays on stderr instead of landing among progress lines.
-        output = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
-        for line, is_error in _lines(output):
-            (echo_error if is_error else echo)(_with_host_paths(line, job.host_paths))
-        return container.wait()["StatusCode"]
+        yield
     except KeyboardInterrupt:
         container.stop(timeout=STOP_TIMEOUT_S)
         raise
     finally:
-        container.remove(force=True)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def find_image(client: docker.DockerClient, tag: str) -> docker.models.images.Image:

@@ -11,9 +11,11 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,8 +24,9 @@ from pathlib import Path
 import docker
 import pytest
 from cloud_fixtures import upload
+from conftest import clean_env
 
-from launch.containers import CACHE_MOUNT, CREDENTIALS_MOUNT, training_job
+from launch.containers import CACHE_MOUNT, CONTAINER_LABEL, CREDENTIALS_MOUNT, training_job
 from launch.engine import DockerUnavailableError, connect
 from launch.images import TENSORFLOW_BUILDS, build_context
 from trainer import storage
@@ -173,6 +176,36 @@ def test_an_image_of_another_commit_is_noted_before_training(
     assert proc.stderr.splitlines()[0] == (
         f"note: trainer:older-commit was built from commit {older[:12]}, this checkout is {code_commit()[:12]}; "
         "`fab build` to train the current code")
+
+
+def test_stopping_fab_stops_its_container_and_the_run_resumes(
+    built: BuiltImage, engine: docker.DockerClient, run_fab: Runner, sample_path: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "runs"
+    args = ["train", "--variant", "deep_v1", "--image", built.tag, "--dataset", str(sample_path),
+            "--output", str(output)]
+    env = {"TRAINER_EPOCHS": "6", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "0"}
+    fab = Path(sys.executable).parent / "fab"
+    with subprocess.Popen([str(fab), *args], cwd=PROJECT_ROOT, env=clean_env(env), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+        watchdog = threading.Timer(300, proc.kill)
+        watchdog.start()
+        try:
+            for line in proc.stdout:
+                if line.startswith("epoch 2/6"):
+                    proc.send_signal(signal.SIGTERM)  # what a CI server's abort sends
+                    break
+            proc.wait(timeout=60)
+        finally:
+            watchdog.cancel()
+    assert proc.returncode != 0
+    assert not engine.containers.list(all=True, filters={"label": CONTAINER_LABEL}), "the container outlived fab"
+    assert not list(output.glob("*.zip"))
+
+    again = run_fab(*args, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert re.search(r"^resuming run deep_v1-\S+ after epoch [1-3]/6$", again.stdout, re.MULTILINE), again.stdout
+    assert len(list(output.glob("deep_v1-*.zip"))) == 1
 
 
 def test_a_failing_run_in_the_container_is_fabs_exit_status(
