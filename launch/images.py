@@ -8,6 +8,7 @@ sample) and the optional extra CA, without writing anything into the project.
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -27,7 +28,9 @@ DEFAULT_BASE_IMAGES = {"cpu": "python:3.11-slim", "gpu": "nvidia/cuda:12.8.1-cud
 TENSORFLOW_BUILDS = {"cpu": "tensorflow-cpu", "gpu": "tensorflow[and-cuda]"}
 DOCKERFILE = "docker/Dockerfile"
 CONTEXT_PATHS = ("requirements.txt", "configs", "trainer", "data/sample_2k.json")
-EXTRA_CA_NAME = "extra-ca.crt"
+# The extra CA certificates, one per file as update-ca-certificates wants them.
+EXTRA_CA_FOLDER = "extra-ca"
+PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.DOTALL)
 FAILURE_CONTEXT_LINES = 15
 
 
@@ -87,12 +90,12 @@ def build_image(client: docker.DockerClient, request: BuildRequest, echo: Callab
 
 
 def build_context(extra_ca: Path | None) -> io.BytesIO:
-    """A tar of the Dockerfile, requirements, code, configs and sample, plus the extra CA (or an empty one)."""
+    """A tar of the Dockerfile, requirements, code, configs and sample, plus the extra CA certificates."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name in (DOCKERFILE, *CONTEXT_PATHS):
             tar.add(SOURCE_ROOT / name, arcname=name, filter=_without_caches)
-        tar.addfile(*_extra_ca_member(extra_ca))
+        _add_extra_ca(tar, extra_ca)
     buffer.seek(0)
     return buffer
 
@@ -101,17 +104,24 @@ def _without_caches(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
     return None if "__pycache__" in member.name or member.name.endswith(".pyc") else member
 
 
-def _extra_ca_member(extra_ca: Path | None) -> tuple[tarfile.TarInfo, io.BytesIO]:
-    data = b""
-    if extra_ca is not None:
-        if not extra_ca.is_file():
-            raise TrainerError(f"--extra-ca {extra_ca}: no such file; pass a PEM file of CA certificates")
-        data = extra_ca.read_bytes()
-        if b"-----BEGIN CERTIFICATE-----" not in data:
-            raise TrainerError(f"--extra-ca {extra_ca}: not a PEM certificate file (no BEGIN CERTIFICATE line)")
-    member = tarfile.TarInfo(EXTRA_CA_NAME)
-    member.size = len(data)
-    return member, io.BytesIO(data)
+def _add_extra_ca(tar: tarfile.TarFile, extra_ca: Path | None) -> None:
+    """extra-ca/, one file per certificate in `extra_ca` (an empty folder without one: COPY needs it)."""
+    folder = tarfile.TarInfo(EXTRA_CA_FOLDER)
+    folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+    tar.addfile(folder)
+    for index, certificate in enumerate(_certificates(extra_ca) if extra_ca else []):
+        member = tarfile.TarInfo(f"{EXTRA_CA_FOLDER}/extra-{index:03d}.crt")
+        member.size = len(certificate)
+        tar.addfile(member, io.BytesIO(certificate))
+
+
+def _certificates(extra_ca: Path) -> list[bytes]:
+    if not extra_ca.is_file():
+        raise TrainerError(f"--extra-ca {extra_ca}: no such file; pass a PEM file of CA certificates")
+    certificates = PEM_CERTIFICATE.findall(extra_ca.read_bytes())
+    if not certificates:
+        raise TrainerError(f"--extra-ca {extra_ca}: not a PEM certificate file (no BEGIN CERTIFICATE line)")
+    return certificates
 
 
 def _follow(progress: Iterator[dict], echo: Callable[[str], None], base_image: str) -> str:
