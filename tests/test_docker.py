@@ -302,9 +302,11 @@ def test_a_failing_build_step_is_named_with_its_last_lines(
         tar.addfile(readme)
     engine.api.import_image_from_data(no_shell.getvalue(), repository="local/no-shell", tag="test")
     proc = run_fab("build", "--base-image", "local/no-shell:test", "--tag", "trainer:never")
-    # The steps before the failing one left images (" ---> id" lines): remove them, children first.
-    for step_image in reversed(re.findall(r"^ ---> ([0-9a-f]{12})$", proc.stdout, re.MULTILINE)):
-        engine.images.remove(step_image, force=True)
+    # The steps before the failing one left untagged images (" ---> id" lines); removing
+    # the last one removes its untagged parents with it.
+    step_images = re.findall(r"^ ---> ([0-9a-f]{12})$", proc.stdout, re.MULTILINE)
+    if step_images:
+        engine.images.remove(step_images[-1], force=True)
     engine.images.remove("local/no-shell:test", force=True)
     assert proc.returncode == 2
     error = proc.stderr.strip().splitlines()
