@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from cloud_fixtures import CloudEmulators, copy_exports_to_gcs, object_names
+from cloud_fixtures import BUCKET, CloudEmulators, copy_exports_to_gcs, object_names, upload
 from conftest import PROJECT_ROOT, Runner, output_lines
 
 from trainer import storage
@@ -129,3 +129,20 @@ def test_a_gcs_destination_without_a_shard_wildcard_is_refused(cloud_env: dict[s
         export_dataset(ExportRequest(TRAINING_SQL, f"{gcs_prefix}/train.json", OCTOBER))
     assert object_names(gcs_prefix) == []
     assert storage.exists(f"{gcs_prefix}/train.metadata.json") is False
+
+
+def test_an_export_over_an_earlier_one_is_refused_before_the_query_runs(
+        run_fab: Runner, cloud_env: dict[str, str], gcs_prefix: str, raw_event_tables: pd.DataFrame,
+        tmp_path: Path) -> None:
+    earlier = tmp_path / "train-000000000007.json"
+    earlier.write_text('{"impression_id": "old"}\n')
+    upload(earlier, f"{gcs_prefix}/ctr/train-000000000007.json")
+    destination = f"{gcs_prefix}/ctr/train-*.json"
+    proc = run_fab("dataset", "--sql", str(TRAINING_SQL), "--dest", destination,
+                   *(arg for p in OCTOBER for arg in ("--param", p)), env=cloud_env, timeout=120)
+
+    assert proc.returncode == 2
+    assert output_lines(proc) == [f"error: {destination} already holds 1 file(s) of an earlier export, which would "
+                                  f"mix with this one; choose another --dest or delete them "
+                                  f"(gcloud storage rm '{destination}')"]
+    assert object_names(gcs_prefix) == [f"{gcs_prefix.removeprefix(f'gs://{BUCKET}/')}/ctr/train-000000000007.json"]

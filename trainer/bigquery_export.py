@@ -83,9 +83,7 @@ def export_dataset(request: ExportRequest, out: TextIO = sys.stdout) -> ExportRe
         # The one place the destination's scheme matters: BigQuery writes to GCS
         # itself; anywhere else the rows come through this process.
         if storage.scheme_of(request.destination) == "gs":
-            # Listing the destination first fails fast, before any query cost,
-            # on a missing bucket or storage credentials.
-            storage.expand(request.destination, must_match=False)
+            _check_gcs_destination(request.destination)
             job, rows, files = _export_to_gcs(client, sql, parameters, request.destination)
         else:
             job, rows, files = _stream_to_file(client, sql, parameters, request.destination)
@@ -144,11 +142,25 @@ def _dry_run(client: bigquery.Client, sql: str, parameters: list[Any]) -> list[b
     return list(client.query(sql, job_config=config, retry=RETRY).schema or [])
 
 
-def _export_to_gcs(client: bigquery.Client, sql: str, parameters: list[Any],
-                   destination: str) -> tuple[bigquery.QueryJob, int, int]:
+def _check_gcs_destination(destination: str) -> None:
+    """A shard pattern BigQuery can fill and nothing there yet; checked before any query cost.
+
+    Listing it also fails fast on a missing bucket or storage credentials.
+    """
     if destination.count("*") != 1 or "'" in destination or "\\" in destination:
         raise TrainerError(f"{destination}: a gs:// destination needs exactly one * where BigQuery numbers "
                            "its shards (and no quotes), e.g. gs://BUCKET/data/train-*.json")
+    earlier = storage.expand(destination, must_match=False)
+    if earlier:
+        # An export rewrites only the shards it writes: a smaller one would leave
+        # an earlier export's last shards in the pattern, mixed into the dataset.
+        raise TrainerError(f"{destination} already holds {len(earlier)} file(s) of an earlier export, which would "
+                           "mix with this one; choose another --dest or delete them "
+                           f"(gcloud storage rm '{destination}')")
+
+
+def _export_to_gcs(client: bigquery.Client, sql: str, parameters: list[Any],
+                   destination: str) -> tuple[bigquery.QueryJob, int, int]:
     # The URI is ours (checked above) and OPTIONS takes only literals; the
     # user's values still travel as query parameters.
     statement = (f"EXPORT DATA OPTIONS (uri = '{destination}', format = 'JSON', overwrite = true) AS\n{sql}")
