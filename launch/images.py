@@ -17,12 +17,12 @@ from pathlib import Path
 
 import docker
 from docker.errors import APIError
+from docker.utils import parse_repository_tag
 
 from trainer.errors import TrainerError
 from trainer.provenance import SOURCE_ROOT, code_commit
 
 REPOSITORY = "trainer"
-FLAVORS = ("cpu", "gpu")
 DEFAULT_BASE_IMAGES = {"cpu": "python:3.11-slim", "gpu": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04"}
 # The one line of requirements.txt that differs between the images.
 TENSORFLOW_BUILDS = {"cpu": "tensorflow-cpu", "gpu": "tensorflow[and-cuda]"}
@@ -32,6 +32,8 @@ CONTEXT_PATHS = ("requirements.txt", "configs", "trainer", "data/sample_2k.json"
 EXTRA_CA_FOLDER = "extra-ca"
 PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.DOTALL)
 FAILURE_CONTEXT_LINES = 15
+# Docker's reference grammar, simplified: [registry[:port]/]path[:tag], path in lower case.
+IMAGE_REFERENCE = re.compile(r"([\w.-]+(:\d+)?/)?[a-z0-9]+([._/-][a-z0-9]+)*(:\w[\w.-]{0,127})?")
 
 
 class BuildError(TrainerError):
@@ -71,6 +73,8 @@ def image_tags(request: BuildRequest) -> list[str]:
 
 def build_image(client: docker.DockerClient, request: BuildRequest, echo: Callable[[str], None]) -> BuiltImage:
     """Build, echoing the engine's progress line by line; BuildError names the failing step."""
+    if request.tag and not IMAGE_REFERENCE.fullmatch(request.tag):
+        raise TrainerError(f"--tag {request.tag}: not an image name; use NAME[:TAG] in lower case, e.g. trainer:exp-7")
     tags = image_tags(request)
     base_image = request.base_image or DEFAULT_BASE_IMAGES[request.flavor]
     context = build_context(request.extra_ca)
@@ -84,8 +88,7 @@ def build_image(client: docker.DockerClient, request: BuildRequest, echo: Callab
     )
     image_id = _follow(progress, echo, base_image)
     for tag in tags[1:]:
-        repository, _, name = tag.rpartition(":")
-        client.api.tag(image_id, repository, name)
+        client.api.tag(image_id, *parse_repository_tag(tag))
     return BuiltImage(id=image_id, tags=tags)
 
 

@@ -42,6 +42,7 @@ SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 EXTRA_CA = os.environ.get("TEST_EXTRA_CA", str(SYSTEM_CA_BUNDLE) if SYSTEM_CA_BUNDLE.is_file() else "")
 QUICK = {"TRAINER_EPOCHS": "1", "TRAINER_BATCH_SIZE": "256"}
 BUILD_TIMEOUT_S = 1800
+EXTRA_TAG = "trainer-tests"  # no ":tag": Docker's "latest"
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def built(engine: docker.DockerClient, run_fab: Runner) -> BuiltImage:
             engine.images.pull(BASE_IMAGE)
         except docker.errors.APIError as exc:
             _needs(f"no base image {BASE_IMAGE} ({exc.explanation})", "`docker/local-engine.sh base-image` makes one")
-    args = ["build", "--base-image", BASE_IMAGE, *(["--extra-ca", EXTRA_CA] if EXTRA_CA else [])]
+    args = ["build", "--base-image", BASE_IMAGE, "--tag", EXTRA_TAG, *(["--extra-ca", EXTRA_CA] if EXTRA_CA else [])]
     proc = run_fab(*args, timeout=BUILD_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     match = re.search(r"^built (\S+) as (.+)$", proc.stdout, re.MULTILINE)
@@ -91,7 +92,7 @@ def test_build_streams_each_step_and_tags_cpu_and_the_commit(built: BuiltImage, 
     assert steps and steps[-1][0] == steps[-1][1], "the build's steps were not shown"
     commit = code_commit()
     version = commit[:12] + ("-dirty" if commit.endswith("+dirty") else "")
-    assert set(engine.images.get(built.id).tags) >= {"trainer:cpu", f"trainer:cpu-{version}"}
+    assert set(engine.images.get(built.id).tags) >= {"trainer:cpu", f"trainer:cpu-{version}", f"{EXTRA_TAG}:latest"}
 
 
 def test_image_runs_the_trainer_as_a_non_root_user(built: BuiltImage, engine: docker.DockerClient) -> None:
@@ -314,6 +315,13 @@ def test_a_failing_build_step_is_named_with_its_last_lines(
     assert re.fullmatch(r"  at Step \d+/\d+ : RUN .*python3.*", error[1]), error
     with pytest.raises(docker.errors.ImageNotFound):
         engine.images.get("trainer:never")
+
+
+def test_a_bad_tag_is_one_line_before_building(run_fab: Runner, lines_of: Lines) -> None:
+    proc = run_fab("build", "--tag", "My Image")
+    assert proc.returncode == 2
+    assert lines_of(proc) == ["error: --tag My Image: not an image name; use NAME[:TAG] in lower case, "
+                              "e.g. trainer:exp-7"]
 
 
 @pytest.mark.parametrize(("content", "expected"), [(None, "no such file"), ("hello", "not a PEM certificate file")])
