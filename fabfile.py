@@ -89,7 +89,7 @@ def train(
 
     job = _user_errors_exit(lambda: training_job(image or default_tag("gpu" if gpu else "cpu"), variant, dataset,
                                                  output, gpu, os.environ))
-    _run_in_container(job)
+    _run_in_container(_docker(), job)
 
 
 @task(
@@ -106,32 +106,30 @@ def test_sanity(c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity", local: boo
     (or with --local), and says which. Fails unless every package is complete,
     scores its own rows, and its training loss went down.
     """
-    if not local and _docker_answers():
+    engine = None if local else _engine_if_running()
+    if engine:
         from launch.containers import sanity_job
         from launch.images import default_tag
 
         tag = image or default_tag("cpu")
         print(f"runner: the Docker image {tag}")
-        _run_in_container(_user_errors_exit(lambda: sanity_job(tag, output, os.environ)))
+        _run_in_container(engine, _user_errors_exit(lambda: sanity_job(tag, output, os.environ)))
         return
     print("runner: this process " + ("(--local)" if local else
                                      "(no Docker engine answers; with one, the CPU image is used)"))
-    _pipeline()
-    from trainer.sanity import run_sanity
+    from trainer.__main__ import main
 
-    failures = _user_errors_exit(lambda: run_sanity(output))
-    if failures:
-        raise Exit(f"error: sanity training failed for {', '.join(failures)}", code=1)
+    _exit_with(main(["sanity", "--output", output]))
 
 
-def _docker_answers() -> bool:
+def _engine_if_running() -> Any:
+    """A connection to the Docker engine, or None when none answers."""
     from launch.engine import DockerUnavailableError, connect
 
     try:
-        connect()
+        return connect()
     except DockerUnavailableError:
-        return False
-    return True
+        return None
 
 
 def _docker() -> Any:
@@ -141,11 +139,14 @@ def _docker() -> Any:
     return _user_errors_exit(connect)
 
 
-def _run_in_container(job: Any) -> None:
+def _run_in_container(engine: Any, job: Any) -> None:
     """Run a container job, echoing its output; its exit status becomes fab's."""
     from launch.containers import run_job
 
-    status = _user_errors_exit(lambda: run_job(_docker(), job, print, lambda line: print(line, file=sys.stderr)))
+    _exit_with(_user_errors_exit(lambda: run_job(engine, job, print, lambda line: print(line, file=sys.stderr))))
+
+
+def _exit_with(status: int) -> None:
     if status:
         raise Exit(code=status)
 
