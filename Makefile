@@ -21,6 +21,7 @@ train: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	tests/install-services.sh
 	docker/local-engine.sh run $(VENV)/bin/fab test
 
 sanity: setup

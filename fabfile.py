@@ -236,3 +236,122 @@ def runs(c: Context, output: str = DEFAULT_OUTPUT) -> None:
 
     found = _user_errors_exit(lambda: list_runs(output))
     print(format_runs(found) if found else f"no packages in {output}")
+
+
+TUNE_OUTPUT = f"{DEFAULT_OUTPUT}/tune"
+
+
+@task(
+    help={
+        "variant": "the variant to tune (fab variants lists them)",
+        "trials": "finished trials the study wants (complete or pruned); again with more continues it",
+        "sampler": "tpe (learns from earlier trials) or random (the seed's baseline)",
+        "pruner": "median (stop a trial whose test AUC is below the median at that epoch), hyperband, or none",
+        "study": "the study's name (default: the variant's); the same name continues it",
+        "storage": "where the study lives: postgresql://USER:PASSWORD@HOST/DB to share it with workers on "
+                   "other hosts (default: runs/tuning.db, this machine only)",
+        "space": "the search space file (default: configs/search_space.json)",
+        "dataset": "NDJSON dataset: a file, shards with *, or gs://... (default: data/sample_2k.json)",
+        "output": "where trial packages go (default: runs/tune/<study>); only the best trial's is kept",
+        "gpu": "fail unless TensorFlow sees a GPU",
+        "define_only": "only define (or extend) the study, for workers started by fab tune_workers",
+    }
+)
+def tune(
+    c: Context, variant: str = "deep_v1", trials: int = 20, sampler: str = "tpe", pruner: str = "median",
+    study: str = "", storage: str = "", space: str = "", dataset: str = DEFAULT_DATASET, output: str = "",
+    gpu: bool = False, define_only: bool = False,
+) -> None:
+    """Search a variant's hyperparameters with Optuna, training trials in this process.
+
+    Each trial trains with values from the search space as TRAINER_<KEY> overrides
+    (TRAINER_* set here are fixed for every trial) and reports its test AUC each
+    epoch, so poor trials are pruned early. Stopping and running the same command
+    again continues the study; fab tune_workers adds workers on other hosts.
+    """
+    from pathlib import Path
+
+    from trainer.tuning import DEFAULT_SPACE_FILE, define_study, storage_url, study_spec
+
+    name = study or variant
+    url = _user_errors_exit(lambda: storage_url(storage))
+    spec = _user_errors_exit(lambda: study_spec(variant, Path(space or DEFAULT_SPACE_FILE), dataset,
+                                                output or f"{TUNE_OUTPUT}/{name}", trials, sampler, pruner,
+                                                dict(os.environ)))
+    _user_errors_exit(lambda: define_study(name, spec, url))
+    if define_only:
+        print(f"study '{name}' is defined: {trials} trials of {variant}; add workers with "
+              f"fab -H HOST1,HOST2 tune_workers --study {name} --storage URL")
+        return
+    import_tensorflow_quietly()
+    from trainer.tuning_worker import run_worker
+
+    _user_errors_exit(lambda: run_worker(name, url, require_gpu=gpu))
+    print(f"fab tune_report --study {name}" + (f" --storage '{storage}'" if storage else ""))
+
+
+@task(
+    help={
+        "study": "the study to work on (made by fab tune)",
+        "storage": "its shared storage: postgresql://USER:PASSWORD@HOST/DB, reachable from every host",
+        "gpu": "train on the host's GPUs (the image gets --gpus all; trainer:gpu by default)",
+        "image": "the image to run (default: trainer:cpu, or trainer:gpu with --gpu)",
+        "workdir": "where hosts without Docker have a checkout with its .venv (default: this checkout's path)",
+        "no_docker": "run the worker as a process in --workdir even where Docker answers",
+        "stop": "stop the study's workers on the hosts instead; each queues its running trial for the others",
+    }
+)
+def tune_workers(
+    c: Context, study: str, storage: str, gpu: bool = False, image: str = "", workdir: str = "",
+    no_docker: bool = False, stop: bool = False,
+) -> None:
+    """Start a detached tuning worker on each host of -H over SSH; it runs trials until the study is done.
+
+    fab -H gpu1,gpu2 tune_workers --study S --storage postgresql://... [--gpu]
+    Workers run in the trainer image where the host's Docker engine answers (build it
+    there first), else in a checkout at --workdir. Run it again to add hosts at any time.
+    """
+    from fabric import Connection
+
+    from launch.images import default_tag
+    from launch.workers import PASSED_VARIABLES, WorkerRequest, check_shareable, start_worker, stop_workers
+    from trainer.config import PROJECT_ROOT
+    from trainer.tuning import load_study, storage_url
+
+    if not isinstance(c, Connection):
+        raise Exit("error: name the hosts to start workers on: fab -H host1,host2 tune_workers ...", code=2)
+    url = _user_errors_exit(lambda: storage_url(storage))
+    _user_errors_exit(lambda: check_shareable(url))
+    if stop:
+        print(f"{c.host}: {_user_errors_exit(lambda: stop_workers(c, study))}")
+        return
+    _, spec = _user_errors_exit(lambda: load_study(study, url))
+    request = WorkerRequest(study, url, spec, gpu, image or default_tag("gpu" if gpu else "cpu"),
+                            workdir or str(PROJECT_ROOT),
+                            {k: os.environ[k] for k in PASSED_VARIABLES if k in os.environ}, not no_docker)
+    print(f"{c.host}: {_user_errors_exit(lambda: start_worker(c, request))}")
+
+
+@task(
+    help={
+        "study": "the study's name",
+        "storage": "its storage URL (default: runs/tuning.db)",
+        "output": "where the leaderboard CSV and PNGs go (default: runs/tune/<study>)",
+    }
+)
+def tune_report(c: Context, study: str, storage: str = "", output: str = "") -> None:
+    """Print a study's leaderboard and its best values as a variant to paste; write them as CSV and PNGs.
+
+    The leaderboard (trial, values, test AUC, epochs, duration, worker) goes to
+    leaderboard.csv, test AUC by trial to history.png, parameter importances to
+    importances.png. The best trial's package is the one kept; its path is printed.
+    """
+    from pathlib import Path
+
+    from trainer.tuning import load_study, storage_url
+    from trainer.tuning_report import format_report, write_report
+
+    url = _user_errors_exit(lambda: storage_url(storage))
+    loaded, _ = _user_errors_exit(lambda: load_study(study, url))
+    report = _user_errors_exit(lambda: write_report(loaded, Path(output or f"{TUNE_OUTPUT}/{study}")))
+    print(format_report(report, study))

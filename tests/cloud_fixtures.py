@@ -81,11 +81,11 @@ def _start(command: list[str], ready_path: str, port: int, log: Path, env: dict[
                 return Emulator(url, process, log)
         except OSError:
             time.sleep(0.2)
-    _stop(process)
+    stop_process(process)
     pytest.fail(f"{command[0]} did not start on port {port}; its log ({log}):\n{log.read_text()[-3000:]}")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen) -> None:
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -117,11 +117,11 @@ def cloud_emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudE
                            str(grpc_port), "--project", PROJECT, "--log-level", "warning"],
                           "/readyz", rest_port, root / "bigquery.log", {"BQEMU_GCS_LOCAL_ROOT": str(exports)})
     except BaseException:
-        _stop(gcs.process)
+        stop_process(gcs.process)
         raise
     yield CloudEmulators(gcs, bigquery, exports)
-    _stop(bigquery.process)
-    _stop(gcs.process)
+    stop_process(bigquery.process)
+    stop_process(gcs.process)
 
 
 @pytest.fixture

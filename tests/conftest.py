@@ -21,7 +21,7 @@ import pytest
 
 from trainer.run import TrainRequest, TrainResult, train
 
-pytest_plugins = ["cloud_fixtures"]  # the Google Cloud emulators (tests/cloud_fixtures.py)
+pytest_plugins = ["cloud_fixtures", "docker_fixtures", "service_fixtures"]  # tests/*_fixtures.py
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = PROJECT_ROOT / "data" / "sample_2k.json"

@@ -18,16 +18,15 @@ import tarfile
 import threading
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import pytest
 from cloud_fixtures import upload
 from conftest import clean_env
+from docker_fixtures import BASE_IMAGE, BUILD_TIMEOUT_S, EXTRA_CA, EXTRA_TAG, BuiltImage
 
 from launch.containers import CACHE_MOUNT, CONTAINER_LABEL, CREDENTIALS_MOUNT, training_job
-from launch.engine import DockerUnavailableError, connect
 from launch.images import TENSORFLOW_BUILDS, build_context
 from trainer import storage
 from trainer.config import DEFAULT_VARIANTS_FILE, PROJECT_ROOT, load_variants
@@ -36,55 +35,7 @@ from trainer.provenance import code_commit
 Runner = Callable[..., subprocess.CompletedProcess]
 Lines = Callable[[subprocess.CompletedProcess], list[str]]
 
-BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "local/python-base:bookworm")
-# The TLS-intercepting proxy's CA on these machines; absent elsewhere.
-SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-EXTRA_CA = os.environ.get("TEST_EXTRA_CA", str(SYSTEM_CA_BUNDLE) if SYSTEM_CA_BUNDLE.is_file() else "")
 QUICK = {"TRAINER_EPOCHS": "1", "TRAINER_BATCH_SIZE": "256"}
-BUILD_TIMEOUT_S = 1800
-EXTRA_TAG = "trainer-tests"  # no ":tag": Docker's "latest"
-
-
-@dataclass(frozen=True)
-class BuiltImage:
-    tag: str
-    id: str
-    log: str
-
-
-def _needs(what: str, reason: str) -> None:
-    """A missing engine or base image fails in CI (where .ci/run provides them) and skips elsewhere."""
-    message = f"{what}: {reason}; `make test` (docker/local-engine.sh) provides it"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def engine() -> docker.DockerClient:
-    try:
-        return connect()
-    except DockerUnavailableError as exc:
-        _needs("no Docker engine", str(exc))
-
-
-@pytest.fixture(scope="session")
-def built(engine: docker.DockerClient, run_fab: Runner) -> BuiltImage:
-    """`fab build` on the local base image: the CPU image every container test runs."""
-    try:
-        engine.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        try:
-            engine.images.pull(BASE_IMAGE)
-        except docker.errors.APIError as exc:
-            _needs(f"no base image {BASE_IMAGE} ({exc.explanation})", "`docker/local-engine.sh base-image` makes one")
-    args = ["build", "--base-image", BASE_IMAGE, "--tag", EXTRA_TAG, *(["--extra-ca", EXTRA_CA] if EXTRA_CA else [])]
-    proc = run_fab(*args, timeout=BUILD_TIMEOUT_S)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    match = re.search(r"^built (\S+) as (.+)$", proc.stdout, re.MULTILINE)
-    assert match, proc.stdout[-2000:]
-    tags = match.group(2).split(", ")
-    return BuiltImage(tag=tags[1], id=engine.images.get(tags[1]).id, log=proc.stdout)
 
 
 def test_build_streams_each_step_and_tags_cpu_and_the_commit(built: BuiltImage, engine: docker.DockerClient) -> None:

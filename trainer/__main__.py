@@ -3,6 +3,7 @@
     python -m trainer train --variant deep_v1 [--dataset URI] [--output URI] [--gpu]
     python -m trainer score --package URI --input URI [--output FILE]
     python -m trainer sanity [--output URI]   every variant, 3 epochs on the sample (fab test_sanity)
+    python -m trainer tune --study NAME [--storage URL] [--gpu]   a worker of a study made by fab tune
     python -m trainer keys        every config key, its type, default and meaning
     python -m trainer variants    the variants in configs/variant_config.json
 
@@ -20,6 +21,7 @@ from trainer.errors import TrainerError
 
 EXIT_USER_ERROR = 2
 EXIT_SANITY_FAILED = 1
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C (SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -57,6 +62,14 @@ def _sanity(args: argparse.Namespace) -> int:
         print(f"error: sanity training failed for {', '.join(failures)}", file=sys.stderr)
         return EXIT_SANITY_FAILED
     return 0
+
+
+def _tune(args: argparse.Namespace) -> None:
+    import_tensorflow_quietly()
+    from trainer.tuning import storage_url
+    from trainer.tuning_worker import run_worker
+
+    run_worker(args.study, storage_url(args.storage), require_gpu=args.gpu)
 
 
 def _keys(args: argparse.Namespace) -> None:
@@ -94,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     sanity = commands.add_parser("sanity", help="train every variant briefly on the sample and check each package")
     sanity.add_argument("--output", default=f"{DEFAULT_OUTPUT}/sanity", help="where the packages go")
     sanity.set_defaults(command=_sanity)
+
+    tune = commands.add_parser("tune", help="run trials of a tuning study (made by fab tune) until it is done")
+    tune.add_argument("--study", required=True, help="the study's name")
+    tune.add_argument("--storage", default="", help="its storage URL (default: runs/tuning.db, this machine only)")
+    tune.add_argument("--gpu", action="store_true", help="fail unless TensorFlow sees a GPU")
+    tune.set_defaults(command=_tune)
 
     commands.add_parser("keys", help="list every config key").set_defaults(command=_keys)
     commands.add_parser("variants", help="list the variants").set_defaults(command=_variants)

@@ -153,7 +153,7 @@ def resolve_config(
     sources = {k: "default" for k in KEYS}
     level = f"variant '{variant}' in {variants_file.name}"
     for key, raw in variant_values.items():
-        _merge(key, raw, _from_json, level, values, sources, problems)
+        _merge(key, raw, value_from_json, level, values, sources, problems)
     for name, raw in sorted(environ.items()):
         if name.startswith(ENV_PREFIX):
             key = name[len(ENV_PREFIX):].lower()
@@ -179,7 +179,7 @@ def _merge(
 ) -> None:
     """Parse one key's value from one level into `values`, or record why not."""
     if key not in KEYS:
-        problems.append(f"unknown key '{key}' ({level}){_did_you_mean(key)}")
+        problems.append(f"unknown key '{key}' ({level}){did_you_mean(key)}")
         return
     try:
         values[key] = parse(key, raw)
@@ -189,19 +189,25 @@ def _merge(
     sources[key] = level
 
 
-def _did_you_mean(key: str) -> str:
+def did_you_mean(key: str) -> str:
+    """'; did you mean ...' for a mistyped key (empty-handed: where to look)."""
     close = difflib.get_close_matches(key, KEYS, n=1)
     return f"; did you mean '{close[0]}'?" if close else "; see `python -m trainer keys`"
 
 
+def read_json_file(path: Path, when_missing: str) -> Any:
+    """A config file's JSON; a missing file (`when_missing` says what to do) or bad JSON is one ConfigError."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(when_missing) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
 def load_variants(variants_file: Path) -> dict[str, dict[str, Any]]:
     """The variant file: {variant name: {key: value}}; each variant names its network."""
-    try:
-        variants = json.loads(variants_file.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"variant file {variants_file} not found; pass --variants FILE") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{variants_file} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    variants = read_json_file(variants_file, f"variant file {variants_file} not found; pass --variants FILE")
     if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
         raise ConfigError(f"{variants_file}: expected {{\"variant\": {{\"key\": value, ...}}, ...}}")
     unnamed = [name for name, keys in variants.items() if "network" not in keys]
@@ -210,8 +216,8 @@ def load_variants(variants_file: Path) -> dict[str, dict[str, Any]]:
     return variants
 
 
-def _from_json(key: str, raw: Any) -> Any:
-    """Check a JSON value against the key's type (JSON already typed it)."""
+def value_from_json(key: str, raw: Any) -> Any:
+    """Check a JSON value against the key's type (JSON already typed it); ValueError says why not."""
     expected = key_type(key)
     if _is_tuple(expected):
         item_type = typing.get_args(expected)[0]

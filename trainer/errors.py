@@ -22,3 +22,8 @@ class TrainingDivergedError(TrainerError):
 
 class PackageError(TrainerError):
     """A run package that is missing, incomplete or not a package at all."""
+
+
+class RunAbandonedError(Exception):
+    """Raised by a callback to end a run for good (a pruned tuning trial): its
+    work folder is removed and nothing is packaged. Not a user error."""

@@ -24,7 +24,7 @@ import glob
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -102,6 +102,11 @@ class GcsBackend:
         path = GcsPath.parse(uri)
         with _bucket_errors(path):
             return path.blob().exists(retry=DEFAULT_RETRY)
+
+    def delete(self, uri: str) -> None:
+        path = GcsPath.parse(uri)
+        with _bucket_errors(path), suppress(api_exceptions.NotFound):
+            path.blob().delete(retry=DEFAULT_RETRY)
 
     def open_for_reading(self, uri: str) -> BinaryIO:
         blob = _existing_blob(GcsPath.parse(uri))

@@ -32,7 +32,7 @@ from trainer.config import (
     resolve_config,
 )
 from trainer.dataset import DatasetSource, load_dataset, split_dataset
-from trainer.errors import ConfigError, TrainingDivergedError
+from trainer.errors import ConfigError, RunAbandonedError, TrainingDivergedError
 from trainer.features import Preprocessor
 from trainer.metrics import RunMetrics, binary_metrics, epoch_table, plot_epochs
 from trainer.networks import build_model_graph, get_network
@@ -57,6 +57,10 @@ class TrainRequest:
     variants_file: Path = DEFAULT_VARIANTS_FILE
     environ: Mapping[str, str] | None = None  # None: the process environment
     require_gpu: bool = False
+    # Tells apart runs of the same config on the same data (a tuning trial), and names the package.
+    run_label: str = ""
+    # More Keras callbacks, called after the run's own each epoch (a tuning trial reports and prunes).
+    callbacks: tuple[keras.callbacks.Callback, ...] = ()
 
 
 @dataclass
@@ -104,9 +108,10 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
             model = build_model_graph(config, data.preprocessor.shapes())
         try:
             with run_metrics.stage("fit"):
-                fit_model(model, data.train, data.test, config, work, run_metrics, out, batch_size)
-        except TrainingDivergedError:
-            # Resuming would only diverge again: start clean after the fix.
+                fit_model(model, data.train, data.test, config, work, run_metrics, out, batch_size,
+                          request.callbacks)
+        except (TrainingDivergedError, RunAbandonedError):
+            # Resuming would only diverge again, and an abandoned run is over: nothing to keep.
             _remove_work(work)
             raise
         with run_metrics.stage("evaluate"):
@@ -173,13 +178,15 @@ def _encode(preprocessor: Preprocessor, frame: pd.DataFrame, label: str) -> Spli
 
 def _work_folder(request: TrainRequest, resolved: ResolvedConfig, source: DatasetSource) -> tuple[WorkFolders, str]:
     """The same config on the same data is the same run: it finds its earlier work."""
-    identity = json.dumps({"config": resolved.to_json_dict()["keys"], "data": source.sha256}, sort_keys=True)
+    identity = json.dumps({"config": resolved.to_json_dict()["keys"], "data": source.sha256,
+                           **({"label": request.run_label} if request.run_label else {})}, sort_keys=True)
     key = hashlib.sha256(identity.encode()).hexdigest()[:10]
     work = WorkFolders(storage.work_folder(request.output) / f"{resolved.variant}-{key}")
     run_file = work.root / "run.json"
     if run_file.exists():
         return work, json.loads(run_file.read_text())["run_id"]
-    run_id = f"{resolved.variant}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{key[:6]}"
+    name = "-".join(filter(None, [resolved.variant, request.run_label]))
+    run_id = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{key[:6]}"
     write_json(run_file, {"run_id": run_id})
     return work, run_id
 

@@ -38,6 +38,9 @@ class StorageBackend(Protocol):
     def exists(self, uri: str) -> bool:
         """Whether a file is at `uri`."""
 
+    def delete(self, uri: str) -> None:
+        """Remove the file at `uri`; one already gone is not an error."""
+
     def open_for_reading(self, uri: str) -> BinaryIO:
         """The file as a seekable binary stream (remote bytes are fetched as they are read)."""
 
@@ -76,6 +79,9 @@ class LocalBackend:
 
     def exists(self, uri: str) -> bool:
         return _local_path(uri).is_file()
+
+    def delete(self, uri: str) -> None:
+        _local_path(uri).unlink(missing_ok=True)
 
     def open_for_reading(self, uri: str) -> BinaryIO:
         return _local_path(uri).open("rb")
@@ -128,6 +134,10 @@ def work_folder(output_uri: str) -> Path:
 
 def exists(uri: str) -> bool:
     return backend_for(uri).exists(uri)
+
+
+def delete(uri: str) -> None:
+    backend_for(uri).delete(uri)
 
 
 def open_for_reading(uri: str) -> BinaryIO:

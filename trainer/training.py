@@ -14,7 +14,7 @@ import fcntl
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -161,6 +161,7 @@ def fit_model(
     run_metrics: RunMetrics,
     out: TextIO,
     batch_size: int,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> keras.callbacks.History:
     """Train for `config.epochs` (resuming a killed attempt), reporting each epoch."""
     callbacks: list[keras.callbacks.Callback] = [
@@ -179,6 +180,7 @@ def fit_model(
                 monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
             )
         )
+    callbacks += extra_callbacks  # after EpochEvaluation: they see the epoch's test metrics
     return model.fit(
         train.inputs,
         train.labels,

@@ -1,0 +1,331 @@
+"""`fab tune`, its workers and their reliability, with real Optuna storages.
+
+Studies are small: a few trials of two or three epochs on the 2K sample, over
+a space of fast networks. Several workers share a study in a real PostgreSQL
+(tests/service_fixtures.py); remote workers are started by `fab -H` over a
+real sshd on 127.0.0.1, in the trainer image and as a plain process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import optuna
+import pytest
+from docker_fixtures import BuiltImage
+from optuna.trial import FrozenTrial, TrialState
+from service_fixtures import Postgres, Sshd
+
+from launch.workers import STUDY_LABEL
+from trainer.tuning import DEFAULT_STORAGE_FILE, GRACE_PERIOD_S, storage_url
+
+Runner = Callable[..., subprocess.CompletedProcess]
+Lines = Callable[[subprocess.CompletedProcess], list[str]]
+
+FAST_SPACE = {"learning_rate": {"log_uniform": [0.003, 0.03]}, "hidden_width": {"choice": [32, 64]},
+              "hidden_layers": {"int": [1, 2]}}
+TWO_EPOCHS = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128"}
+STUDY_TIMEOUT_S = 420
+
+
+@pytest.fixture
+def space_file(tmp_path: Path) -> Path:
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(FAST_SPACE))
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+def _tune_args(study: str, storage: str, space: Path, output: Path, dataset: Path, trials: int,
+               **more: str | bool) -> list[str]:
+    """`fab tune` with these options (`define_only=True` is the flag --define-only)."""
+    options = {"variant": "deep_v1", "study": study, "storage": storage, "space": space, "output": output,
+               "dataset": dataset, "trials": trials, **more}
+    args = ["tune"]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        args += [flag] if value is True else [flag, str(value)]
+    return args
+
+
+def _trials(url: str, study: str, *states: TrialState) -> list[FrozenTrial]:
+    trials = optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False)
+    return [t for t in trials if not states or t.state in states]
+
+
+def _finished(url: str, study: str) -> list[FrozenTrial]:
+    return _trials(url, study, TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = STUDY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+def _zips(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.zip"))
+
+
+def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
+    run_fab: Runner, sqlite_url: str, space_file: Path, tmp_path: Path, sample_path: Path
+) -> None:
+    output = tmp_path / "trials"
+    args = _tune_args("quick", sqlite_url, space_file, output, sample_path, 3, sampler="random")
+    proc = run_fab(*args, env=TWO_EPOCHS)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "study 'quick' has 3 finished trials (target 3)" in proc.stdout
+    assert "fab tune_report --study quick" in proc.stdout
+
+    completed = _trials(sqlite_url, "quick", TrialState.COMPLETE)
+    assert len(completed) == 3
+    for trial in completed:  # each trial trained with its own values, two epochs each, reported per epoch
+        assert set(trial.params) == set(FAST_SPACE) and 0.003 <= trial.params["learning_rate"] <= 0.03
+        assert trial.user_attrs["epochs"] == 2 and sorted(trial.intermediate_values) == [1, 2]
+        assert 0.0 <= trial.value <= 1.0
+    best = max(completed, key=lambda t: t.value)
+    assert _zips(output) == [Path(best.user_attrs["package"])], "only the best trial's package is kept"
+    assert not (output / ".work").exists() or not any((output / ".work").iterdir())
+
+    again = run_fab(*args, env=TWO_EPOCHS)
+    assert again.returncode == 0 and "this worker ran 0" in again.stdout
+    assert len(_trials(sqlite_url, "quick")) == 3, "the same command again must not start over"
+
+    more = run_fab(*_tune_args("quick", sqlite_url, space_file, output, sample_path, 4, sampler="random"),
+                   env=TWO_EPOCHS)
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert len(_finished(sqlite_url, "quick")) == 4
+    assert [t.value for t in _trials(sqlite_url, "quick")[:3]] == [t.value for t in completed]
+
+    report = run_fab("tune_report", "--study", "quick", "--storage", sqlite_url, "--output", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    best = max(_trials(sqlite_url, "quick", TrialState.COMPLETE), key=lambda t: t.value)
+    variant = json.loads(report.stdout[report.stdout.index("{"):report.stdout.index("\n}") + 2])
+    assert variant == {"deep_v1_tuned": {"network": "deep_v1", "epochs": 2, "batch_size": 128, **best.params}}
+    assert f"best package: {best.user_attrs['package']}" in report.stdout
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"leaderboard.csv", "history.png", "importances.png"}
+
+
+def test_tpe_with_hyperband_finishes_its_study(
+    run_fab: Runner, sqlite_url: str, space_file: Path, tmp_path: Path, sample_path: Path
+) -> None:
+    args = _tune_args("tpe", sqlite_url, space_file, tmp_path / "trials", sample_path, 4, sampler="tpe",
+                      pruner="hyperband")
+    proc = run_fab(*args, env={**TWO_EPOCHS, "TRAINER_EPOCHS": "3"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    finished = _finished(sqlite_url, "tpe")
+    assert len(finished) == 4 and all(t.intermediate_values for t in finished)
+    study = optuna.load_study(study_name="tpe", storage=sqlite_url)
+    assert (study.user_attrs["sampler"], study.user_attrs["pruner"]) == ("tpe", "hyperband")
+
+
+def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(
+    run_fab: Runner, sqlite_url: str, tmp_path: Path, sample_path: Path
+) -> None:
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"learning_rate": {"choice": [0.01, 1e30]}}))
+    output = tmp_path / "trials"
+    define = run_fab(*_tune_args("nan", sqlite_url, space, output, sample_path, 2, define_only=True), env=TWO_EPOCHS)
+    assert define.returncode == 0, define.stderr
+    study = optuna.load_study(study_name="nan", storage=sqlite_url)
+    for learning_rate in (1e30, 0.01, 0.01):  # the first trial diverges
+        study.enqueue_trial({"learning_rate": learning_rate})
+
+    proc = run_fab(*_tune_args("nan", sqlite_url, space, output, sample_path, 2), env=TWO_EPOCHS)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    failed = _trials(sqlite_url, "nan", TrialState.FAIL)
+    assert len(failed) == 1 and failed[0].params == {"learning_rate": 1e30}
+    assert "training diverged" in failed[0].user_attrs["failure"]
+    assert len(_trials(sqlite_url, "nan", TrialState.COMPLETE)) == 2
+
+
+def test_a_study_whose_trials_all_fail_stops_with_one_line(
+    run_fab: Runner, sqlite_url: str, tmp_path: Path, sample_path: Path, lines_of: Lines
+) -> None:
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"learning_rate": {"choice": [1e30]}}))
+    proc = run_fab(*_tune_args("doomed", sqlite_url, space, tmp_path / "out", sample_path, 3), env=TWO_EPOCHS)
+    assert proc.returncode == 2
+    assert lines_of(proc)[-1].startswith("error: 5 trials in a row failed, the last with: training diverged")
+    assert len(_trials(sqlite_url, "doomed", TrialState.FAIL)) == 5
+
+
+@pytest.mark.parametrize(("more", "env", "message"), [
+    ({"sampler": "grid"}, {}, "error: --sampler grid: unknown; use one of tpe, random"),
+    ({"pruner": "asha"}, {}, "error: --pruner asha: unknown; use one of median, hyperband, none"),
+    ({"trials": 0}, {}, "error: --trials 0: a study needs at least one trial"),
+    ({"variant": "deep_v9"}, {}, "error: unknown variant 'deep_v9'"),
+    ({}, {"TRAINER_LEARNING_RATE": "0.1"}, "error: TRAINER_LEARNING_RATE fixes a key that"),
+    ({}, {"TRAINER_EPOCS": "2"}, "error: unknown key 'epocs' (environment TRAINER_EPOCS); did you mean 'epochs'?"),
+])
+def test_bad_tune_arguments_are_one_line_before_any_trial(
+    run_fab: Runner, sqlite_url: str, space_file: Path, tmp_path: Path, sample_path: Path, lines_of: Lines,
+    more: dict[str, str | int], env: dict[str, str], message: str,
+) -> None:
+    proc = run_fab(*_tune_args("bad", sqlite_url, space_file, tmp_path / "out", sample_path, **{"trials": 2, **more}),
+                   env=env)
+    assert proc.returncode == 2 and len(lines_of(proc)) == 1, lines_of(proc)
+    assert lines_of(proc)[0].startswith(message)
+
+
+def test_a_missing_dataset_or_unreachable_storage_is_one_line(
+    run_fab: Runner, sqlite_url: str, space_file: Path, tmp_path: Path, lines_of: Lines
+) -> None:
+    missing = run_fab(*_tune_args("s", sqlite_url, space_file, tmp_path, tmp_path / "none.json", 2))
+    assert missing.returncode == 2 and lines_of(missing) == [f"error: {tmp_path / 'none.json'}: no such file; "
+                                                             "check the path or pass --dataset PATH"]
+    closed = "postgresql://tuner:secret@127.0.0.1:9/studies"  # the discard port: nothing listens
+    unreachable = run_fab(*_tune_args("s", closed, space_file, tmp_path, Path("data/sample_2k.json"), 2))
+    assert unreachable.returncode == 2 and len(lines_of(unreachable)) == 1, lines_of(unreachable)
+    line = lines_of(unreachable)[0]
+    assert line.startswith("error: cannot open the study storage postgresql://tuner:***@127.0.0.1:9/studies")
+    assert "secret" not in line
+
+
+def test_a_study_defined_again_differently_is_refused(
+    run_fab: Runner, sqlite_url: str, space_file: Path, tmp_path: Path, sample_path: Path, lines_of: Lines
+) -> None:
+    args = {"study": "same", "storage": sqlite_url, "space": space_file, "output": tmp_path / "out",
+            "dataset": sample_path, "trials": 2, "define_only": True}
+    assert run_fab(*_tune_args(**args)).returncode == 0
+    other = run_fab(*_tune_args(**args, sampler="random", pruner="none"))
+    assert other.returncode == 2
+    assert lines_of(other) == ["error: study 'same' exists with another sampler, pruner; continue it with the same "
+                               "arguments (fab tune_report --study same shows them) or pass a new --study NAME"]
+
+
+def test_the_default_storage_is_a_file_under_runs() -> None:
+    assert storage_url("") == f"sqlite:///{DEFAULT_STORAGE_FILE.resolve()}"
+    assert DEFAULT_STORAGE_FILE.parts[0] == "runs"
+
+
+# --- many workers: PostgreSQL, SSH, Docker, SIGKILL -------------------------------------------------------------
+
+
+@pytest.fixture
+def shared_study(postgres: Postgres, run_fab: Runner, space_file: Path, tmp_path: Path,
+                 sample_path: Path) -> Callable[[str, int], str]:
+    """Defines a study in a fresh PostgreSQL database; returns its URL."""
+
+    def define(name: str, trials: int) -> str:
+        url = postgres.new_database(name)
+        args = _tune_args(name, url, space_file, tmp_path / "trials", sample_path, trials, sampler="random",
+                          define_only=True)
+        proc = run_fab(*args, env={**TWO_EPOCHS, "TRAINER_EPOCHS": "3"})
+        assert proc.returncode == 0, proc.stderr
+        return url
+
+    return define
+
+
+@pytest.fixture
+def worker_cleanup(engine: docker.DockerClient) -> Iterator[list[subprocess.Popen]]:
+    """Workers a test leaves behind are ended: its processes, and containers of its studies."""
+    processes: list[subprocess.Popen] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+    for container in engine.containers.list(all=True, filters={"label": STUDY_LABEL}):
+        container.remove(force=True)
+    subprocess.run(["pkill", "-KILL", "-f", "trainer tune --study ssh-"], check=False)
+
+
+def test_two_workers_over_ssh_finish_a_study_together(
+    built: BuiltImage, sshd: Sshd, shared_study: Callable[[str, int], str], run_fab: Runner,
+    engine: docker.DockerClient, tmp_path: Path, worker_cleanup: list, lines_of: Lines,
+) -> None:
+    url = shared_study("ssh-two", 6)
+    in_docker = run_fab(*sshd.fab_args, "tune_workers", "--study", "ssh-two", "--storage", url)
+    assert in_docker.returncode == 0, in_docker.stdout + in_docker.stderr
+    assert f"{sshd.host.split('@')[1].split(':')[0]}: worker container trainer-tune-ssh-two-" in in_docker.stdout
+    as_process = run_fab(*sshd.fab_args, "tune_workers", "--study", "ssh-two", "--storage", url, "--no-docker")
+    assert as_process.returncode == 0, as_process.stdout + as_process.stderr
+    assert "worker process in" in as_process.stdout
+
+    _wait_for(lambda: len(_finished(url, "ssh-two")) >= 6, "two workers to finish 6 trials")
+    container = engine.containers.list(all=True, filters={"label": f"{STUDY_LABEL}=ssh-two"})[0]
+    assert container.wait(timeout=120)["StatusCode"] == 0, container.logs()[-3000:].decode()
+    workers = {t.user_attrs["worker"] for t in _trials(url, "ssh-two")}
+    assert len(workers) == 2, f"both workers should have run trials: {workers}"
+    assert len(_finished(url, "ssh-two")) == 6
+    completed = _trials(url, "ssh-two", TrialState.COMPLETE)
+    best = max(completed, key=lambda t: t.value)
+    assert _zips(tmp_path / "trials") == [Path(best.user_attrs["package"])]
+    assert all(os.stat(p).st_uid == os.getuid() for p in _zips(tmp_path / "trials"))
+    stop = run_fab(*sshd.fab_args, "tune_workers", "--study", "ssh-two", "--storage", url, "--stop")
+    assert stop.returncode == 0 and "stopped 0 worker container(s) of study 'ssh-two'" in stop.stdout
+
+
+def test_tune_workers_needs_hosts_and_a_shared_storage(run_fab: Runner, sshd: Sshd, lines_of: Lines,
+                                                       sqlite_url: str) -> None:
+    no_hosts = run_fab("tune_workers", "--study", "s", "--storage", "postgresql://u@h/db")
+    assert lines_of(no_hosts) == ["error: name the hosts to start workers on: fab -H host1,host2 tune_workers ..."]
+    local_file = run_fab(*sshd.fab_args, "tune_workers", "--study", "s", "--storage", sqlite_url)
+    assert local_file.returncode == 2
+    assert lines_of(local_file)[0].startswith("error: workers on other hosts need a shared storage")
+
+
+def _start_worker(start_python: Callable[..., subprocess.Popen], study: str, url: str, log: Path,
+                  processes: list[subprocess.Popen]) -> subprocess.Popen:
+    process = start_python("-m", "trainer", "tune", "--study", study, "--storage", url, stderr=log.open("w"))
+    processes.append(process)
+    return process
+
+
+def test_a_worker_killed_mid_study_loses_nothing_and_its_trial_is_retried(
+    shared_study: Callable[[str, int], str], start_python: Callable[..., subprocess.Popen], tmp_path: Path,
+    worker_cleanup: list,
+) -> None:
+    url = shared_study("kill", 6)
+    doomed = _start_worker(start_python, "kill", url, tmp_path / "doomed.log", worker_cleanup)
+    survivor = _start_worker(start_python, "kill", url, tmp_path / "survivor.log", worker_cleanup)
+
+    def doomed_is_training_after_a_finished_trial() -> bool:
+        running = [t for t in _trials(url, "kill", TrialState.RUNNING)
+                   if t.user_attrs.get("worker", "").endswith(f"/{doomed.pid}")]
+        return bool(running) and len(_finished(url, "kill")) >= 1
+
+    _wait_for(doomed_is_training_after_a_finished_trial, "the doomed worker to be mid-trial")
+    before = {t.number: (t.state, t.value) for t in _finished(url, "kill")}
+    killed_trial = next(t.number for t in _trials(url, "kill", TrialState.RUNNING)
+                        if t.user_attrs.get("worker", "").endswith(f"/{doomed.pid}"))
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+
+    assert survivor.wait(timeout=STUDY_TIMEOUT_S) == 0, (tmp_path / "survivor.log").read_text()[-3000:]
+    trials = {t.number: t for t in _trials(url, "kill")}
+    assert all((trials[n].state, trials[n].value) == kept for n, kept in before.items()), "a finished trial changed"
+    assert trials[killed_trial].state == TrialState.FAIL
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed_trial]
+    assert len(retries) == 1 and retries[0].params == trials[killed_trial].params
+    assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert len(_finished(url, "kill")) == 6
+
+
+def test_a_stopped_worker_queues_its_trial_for_the_others(
+    shared_study: Callable[[str, int], str], start_python: Callable[..., subprocess.Popen], tmp_path: Path,
+    worker_cleanup: list,
+) -> None:
+    url = shared_study("stop", 3)
+    worker = _start_worker(start_python, "stop", url, tmp_path / "worker.log", worker_cleanup)
+    _wait_for(lambda: bool(_trials(url, "stop", TrialState.RUNNING)), "a trial to start")
+    running = _trials(url, "stop", TrialState.RUNNING)[0]
+    worker.send_signal(signal.SIGTERM)  # what `docker stop` and fab tune_workers --stop send
+    assert worker.wait(timeout=60) == 130
+    assert "is queued for the next worker" in worker.stdout.read()
+    waiting = _trials(url, "stop", TrialState.WAITING)
+    assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == running.number
+    assert GRACE_PERIOD_S > 0  # queued at once, without waiting for the heartbeat's grace period

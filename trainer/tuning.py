@@ -1,0 +1,193 @@
+"""Hyperparameter tuning: Optuna studies whose trials are ordinary training runs.
+
+A study is defined once (`define_study`): the variant and its keys, the
+search space, the dataset, where packages go, how many finished trials it
+wants, the sampler and the pruner. All of that is stored in the study itself,
+so a worker needs only the study's name and storage to join (`run_worker`),
+on this machine or any other, and every worker trains the same thing.
+
+A trial (`trainer.tuning_worker`) draws its values from the space and trains
+with them as `TRAINER_*` overrides; its value is its model's test AUC.
+
+Reliability comes from Optuna's storage:
+- a worker records a heartbeat while it trains; when it dies (SIGKILL, a lost
+  host) its trial is marked failed after `GRACE_PERIOD_S`, by whichever worker
+  looks next, and queued again with the same values; the retry resumes from
+  the dead trial's last finished epoch, because its run has the same identity;
+- a worker that is stopped (Ctrl-C, `docker stop`) queues its trial again itself;
+- a trial that diverges (NaN loss) is recorded as failed and the study goes on;
+- running the same command again continues the study up to its target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from trainer import storage
+from trainer.config import DEFAULT_VARIANTS_FILE, ENV_PREFIX, PROJECT_ROOT, load_variants, resolve_config
+from trainer.errors import ConfigError, TrainerError
+from trainer.search_space import load_space
+
+DEFAULT_SPACE_FILE = PROJECT_ROOT / "configs" / "search_space.json"
+DEFAULT_STORAGE_FILE = Path("runs") / "tuning.db"
+METRIC = "test_auc"
+# A worker's heartbeat every HEARTBEAT_INTERVAL_S; a trial silent for
+# GRACE_PERIOD_S belongs to a dead worker and is retried elsewhere.
+HEARTBEAT_INTERVAL_S = 5
+GRACE_PERIOD_S = 20
+MAX_RETRIES = 3
+# A worker whose trials keep failing stops: the space, not bad luck, is at fault.
+MAX_FAILURES_IN_A_ROW = 5
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What a study trains; stored in the study, so every worker trains the same thing."""
+
+    variant: str
+    variant_keys: dict[str, Any]
+    fixed_overrides: dict[str, str]  # TRAINER_* set when the study was defined: key -> text
+    space: dict[str, dict[str, list]]
+    dataset: str
+    output: str
+    trials: int
+    sampler: str
+    pruner: str
+
+    def attrs(self) -> dict[str, Any]:
+        return {**asdict(self), "metric": METRIC}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> StudySpec:
+        return cls(**{name: attrs[name] for name in cls.__dataclass_fields__})
+
+
+def study_spec(variant: str, space_file: Path, dataset: str, output: str, trials: int, sampler: str, pruner: str,
+               environ: dict[str, str], variants_file: Path = DEFAULT_VARIANTS_FILE) -> StudySpec:
+    """A checked study definition: the variant resolves, the space fits it, the choices exist."""
+    if trials < 1:
+        raise ConfigError(f"--trials {trials}: a study needs at least one trial")
+    _check_choice("sampler", sampler, SAMPLERS)
+    _check_choice("pruner", pruner, PRUNERS)
+    fixed = {k[len(ENV_PREFIX):].lower(): v for k, v in environ.items() if k.startswith(ENV_PREFIX)}
+    base = resolve_config(variant, variants_file, {f"{ENV_PREFIX}{k.upper()}": v for k, v in fixed.items()})
+    space = load_space(space_file, base.config)
+    if both := sorted(set(fixed) & set(space)):
+        raise ConfigError(f"{', '.join(ENV_PREFIX + k.upper() for k in both)} fixes a key that {space_file} "
+                          "searches; unset it or remove the key from the space")
+    storage.expand(dataset)  # a missing dataset is one line now, not a failed first trial
+    return StudySpec(variant, load_variants(variants_file)[variant], fixed, space, _absolute(dataset),
+                     _absolute(output), trials, sampler, pruner)
+
+
+def _check_choice(option: str, value: str, known: tuple[str, ...]) -> None:
+    if value not in known:
+        raise ConfigError(f"--{option} {value}: unknown; use one of {', '.join(known)}")
+
+
+def _absolute(uri: str) -> str:
+    """Local paths as absolute ones: workers on other hosts and in containers see the same path."""
+    return uri if storage.scheme_of(uri) else str(Path(uri).resolve())
+
+
+# --- storage -----------------------------------------------------------------------------------
+
+def storage_url(url: str) -> str:
+    """The study storage: a database URL, or by default a SQLite file under runs/."""
+    if not url:
+        DEFAULT_STORAGE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{DEFAULT_STORAGE_FILE.resolve()}"
+    if url.split("://", 1)[0].split("+", 1)[0] not in ("postgresql", "mysql", "sqlite"):
+        raise ConfigError(f"--storage {shown(url)}: expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
+                          "(or sqlite:///FILE for one machine)")
+    return url
+
+
+def shown(url: str) -> str:
+    """A storage URL fit to print: without its password."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def open_storage(url: str) -> RDBStorage:
+    """Optuna's database storage with heartbeats: trials of dead workers are failed and queued again."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # fab's own lines say what happens
+    with quiet_experimental(), _storage_errors(url):
+        return RDBStorage(
+            url,
+            engine_kwargs={"pool_pre_ping": True},
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=GRACE_PERIOD_S,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+        )
+
+
+@contextlib.contextmanager
+def _storage_errors(url: str) -> Iterator[None]:
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise TrainerError(f"cannot open the study storage {shown(url)}: {reason}; "
+                           "check the URL and that the database server runs and accepts this user") from None
+
+
+@contextlib.contextmanager
+def quiet_experimental() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def define_study(name: str, spec: StudySpec, url: str) -> optuna.Study:
+    """Create the study, or continue it: an existing study must be the same definition
+    (its target may grow, so `--trials` can ask for more)."""
+    optuna_storage = open_storage(url)
+    with _storage_errors(url):
+        study = optuna.create_study(study_name=name, storage=optuna_storage, direction="maximize",
+                                    load_if_exists=True)
+        stored = study.user_attrs
+        if stored:
+            _check_same_definition(name, StudySpec.from_attrs(stored), spec)
+        for key, value in spec.attrs().items():
+            if stored.get(key) != value:
+                study.set_user_attr(key, value)
+    return study
+
+
+def _check_same_definition(name: str, stored: StudySpec, asked: StudySpec) -> None:
+    differs = [field for field in StudySpec.__dataclass_fields__
+               if field != "trials" and getattr(stored, field) != getattr(asked, field)]
+    if differs:
+        raise ConfigError(f"study '{name}' exists with another {', '.join(differs)}; continue it with the same "
+                          f"arguments (fab tune_report --study {name} shows them) or pass a new --study NAME")
+
+
+def load_study(name: str, url: str) -> tuple[optuna.Study, StudySpec]:
+    """An existing study and its definition, or one line saying how to create it."""
+    optuna_storage = open_storage(url)
+    with _storage_errors(url):
+        try:
+            study = optuna.load_study(study_name=name, storage=optuna_storage)
+        except KeyError:
+            known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(optuna_storage)) or "none"
+            raise TrainerError(f"no study '{name}' in {shown(url)} (studies there: {known}); "
+                               f"create it with fab tune --study {name} --storage URL ...") from None
+    if "variant" not in study.user_attrs:
+        raise TrainerError(f"study '{name}' in {shown(url)} was not made by fab tune (it has no definition)")
+    return study, StudySpec.from_attrs(study.user_attrs)

@@ -1,0 +1,267 @@
+"""A tuning worker: runs trials of a study until it has its target of finished trials.
+
+A trial draws its values from the study's space and trains with them as
+`TRAINER_*` overrides, the same level 3 a user has. It reports the test AUC
+after every epoch, so the pruner can stop a poor trial early, and its value is
+the test AUC of the model it packaged. How dead, stopped and diverging trials
+are handled is in `trainer.tuning`'s docstring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import keras
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from trainer import storage
+from trainer.config import ENV_PREFIX
+from trainer.errors import RunAbandonedError, TrainerError, TrainingDivergedError
+from trainer.run import TrainRequest, TrainResult, train
+from trainer.search_space import as_environment, suggest
+from trainer.training import describe_device
+from trainer.tuning import (
+    HEARTBEAT_INTERVAL_S,
+    MAX_FAILURES_IN_A_ROW,
+    MAX_RETRIES,
+    StudySpec,
+    load_study,
+    quiet_experimental,
+    shown,
+)
+
+
+@dataclass
+class WorkerResult:
+    trials_run: int
+    finished: int
+    target: int
+
+
+def run_worker(name: str, url: str, require_gpu: bool = False, out: TextIO = sys.stdout,
+               poll_s: float = HEARTBEAT_INTERVAL_S) -> WorkerResult:
+    """Run trials of the study until it has its target of finished trials.
+
+    While the last trials run on other workers this one waits rather than
+    overshooting the target, and takes over any of them whose worker dies.
+    """
+    study, spec = load_study(name, url)
+    device = describe_device(require_gpu)  # no GPU for --gpu: one line now, not a failed trial
+    worker = f"{socket.gethostname()}/{os.getpid()}"
+    objective = TrialObjective(study, spec, name, worker, require_gpu, out)
+    study.sampler, study.pruner = _sampler(spec), _pruner(spec)
+    print(f"worker {worker} on {device} joins study '{name}' in {shown(url)}: {spec.variant}, "
+          f"target {spec.trials} trials", file=out, flush=True)
+    waiting_said, failures_in_a_row = False, 0
+    with _stopped_by_sigterm(), objective.variants_file():
+        while (finished := _finished(study)) < spec.trials:
+            if _others_finish_it(study, spec.trials):
+                if not waiting_said:
+                    print("the last trials run on other workers; waiting (a trial whose worker dies is taken over)",
+                          file=out, flush=True)
+                    waiting_said = True
+                time.sleep(poll_s)
+                with quiet_experimental():
+                    optuna.storages.fail_stale_trials(study)
+                continue
+            failed = objective.run_one() == TrialState.FAIL
+            failures_in_a_row = failures_in_a_row + 1 if failed else 0
+            if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                raise TrainerError(f"{failures_in_a_row} trials in a row failed, the last with: "
+                                   f"{objective.last_failure}; narrow the search space (configs/search_space.json)")
+    print(f"study '{name}' has {finished} finished trials (target {spec.trials}); this worker ran "
+          f"{objective.trials_run}", file=out, flush=True)
+    return WorkerResult(objective.trials_run, finished, spec.trials)
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _others_finish_it(study: optuna.Study, target: int) -> bool:
+    """Whether the trials running now reach the target, with none queued (a dead worker's) to take over."""
+    counts = _counts(study)
+    started = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.RUNNING]
+    return started >= target and not counts[TrialState.WAITING]
+
+
+def _counts(study: optuna.Study) -> dict[TrialState, int]:
+    counts = dict.fromkeys(TrialState, 0)
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state] += 1
+    return counts
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """`docker stop` and CI aborts send SIGTERM: stop like Ctrl-C, so the trial is queued again."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler()
+    # TPE models good and bad trials from the first random ones; constant_liar
+    # keeps parallel workers from all proposing the same point.
+    with quiet_experimental():
+        return optuna.samplers.TPESampler(n_startup_trials=max(3, min(10, spec.trials // 4)), multivariate=True,
+                                          constant_liar=True)
+
+
+def _pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    if spec.pruner == "median":
+        # Steps are epochs, from 1: never on the first epoch's noisy AUC alone (a step below
+        # n_warmup_steps is not pruned), nor before 3 trials have finished to compare with.
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+class TrialObjective:
+    """One trial: values from the space, a training run with them as overrides, its test AUC."""
+
+    def __init__(self, study: optuna.Study, spec: StudySpec, name: str, worker: str, require_gpu: bool,
+                 out: TextIO) -> None:
+        self.study, self.spec, self.name, self.worker = study, spec, name, worker
+        self.require_gpu, self.out = require_gpu, out
+        self.trials_run = 0
+        self._variants_file: Path | None = None
+        self._current: int | None = None
+        self.last_failure = "no reason recorded"
+
+    @contextlib.contextmanager
+    def variants_file(self) -> Iterator[None]:
+        """The study's own copy of its variant: later edits of variant_config.json change no trial."""
+        with tempfile.TemporaryDirectory(prefix="trainer-tune-") as folder:
+            self._variants_file = Path(folder) / "variant_config.json"
+            self._variants_file.write_text(json.dumps({self.spec.variant: self.spec.variant_keys}))
+            yield
+
+    def run_one(self) -> TrialState:
+        """Run one trial (a new one, or one queued again); returns how it ended."""
+        try:
+            self.study.optimize(self, n_trials=1, catch=(TrainingDivergedError,), gc_after_trial=True)
+        except KeyboardInterrupt:
+            self._queue_again()
+            raise
+        finally:
+            self.trials_run += 1
+            keras.backend.clear_session()  # each trial's graphs would otherwise pile up
+        keep_best_package(self.study, self._current)
+        trial = self._trial(self._current)
+        self.last_failure = trial.user_attrs.get("failure", self.last_failure)
+        return trial.state
+
+    def _trial(self, number: int | None) -> FrozenTrial:
+        return next(t for t in self.study.get_trials(deepcopy=False) if t.number == number)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self._current = trial.number
+        overrides = suggest(trial, self.spec.space)
+        origin = _origin_number(self.study, trial.number)
+        trial.set_user_attr("worker", self.worker)
+        retry = f" (retry of trial {origin})" if origin != trial.number else ""
+        print(f"trial {trial.number}{retry}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in overrides.items()),
+              file=self.out, flush=True)
+        request = TrainRequest(
+            self.spec.variant, self.spec.dataset, self.spec.output, variants_file=self._variants_file,
+            environ=as_environment(overrides) | {f"{ENV_PREFIX}{k.upper()}": v for k, v in
+                                                 self.spec.fixed_overrides.items()},
+            require_gpu=self.require_gpu, run_label=f"{self.name}-trial{origin}",
+            callbacks=(EpochToTrial(trial, self.spec.pruner),),
+        )
+        try:
+            result = train(request, self.out)
+        except RunAbandonedError as pruned:
+            print(f"trial {trial.number} pruned: {pruned}", file=self.out, flush=True)
+            raise optuna.TrialPruned(str(pruned)) from None
+        except Exception as exc:  # diverged (the study goes on), or anything else (the worker stops)
+            trial.set_user_attr("failure", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            print(f"trial {trial.number} failed: {exc}", file=self.out, flush=True)
+            raise
+        self._record(trial, result)
+        return result.test_metrics["auc"]
+
+    def _record(self, trial: optuna.Trial, result: TrainResult) -> None:
+        trial.set_user_attr("package", result.package_uri)
+        trial.set_user_attr("run_id", result.run_id)
+        trial.set_user_attr("epochs", len(result.epochs))
+        trial.set_user_attr("test_logloss", result.test_metrics["logloss"])
+        trial.set_user_attr("test_accuracy", result.test_metrics["accuracy"])
+
+    def _queue_again(self) -> None:
+        """A stopped worker's trial runs again elsewhere, as a dead worker's would."""
+        if self._current is None:
+            return
+        trial = self._trial(self._current)
+        if trial.state == TrialState.FAIL:
+            with quiet_experimental():
+                RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(self.study, trial)
+            print(f"worker stopped: trial {trial.number} is queued for the next worker", file=self.out, flush=True)
+
+
+def _origin_number(study: optuna.Study, number: int) -> int:
+    """The trial a retry repeats (its own number otherwise): the two share one run, so a retry resumes."""
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    with quiet_experimental():
+        origin = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return number if origin is None else origin
+
+
+class EpochToTrial(keras.callbacks.Callback):
+    """Reports each epoch's test AUC to the trial, and ends the run when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, pruner: str) -> None:
+        super().__init__()
+        self.trial, self.pruner = trial, pruner
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        auc = (logs or {}).get("val_auc")
+        if auc is None:
+            return
+        self.trial.report(float(auc), step=epoch + 1)
+        if self.trial.should_prune():
+            raise RunAbandonedError(f"test auc {auc:.4f} after epoch {epoch + 1}, stopped by the {self.pruner} pruner")
+
+
+def keep_best_package(study: optuna.Study, finished: int) -> None:
+    """Only the best trial's package is kept. After each trial its worker deletes
+    its package if it is not the best, or, if it is, every other one it can reach."""
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    mine = next((t for t in completed if t.number == finished), None)
+    if mine is None:  # pruned or failed: it wrote no package
+        return
+    best = max(completed, key=lambda t: t.value)
+    beaten = [mine] if mine.number != best.number else [t for t in completed if t.number != best.number]
+    for trial in beaten:
+        package = trial.user_attrs.get("package")
+        if package and _reachable(package) and storage.exists(package):
+            storage.delete(package)
+
+
+def _reachable(uri: str) -> bool:
+    """Packages on this worker's disk or in the cloud; other hosts' local files are theirs to delete."""
+    return bool(storage.scheme_of(uri)) or Path(uri).exists()
+
