@@ -7,7 +7,8 @@ Three studies of deep_v1 over configs/search_space.json, each run by
 
 - random search, no pruning, 1 worker: the seed's baseline;
 - TPE with median pruning, 1 worker;
-- TPE with median pruning, 2 workers: the same study shared, for wall time.
+- random search and TPE with median pruning again, each with 2 workers sharing
+  the study: the wall time against 1 worker.
 
 For each: the best test AUC after every finished trial (the curve), the
 epochs actually trained (what pruning saves) and the wall time.
@@ -46,8 +47,9 @@ def run_study(name: str, data: Path, folder: Path, trials: int, epochs: int, sam
                 if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     finished.sort(key=lambda t: t.datetime_complete)
     best_so_far, best = [], 0.0
-    for trial in finished:
-        best = max(best, trial.value or 0.0)
+    for trial in finished:  # a pruned trial's value is its last epoch's, and it left no model
+        if trial.state == TrialState.COMPLETE:
+            best = max(best, trial.value)
         best_so_far.append(round(best, 4))
     return {
         "sampler": sampler, "pruner": pruner, "workers": workers, "wall_s": round(seconds, 1),
@@ -69,11 +71,16 @@ def main() -> None:
         arms = {
             "random": run_study("random", data, folder, args.trials, args.epochs, "random", "none", 1),
             "tpe_median": run_study("tpe", data, folder, args.trials, args.epochs, "tpe", "median", 1),
+            "random_2_workers": run_study("random2", data, folder, args.trials, args.epochs, "random", "none", 2),
             "tpe_median_2_workers": run_study("tpe2", data, folder, args.trials, args.epochs, "tpe", "median", 2),
         }
-    one, two = arms["tpe_median"]["wall_s"], arms["tpe_median_2_workers"]["wall_s"]
+    for arm in arms.values():  # pruning and the sampled sizes change the work: seconds per epoch trained
+        arm["s_per_epoch"] = round(arm["wall_s"] / arm["epochs_trained"], 2)
     save("tune", {"rows": args.rows, "trials": args.trials, "epochs": args.epochs, "arms": arms,
-                  "speedup_2_workers_vs_1": round(one / two, 2)})
+                  "speedup_2_workers_vs_1": {
+                      "random": round(arms["random"]["wall_s"] / arms["random_2_workers"]["wall_s"], 2),
+                      "tpe_median": round(arms["tpe_median"]["wall_s"] / arms["tpe_median_2_workers"]["wall_s"], 2),
+                  }})
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from service_fixtures import Postgres, Sshd
 
 from launch.workers import STUDY_LABEL
-from trainer.tuning import DEFAULT_STORAGE_FILE, GRACE_PERIOD_S, storage_url
+from trainer.tuning import DEFAULT_STORAGE_FILE, storage_url
 
 Runner = Callable[..., subprocess.CompletedProcess]
 Lines = Callable[[subprocess.CompletedProcess], list[str]]
@@ -216,14 +216,14 @@ def test_the_default_storage_is_a_file_under_runs() -> None:
 
 @pytest.fixture
 def shared_study(postgres: Postgres, run_fab: Runner, space_file: Path, tmp_path: Path,
-                 sample_path: Path) -> Callable[[str, int], str]:
-    """Defines a study in a fresh PostgreSQL database; returns its URL."""
+                 sample_path: Path) -> Callable[..., str]:
+    """`shared_study(name, trials, **TRAINER_overrides)`: a study defined in a fresh PostgreSQL database; its URL."""
 
-    def define(name: str, trials: int) -> str:
+    def define(name: str, trials: int, **overrides: str) -> str:
         url = postgres.new_database(name)
         args = _tune_args(name, url, space_file, tmp_path / "trials", sample_path, trials, sampler="random",
                           define_only=True)
-        proc = run_fab(*args, env={**TWO_EPOCHS, "TRAINER_EPOCHS": "3"})
+        proc = run_fab(*args, env={**TWO_EPOCHS, "TRAINER_EPOCHS": "3", **overrides})
         assert proc.returncode == 0, proc.stderr
         return url
 
@@ -244,7 +244,7 @@ def worker_cleanup(engine: docker.DockerClient) -> Iterator[list[subprocess.Pope
 
 
 def test_two_workers_over_ssh_finish_a_study_together(
-    built: BuiltImage, sshd: Sshd, shared_study: Callable[[str, int], str], run_fab: Runner,
+    built: BuiltImage, sshd: Sshd, shared_study: Callable[..., str], run_fab: Runner,
     engine: docker.DockerClient, tmp_path: Path, worker_cleanup: list, lines_of: Lines,
 ) -> None:
     url = shared_study("ssh-two", 6)
@@ -285,23 +285,32 @@ def _start_worker(start_python: Callable[..., subprocess.Popen], study: str, url
     return process
 
 
+def _freeze_mid_trial(worker: subprocess.Popen, url: str, study: str) -> int:
+    """Stops the worker (SIGSTOP) at a moment it is running a trial, and returns that trial's
+    number: a signal sent next reaches it mid-trial, however fast its trials are."""
+    deadline = time.monotonic() + STUDY_TIMEOUT_S
+    while True:
+        worker.send_signal(signal.SIGSTOP)
+        running = [t.number for t in _trials(url, study, TrialState.RUNNING)
+                   if t.user_attrs.get("worker", "").endswith(f"/{worker.pid}")]
+        if running:
+            return running[0]
+        worker.send_signal(signal.SIGCONT)
+        assert worker.poll() is None and time.monotonic() < deadline, "the worker ran no trial"
+        time.sleep(0.5)
+
+
 def test_a_worker_killed_mid_study_loses_nothing_and_its_trial_is_retried(
-    shared_study: Callable[[str, int], str], start_python: Callable[..., subprocess.Popen], tmp_path: Path,
+    shared_study: Callable[..., str], start_python: Callable[..., subprocess.Popen], tmp_path: Path,
     worker_cleanup: list,
 ) -> None:
     url = shared_study("kill", 6)
     doomed = _start_worker(start_python, "kill", url, tmp_path / "doomed.log", worker_cleanup)
     survivor = _start_worker(start_python, "kill", url, tmp_path / "survivor.log", worker_cleanup)
 
-    def doomed_is_training_after_a_finished_trial() -> bool:
-        running = [t for t in _trials(url, "kill", TrialState.RUNNING)
-                   if t.user_attrs.get("worker", "").endswith(f"/{doomed.pid}")]
-        return bool(running) and len(_finished(url, "kill")) >= 1
-
-    _wait_for(doomed_is_training_after_a_finished_trial, "the doomed worker to be mid-trial")
+    _wait_for(lambda: len(_finished(url, "kill")) >= 1, "a first finished trial")
+    killed_trial = _freeze_mid_trial(doomed, url, "kill")
     before = {t.number: (t.state, t.value) for t in _finished(url, "kill")}
-    killed_trial = next(t.number for t in _trials(url, "kill", TrialState.RUNNING)
-                        if t.user_attrs.get("worker", "").endswith(f"/{doomed.pid}"))
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
 
@@ -316,16 +325,16 @@ def test_a_worker_killed_mid_study_loses_nothing_and_its_trial_is_retried(
 
 
 def test_a_stopped_worker_queues_its_trial_for_the_others(
-    shared_study: Callable[[str, int], str], start_python: Callable[..., subprocess.Popen], tmp_path: Path,
+    shared_study: Callable[..., str], start_python: Callable[..., subprocess.Popen], tmp_path: Path,
     worker_cleanup: list,
 ) -> None:
-    url = shared_study("stop", 3)
+    url = shared_study("stop", 3, TRAINER_EPOCHS="500", TRAINER_EARLY_STOPPING_PATIENCE="0")  # minutes a trial
     worker = _start_worker(start_python, "stop", url, tmp_path / "worker.log", worker_cleanup)
-    _wait_for(lambda: bool(_trials(url, "stop", TrialState.RUNNING)), "a trial to start")
-    running = _trials(url, "stop", TrialState.RUNNING)[0]
+    running = _freeze_mid_trial(worker, url, "stop")
     worker.send_signal(signal.SIGTERM)  # what `docker stop` and fab tune_workers --stop send
+    worker.send_signal(signal.SIGCONT)
     assert worker.wait(timeout=60) == 130
     assert "is queued for the next worker" in worker.stdout.read()
+    # Queued at once, not a grace period later when the heartbeat would have noticed.
     waiting = _trials(url, "stop", TrialState.WAITING)
-    assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == running.number
-    assert GRACE_PERIOD_S > 0  # queued at once, without waiting for the heartbeat's grace period
+    assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == running

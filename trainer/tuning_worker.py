@@ -61,13 +61,18 @@ def run_worker(name: str, url: str, require_gpu: bool = False, out: TextIO = sys
     study, spec = load_study(name, url)
     device = describe_device(require_gpu)  # no GPU for --gpu: one line now, not a failed trial
     worker = f"{socket.gethostname()}/{os.getpid()}"
-    objective = TrialObjective(study, spec, name, worker, require_gpu, out)
+    stop = StopRequest()
+    objective = TrialObjective(study, spec, name, worker, require_gpu, out, stop)
     study.sampler, study.pruner = _sampler(spec), _pruner(spec)
+    # This worker prints a line for every failed and pruned trial: Optuna's own
+    # warnings for them would add a traceback each, Ctrl-C included.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     print(f"worker {worker} on {device} joins study '{name}' in {shown(url)}: {spec.variant}, "
           f"target {spec.trials} trials", file=out, flush=True)
     waiting_said, failures_in_a_row = False, 0
-    with _stopped_by_sigterm(), objective.variants_file():
+    with stop.on_sigterm(), objective.variants_file():
         while (finished := _finished(study)) < spec.trials:
+            stop.raise_if_requested()
             if _others_finish_it(study, spec.trials):
                 if not waiting_said:
                     print("the last trials run on other workers; waiting (a trial whose worker dies is taken over)",
@@ -105,17 +110,33 @@ def _counts(study: optuna.Study) -> dict[TrialState, int]:
     return counts
 
 
-@contextlib.contextmanager
-def _stopped_by_sigterm() -> Iterator[None]:
-    """`docker stop` and CI aborts send SIGTERM: stop like Ctrl-C, so the trial is queued again."""
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+class StopRequest:
+    """`docker stop`, `fab tune_workers --stop` and CI aborts send SIGTERM: the worker
+    stops as on Ctrl-C, and its trial is queued again.
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    The KeyboardInterrupt the handler raises is lost when it lands in a weakref
+    callback or finalizer ("Exception ignored in ..."), so the request is also
+    remembered, and raised again after the next batch and before the next trial.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def raise_if_requested(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def on_sigterm(self) -> Iterator[None]:
+        def interrupt(signum: int, frame: object) -> None:
+            self.requested = True
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
@@ -142,9 +163,9 @@ class TrialObjective:
     """One trial: values from the space, a training run with them as overrides, its test AUC."""
 
     def __init__(self, study: optuna.Study, spec: StudySpec, name: str, worker: str, require_gpu: bool,
-                 out: TextIO) -> None:
+                 out: TextIO, stop: StopRequest) -> None:
         self.study, self.spec, self.name, self.worker = study, spec, name, worker
-        self.require_gpu, self.out = require_gpu, out
+        self.require_gpu, self.out, self.stop = require_gpu, out, stop
         self.trials_run = 0
         self._variants_file: Path | None = None
         self._current: int | None = None
@@ -190,7 +211,7 @@ class TrialObjective:
             environ=as_environment(overrides) | {f"{ENV_PREFIX}{k.upper()}": v for k, v in
                                                  self.spec.fixed_overrides.items()},
             require_gpu=self.require_gpu, run_label=f"{self.name}-trial{origin}",
-            callbacks=(EpochToTrial(trial, self.spec.pruner),),
+            callbacks=(EpochToTrial(trial, self.spec.pruner, self.stop),),
         )
         try:
             result = train(request, self.out)
@@ -231,11 +252,15 @@ def _origin_number(study: optuna.Study, number: int) -> int:
 
 
 class EpochToTrial(keras.callbacks.Callback):
-    """Reports each epoch's test AUC to the trial, and ends the run when the pruner says so."""
+    """Reports each epoch's test AUC to the trial, and ends the run when the pruner
+    says so, or at the next batch once the worker is asked to stop."""
 
-    def __init__(self, trial: optuna.Trial, pruner: str) -> None:
+    def __init__(self, trial: optuna.Trial, pruner: str, stop: StopRequest) -> None:
         super().__init__()
-        self.trial, self.pruner = trial, pruner
+        self.trial, self.pruner, self.stop = trial, pruner, stop
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.stop.raise_if_requested()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         auc = (logs or {}).get("val_auc")
