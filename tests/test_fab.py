@@ -103,6 +103,6 @@ def test_jenkinsfile_stages_call_only_existing_fab_tasks(run_fab: Runner) -> Non
     steps = re.findall(r"""\bsh\s+["']([a-z]+)\s+([a-z_]+)""", jenkinsfile)
     assert [step for step in steps if step[0] != "fab"] == [("make", "setup")], "a stage runs something but fab"
     called = {task for program, task in steps if program == "fab"}
-    assert called == {"test", "build", "test_sanity", "train"}, "the pipeline lost a stage"
+    assert called == {"test", "build", "test_sanity", "train", "tune", "tune_report"}, "the pipeline lost a stage"
     listed = {line.split()[0] for line in run_fab("--list").stdout.splitlines()[1:] if line.strip()}
     assert called <= listed, f"the Jenkinsfile calls tasks fab does not have: {called - listed}"
