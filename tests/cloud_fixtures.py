@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 import pytest
@@ -59,6 +60,14 @@ class CloudEmulators:
         """What a user sets to point the trainer at these emulators."""
         return {"STORAGE_EMULATOR_HOST": self.gcs.url, "BIGQUERY_EMULATOR_HOST": self.bigquery.url,
                 "GOOGLE_CLOUD_PROJECT": PROJECT}
+
+
+def missing_service(message: str) -> NoReturn:
+    """A service the tests need is missing: a failure in CI (CI=true, where `make test`
+    provides every service), a skip on a developer's machine."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def free_port() -> int:

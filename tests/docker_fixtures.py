@@ -13,9 +13,11 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import docker
 import pytest
+from cloud_fixtures import missing_service
 
 from launch.engine import DockerUnavailableError, connect
 
@@ -36,12 +38,8 @@ class BuiltImage:
     log: str
 
 
-def needs(what: str, reason: str) -> None:
-    """A missing engine or base image fails in CI (where .ci/run provides them) and skips elsewhere."""
-    message = f"{what}: {reason}; `make test` (docker/local-engine.sh) provides it"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+def needs(what: str, reason: str) -> NoReturn:
+    missing_service(f"{what}: {reason}; `make test` (docker/local-engine.sh) provides it")
 
 
 @pytest.fixture(scope="session")

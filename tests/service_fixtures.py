@@ -38,9 +38,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
-from cloud_fixtures import free_port, stop_process
+from cloud_fixtures import free_port, missing_service, stop_process
 
 STARTUP_TIMEOUT_S = 60
 POSTGRES_LIBS = Path("/usr/lib/postgresql")
@@ -48,12 +49,8 @@ SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")  # sshd running as root insists on it; /run is emptied at boot
 
 
-def _needs(what: str, reason: str) -> None:
-    """A missing server fails in CI (where `make test` installs it) and skips elsewhere."""
-    message = f"{what}: {reason}; tests/install-services.sh (run by `make test`) installs it"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+def _needs(what: str, reason: str) -> NoReturn:
+    missing_service(f"{what}: {reason}; tests/install-services.sh (run by `make test`) installs it")
 
 
 def _tail(path: Path, chars: int = 3000) -> str:

@@ -330,11 +330,11 @@ def test_a_stopped_worker_queues_its_trial_for_the_others(
 ) -> None:
     url = shared_study("stop", 3, TRAINER_EPOCHS="500", TRAINER_EARLY_STOPPING_PATIENCE="0")  # minutes a trial
     worker = _start_worker(start_python, "stop", url, tmp_path / "worker.log", worker_cleanup)
-    running = _freeze_mid_trial(worker, url, "stop")
+    stopped_trial = _freeze_mid_trial(worker, url, "stop")
     worker.send_signal(signal.SIGTERM)  # what `docker stop` and fab tune_workers --stop send
     worker.send_signal(signal.SIGCONT)
     assert worker.wait(timeout=60) == 130
     assert "is queued for the next worker" in worker.stdout.read()
     # Queued at once, not a grace period later when the heartbeat would have noticed.
     waiting = _trials(url, "stop", TrialState.WAITING)
-    assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == running
+    assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == stopped_trial
