@@ -1,7 +1,8 @@
 """fab: the project's one command line (Fabric 3). `fab --list`, `fab --help TASK`.
 
-Tasks are thin: they check their arguments and call the `trainer` package,
-where the logic lives. A problem the user can fix ends as one line (Exit).
+Tasks are thin: they check their arguments and call `launch` (the host's side) or the
+`trainer` package, where the logic lives; heavy imports (TensorFlow, docker-py) wait
+inside them. A problem the user can fix ends as one line (@cli.reports_user_errors).
 """
 
 from __future__ import annotations
@@ -9,33 +10,14 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Callable
-from types import ModuleType
-from typing import Any
+from pathlib import Path
 
 from fabric import task
-from invoke import Context, Exit
+from invoke import Context
 
+from launch import cli
 from trainer import import_tensorflow_quietly
 from trainer.config import DEFAULT_DATASET, DEFAULT_OUTPUT
-
-
-def _pipeline() -> ModuleType:
-    """trainer.run, with TensorFlow's native start-up lines silenced."""
-    import_tensorflow_quietly()
-    from trainer import run
-
-    return run
-
-
-def _user_errors_exit(action: Callable[[], Any]) -> Any:
-    """Run `action`; a TrainerError becomes one line and exit status 2."""
-    from trainer.errors import TrainerError
-
-    try:
-        return action()
-    except TrainerError as exc:
-        raise Exit(f"error: {exc}", code=2) from None
 
 
 @task(
@@ -46,14 +28,14 @@ def _user_errors_exit(action: Callable[[], Any]) -> Any:
         "extra_ca": "a PEM file of CA certificates to trust while building (TLS-intercepting proxies)",
     }
 )
+@cli.reports_user_errors
 def build(c: Context, gpu: bool = False, tag: str = "", base_image: str = "", extra_ca: str = "") -> None:
     """Build the trainer's Docker image (CPU, or GPU with --gpu), streaming the build's progress."""
-    from pathlib import Path
-
+    from launch.engine import connect
     from launch.images import BuildRequest, build_image
 
     request = BuildRequest(gpu=gpu, tag=tag, base_image=base_image, extra_ca=Path(extra_ca) if extra_ca else None)
-    built = _user_errors_exit(lambda: build_image(_docker(), request, print))
+    built = build_image(connect(), request, print)
     print(f"built {built.id[:19]} as {', '.join(built.tags)}")
 
 
@@ -67,6 +49,7 @@ def build(c: Context, gpu: bool = False, tag: str = "", base_image: str = "", ex
         "image": "the image to train in (default: trainer:cpu, or trainer:gpu with --gpu)",
     }
 )
+@cli.reports_user_errors
 def train(
     c: Context, variant: str = "deep_v1", local: bool = False, gpu: bool = False,
     dataset: str = DEFAULT_DATASET, output: str = DEFAULT_OUTPUT, image: str = "",
@@ -79,17 +62,17 @@ def train(
     """
     from trainer.config import resolve_config
 
-    _user_errors_exit(lambda: resolve_config(variant))  # config errors before TensorFlow's or Docker's start
+    resolve_config(variant)  # config errors before TensorFlow's or Docker's start
     if local:
-        run = _pipeline()
-        _user_errors_exit(lambda: run.train(run.TrainRequest(variant, dataset, output, require_gpu=gpu)))
+        run = cli.pipeline()
+        run.train(run.TrainRequest(variant, dataset, output, require_gpu=gpu))
         return
     from launch.containers import training_job
-    from launch.images import default_tag
+    from launch.engine import connect
+    from launch.images import image_to_run
 
-    job = _user_errors_exit(lambda: training_job(image or default_tag("gpu" if gpu else "cpu"), variant, dataset,
-                                                 output, gpu, os.environ))
-    _run_in_container(_docker(), job)
+    job = training_job(image_to_run(image, gpu), variant, dataset, output, gpu, os.environ)
+    cli.run_in_container(connect(), job)
 
 
 @task(
@@ -99,6 +82,7 @@ def train(
         "image": "the image to train in (default: trainer:cpu)",
     }
 )
+@cli.reports_user_errors
 def test_sanity(c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity", local: bool = False, image: str = "") -> None:
     """Train every shipped variant for a few epochs on data/sample_2k.json and check each package.
 
@@ -106,49 +90,18 @@ def test_sanity(c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity", local: boo
     (or with --local), and says which. Fails unless every package is complete,
     scores its own rows, and its training loss went down.
     """
-    engine = None if local else _engine_if_running()
+    engine = None if local else cli.engine_if_running()
     if engine:
         from launch.containers import sanity_job
-        from launch.images import default_tag
+        from launch.images import image_to_run
 
-        tag = image or default_tag("cpu")
+        tag = image_to_run(image, gpu=False)
         print(f"runner: the Docker image {tag}")
-        _run_in_container(engine, _user_errors_exit(lambda: sanity_job(tag, output, os.environ)))
+        cli.run_in_container(engine, sanity_job(tag, output, os.environ))
         return
     print("runner: this process " + ("(--local)" if local else
                                      "(no Docker engine answers; with one, the CPU image is used)"))
-    from trainer.__main__ import main
-
-    _exit_with(main(["sanity", "--output", output]))
-
-
-def _engine_if_running() -> Any:
-    """A connection to the Docker engine, or None when none answers."""
-    from launch.engine import DockerUnavailableError, connect
-
-    try:
-        return connect()
-    except DockerUnavailableError:
-        return None
-
-
-def _docker() -> Any:
-    """A checked connection to the Docker engine (or one line saying how to get one)."""
-    from launch.engine import connect
-
-    return _user_errors_exit(connect)
-
-
-def _run_in_container(engine: Any, job: Any) -> None:
-    """Run a container job, echoing its output; its exit status becomes fab's."""
-    from launch.containers import run_job
-
-    _exit_with(_user_errors_exit(lambda: run_job(engine, job, print, lambda line: print(line, file=sys.stderr))))
-
-
-def _exit_with(status: int) -> None:
-    if status:
-        raise Exit(code=status)
+    cli.exit_with(cli.trainer_main(["sanity", "--output", output]))
 
 
 @task(
@@ -158,10 +111,11 @@ def _exit_with(status: int) -> None:
         "output": "NDJSON file of {id, score} per row (default: print to stdout)",
     }
 )
+@cli.reports_user_errors
 def score(c: Context, package: str, input: str, output: str = "") -> None:
     """Score raw JSON rows with a trained package, preprocessing them exactly as in training."""
-    run = _pipeline()
-    rows = _user_errors_exit(lambda: run.score(package, input, output or None))
+    run = cli.pipeline()
+    rows = run.score(package, input, output or None)
     if output:
         print(f"scored {rows:,} rows into {output}")
 
@@ -181,9 +135,7 @@ def test(c: Context, pytest_args: str = "") -> None:
 )
 def generate_data(c: Context, rows: int = 1_000_000, out: str = "data/ctr_1m.json", seed: int = 0) -> None:
     """Generate a synthetic click-through dataset in BigQuery's NDJSON export format."""
-    from pathlib import Path
-
-    from trainer.synthetic import generate
+    from trainer.data.synthetic.writer import generate
 
     generate(rows, Path(out), seed=seed)
     print(f"wrote {rows:,} rows to {out}")
@@ -192,17 +144,13 @@ def generate_data(c: Context, rows: int = 1_000_000, out: str = "data/ctr_1m.jso
 @task
 def variants(c: Context) -> None:
     """List the shipped variants and what each overrides."""
-    from trainer.__main__ import main
-
-    main(["variants"])
+    cli.trainer_main(["variants"])  # its status is not fab's: fab has always exited 0 here
 
 
 @task
 def keys(c: Context) -> None:
     """List every config key with its type, default and meaning."""
-    from trainer.__main__ import main
-
-    main(["keys"])
+    cli.trainer_main(["keys"])
 
 
 @task(
@@ -215,30 +163,27 @@ def keys(c: Context) -> None:
         "project": "the Google Cloud project that runs the query (default: GOOGLE_CLOUD_PROJECT)",
     }
 )
+@cli.reports_user_errors
 def dataset(c: Context, sql: str, dest: str, param: list[str] | None = None, project: str = "") -> None:
     """Run a SQL file in BigQuery and write its rows as NDJSON, with the query's metadata beside them.
 
     The metadata (query hash, job id, rows, schema, time, parameters) goes to DEST's
     name.metadata.json and into the dataset.json of every package trained on the data.
     """
-    from pathlib import Path
-
-    from trainer.bigquery_export import ExportRequest, export_dataset
+    from trainer.cloud.bigquery_export import ExportRequest, export_dataset
 
     request = ExportRequest(Path(sql), dest, tuple(param or ()), project or None)
-    _user_errors_exit(lambda: export_dataset(request))
+    export_dataset(request)
 
 
 @task(help={"output": "a folder or gs://BUCKET/prefix holding package zips (default: runs/)"})
+@cli.reports_user_errors
 def runs(c: Context, output: str = DEFAULT_OUTPUT) -> None:
     """List the packages in a folder or gs:// prefix: run, variant, date, epochs and test metrics."""
-    from trainer.runs import format_runs, list_runs
+    from trainer.package.listing import format_runs, list_runs
 
-    found = _user_errors_exit(lambda: list_runs(output))
+    found = list_runs(output)
     print(format_runs(found) if found else f"no packages in {output}")
-
-
-TUNE_OUTPUT = f"{DEFAULT_OUTPUT}/tune"
 
 
 @task(
@@ -257,6 +202,7 @@ TUNE_OUTPUT = f"{DEFAULT_OUTPUT}/tune"
         "define_only": "only define (or extend) the study, for workers started by fab tune_workers",
     }
 )
+@cli.reports_user_errors
 def tune(
     c: Context, variant: str = "deep_v1", trials: int = 20, sampler: str = "tpe", pruner: str = "median",
     study: str = "", storage: str = "", space: str = "", dataset: str = DEFAULT_DATASET, output: str = "",
@@ -269,24 +215,21 @@ def tune(
     epoch, so poor trials are pruned early. Stopping and running the same command
     again continues the study; fab tune_workers adds workers on other hosts.
     """
-    from pathlib import Path
-
-    from trainer.tuning import DEFAULT_SPACE_FILE, define_study, storage_url, study_spec
+    from trainer.tuning.study import DEFAULT_SPACE_FILE, define_study, storage_url, study_spec
 
     name = study or variant
-    url = _user_errors_exit(lambda: storage_url(storage))
-    spec = _user_errors_exit(lambda: study_spec(variant, Path(space or DEFAULT_SPACE_FILE), dataset,
-                                                output or f"{TUNE_OUTPUT}/{name}", trials, sampler, pruner,
-                                                dict(os.environ)))
-    _user_errors_exit(lambda: define_study(name, spec, url))
+    url = storage_url(storage)
+    spec = study_spec(variant, Path(space or DEFAULT_SPACE_FILE), dataset, cli.study_output(output, name), trials,
+                      sampler, pruner, dict(os.environ))
+    define_study(name, spec, url)
     if define_only:
         print(f"study '{name}' is defined: {trials} trials of {variant}; add workers with "
               f"fab -H HOST1,HOST2 tune_workers --study {name} --storage URL")
         return
     import_tensorflow_quietly()
-    from trainer.tuning_worker import run_worker
+    from trainer.tuning.worker import run_worker
 
-    _user_errors_exit(lambda: run_worker(name, url, require_gpu=gpu))
+    run_worker(name, url, require_gpu=gpu)
     print(f"fab tune_report --study {name}" + (f" --storage '{storage}'" if storage else ""))
 
 
@@ -301,6 +244,7 @@ def tune(
         "stop": "stop the study's workers on the hosts instead; each queues its running trial for the others",
     }
 )
+@cli.reports_user_errors
 def tune_workers(
     c: Context, study: str, storage: str, gpu: bool = False, image: str = "", workdir: str = "",
     no_docker: bool = False, stop: bool = False,
@@ -311,25 +255,21 @@ def tune_workers(
     Workers run in the trainer image where the host's Docker engine answers (build it
     there first), else in a checkout at --workdir. Run it again to add hosts at any time.
     """
-    from fabric import Connection
-
-    from launch.images import default_tag
-    from launch.workers import PASSED_VARIABLES, WorkerRequest, check_shareable, start_worker, stop_workers
+    from launch import workers
+    from launch.images import image_to_run
     from trainer.config import PROJECT_ROOT
-    from trainer.tuning import load_study, storage_url
+    from trainer.tuning.study import load_study, storage_url
 
-    if not isinstance(c, Connection):
-        raise Exit("error: name the hosts to start workers on: fab -H host1,host2 tune_workers ...", code=2)
-    url = _user_errors_exit(lambda: storage_url(storage))
-    _user_errors_exit(lambda: check_shareable(url))
+    connection = workers.host_connection(c)
+    url = storage_url(storage)
+    workers.check_shareable(url)
     if stop:
-        print(f"{c.host}: {_user_errors_exit(lambda: stop_workers(c, study))}")
+        print(f"{connection.host}: {workers.stop_workers(connection, study)}")
         return
-    _, spec = _user_errors_exit(lambda: load_study(study, url))
-    request = WorkerRequest(study, url, spec, gpu, image or default_tag("gpu" if gpu else "cpu"),
-                            workdir or str(PROJECT_ROOT),
-                            {k: os.environ[k] for k in PASSED_VARIABLES if k in os.environ}, not no_docker)
-    print(f"{c.host}: {_user_errors_exit(lambda: start_worker(c, request))}")
+    _, spec = load_study(study, url)
+    request = workers.WorkerRequest(study, url, spec, gpu, image_to_run(image, gpu), workdir or str(PROJECT_ROOT),
+                                    workers.passed_environment(os.environ), not no_docker)
+    print(f"{connection.host}: {workers.start_worker(connection, request)}")
 
 
 @task(
@@ -339,6 +279,7 @@ def tune_workers(
         "output": "where the leaderboard CSV and PNGs go (default: runs/tune/<study>)",
     }
 )
+@cli.reports_user_errors
 def tune_report(c: Context, study: str, storage: str = "", output: str = "") -> None:
     """Print a study's leaderboard and its best values as a variant to paste; write them as CSV and PNGs.
 
@@ -346,12 +287,9 @@ def tune_report(c: Context, study: str, storage: str = "", output: str = "") -> 
     leaderboard.csv, test AUC by trial to history.png, parameter importances to
     importances.png. The best trial's package is the one kept; its path is printed.
     """
-    from pathlib import Path
+    from trainer.tuning.report import format_report, write_report
+    from trainer.tuning.study import load_study, storage_url
 
-    from trainer.tuning import load_study, storage_url
-    from trainer.tuning_report import format_report, write_report
-
-    url = _user_errors_exit(lambda: storage_url(storage))
-    loaded, _ = _user_errors_exit(lambda: load_study(study, url))
-    report = _user_errors_exit(lambda: write_report(loaded, Path(output or f"{TUNE_OUTPUT}/{study}")))
+    loaded, _ = load_study(study, storage_url(storage))
+    report = write_report(loaded, Path(cli.study_output(output, study)))
     print(format_report(report, study))

@@ -32,7 +32,7 @@ from common import dataset, run_isolated, save
 BUCKET = "bench"
 PATTERN = f"gs://{BUCKET}/ctr/part-*.json"
 
-TRAINER = ("from trainer.config import NetConfig\nfrom trainer.dataset import load_dataset",
+TRAINER = ("from trainer.config import NetConfig\nfrom trainer.data.dataset import load_dataset",
            f"frame, _ = load_dataset({PATTERN!r}, NetConfig())")
 LOADERS = {
     "trainer load_dataset (cold cache)": TRAINER,
@@ -67,7 +67,7 @@ def start_emulator() -> tuple[subprocess.Popen, str]:
 
 def upload_shards(path: Path, shards: int, folder: Path) -> int:
     """Cut the file into `shards` pieces at line boundaries and upload each; returns the bytes uploaded."""
-    from trainer import storage
+    from trainer.data import storage
 
     lines = path.read_bytes().splitlines(keepends=True)
     per_shard = -(-len(lines) // shards)

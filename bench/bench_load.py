@@ -26,8 +26,8 @@ print(json.dumps({{"seconds": seconds, "peak_growth_mb": peak_rss_mb() - before,
 
 LOADERS = {
     "pandas.read_json(lines=True)": ("import pandas as pd", "frame = pd.read_json(PATH, lines=True)"),
-    "trainer.dataset.load_dataset": (
-        "from trainer.config import NetConfig\nfrom trainer.dataset import load_dataset",
+    "trainer.data.dataset.load_dataset": (
+        "from trainer.config import NetConfig\nfrom trainer.data.dataset import load_dataset",
         "frame, _ = load_dataset(PATH, NetConfig())",
     ),
 }
@@ -46,7 +46,7 @@ def main() -> None:
         )
         results[name] = run_isolated(code)
         print(f"{name:<32} {results[name]['seconds']:6.2f} s  peak +{results[name]['peak_growth_mb']:7.0f} MB")
-    baseline, ours = results["pandas.read_json(lines=True)"], results["trainer.dataset.load_dataset"]
+    baseline, ours = results["pandas.read_json(lines=True)"], results["trainer.data.dataset.load_dataset"]
     save("load", {
         "rows": args.rows,
         "file_mb": round(size_mb, 1),

@@ -14,8 +14,9 @@ import time
 from common import dataset, save
 
 from trainer.config import NetConfig
-from trainer.dataset import load_dataset, split_dataset
-from trainer.features import Preprocessor, tokenize
+from trainer.data.dataset import load_dataset
+from trainer.data.features import Preprocessor, tokenize
+from trainer.data.splits import split_dataset
 
 
 def time_preprocessing(frame, config: NetConfig) -> dict[str, float]:

@@ -28,8 +28,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=65_536)
     args = parser.parse_args()
     import_tensorflow_quietly()
-    from trainer.dataset import load_dataset
-    from trainer.packaging import load_package
+    from trainer.data.dataset import load_dataset
+    from trainer.package.loader import load_package
     from trainer.run import TrainRequest, train
 
     path = str(dataset(args.rows))

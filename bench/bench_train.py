@@ -25,10 +25,13 @@ import_tensorflow_quietly()
 import keras  # noqa: E402
 
 from trainer.config import NetConfig, resolve_config  # noqa: E402
-from trainer.dataset import load_dataset, split_dataset  # noqa: E402
-from trainer.features import Preprocessor  # noqa: E402
+from trainer.data.dataset import load_dataset  # noqa: E402
+from trainer.data.features import Preprocessor  # noqa: E402
+from trainer.data.splits import split_dataset  # noqa: E402
 from trainer.networks import build_model_graph, get_network  # noqa: E402
-from trainer.training import EpochEvaluation, SplitArrays, effective_batch_size  # noqa: E402
+from trainer.training.arrays import SplitArrays  # noqa: E402
+from trainer.training.callbacks import EpochEvaluation  # noqa: E402
+from trainer.training.fit import effective_batch_size  # noqa: E402
 
 
 class EpochClock(keras.callbacks.Callback):

@@ -27,7 +27,7 @@ import optuna
 from common import ROOT, dataset, save
 from optuna.trial import TrialState
 
-from trainer.tuning import DEFAULT_SPACE_FILE, define_study, study_spec
+from trainer.tuning.study import DEFAULT_SPACE_FILE, define_study, study_spec
 
 
 def run_study(name: str, data: Path, folder: Path, trials: int, epochs: int, sampler: str, pruner: str,

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 def dataset(rows: int, seed: int = 0) -> Path:
     """A generated dataset of `rows` rows under data/, made once and reused."""
-    from trainer.synthetic import generate
+    from trainer.data.synthetic.writer import generate
 
     path = ROOT / "data" / f"ctr_{rows // 1000}k.json"
     if not path.exists():

@@ -2,5 +2,6 @@
 
 The `trainer` package is what runs; this package only builds the image it runs
 in (`images`) and starts it with the right mounts and settings (`containers`),
-through one connection to the Docker engine (`engine`).
+through one connection to the Docker engine (`engine`), or starts tuning
+workers on other hosts (`workers`). `cli` is what the fab tasks share.
 """

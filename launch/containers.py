@@ -20,10 +20,10 @@ import docker
 from docker.errors import APIError, ImageNotFound
 from docker.types import DeviceRequest, Mount
 
-from trainer import storage
 from trainer.config import DEFAULT_VARIANTS_FILE, ENV_PREFIX
+from trainer.data import storage
 from trainer.errors import TrainerError
-from trainer.provenance import COMMIT_VARIABLE, IMAGE_ID_VARIABLE, IMAGE_TAG_VARIABLE, code_commit
+from trainer.package.provenance import COMMIT_VARIABLE, IMAGE_ID_VARIABLE, IMAGE_TAG_VARIABLE, code_commit
 
 DATA_MOUNT = "/mnt/data"
 OUTPUT_MOUNT = "/mnt/output"

@@ -20,7 +20,7 @@ from docker.errors import APIError
 from docker.utils import parse_repository_tag
 
 from trainer.errors import TrainerError
-from trainer.provenance import SOURCE_ROOT, code_commit
+from trainer.package.provenance import SOURCE_ROOT, code_commit
 
 REPOSITORY = "trainer"
 DEFAULT_BASE_IMAGES = {"cpu": "python:3.11-slim", "gpu": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04"}
@@ -61,6 +61,11 @@ class BuiltImage:
 def default_tag(flavor: str) -> str:
     """What `fab train` runs unless told otherwise: the newest build of the flavor."""
     return f"{REPOSITORY}:{flavor}"
+
+
+def image_to_run(image: str, gpu: bool) -> str:
+    """The image the user named with --image, else the newest build of the flavor --gpu picks."""
+    return image or default_tag("gpu" if gpu else "cpu")
 
 
 def image_tags(request: BuildRequest) -> list[str]:

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import shlex
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trainer import storage
+from fabric import Connection
+from invoke import Context
+
+from trainer.data import storage
 from trainer.errors import TrainerError
-from trainer.tuning import StudySpec
+from trainer.tuning.study import StudySpec
 
 CONTAINER_PREFIX = "trainer-tune"
 STUDY_LABEL = "trainer.study"
@@ -47,6 +51,18 @@ class WorkerRequest:
 
     def worker_arguments(self) -> list[str]:
         return ["tune", "--study", self.study, "--storage", self.storage_url, *(["--gpu"] if self.gpu else [])]
+
+
+def host_connection(c: Context) -> Connection:
+    """The task's connection to its -H host; without -H, fab passes a plain Context."""
+    if not isinstance(c, Connection):
+        raise TrainerError("name the hosts to start workers on: fab -H host1,host2 tune_workers ...")
+    return c
+
+
+def passed_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The PASSED_VARIABLES set here, for the worker to see on its own host."""
+    return {name: environ[name] for name in PASSED_VARIABLES if name in environ}
 
 
 def check_shareable(storage_url: str) -> None:

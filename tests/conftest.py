@@ -56,7 +56,7 @@ def clean_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
 def sample_path() -> Path:
     assert SAMPLE.is_file(), (
         f"{SAMPLE} is missing; make it with "
-        "`python -m trainer.synthetic --rows 2000 --seed 0 --out data/sample_2k.json`"
+        "`python -m trainer.data.synthetic --rows 2000 --seed 0 --out data/sample_2k.json`"
     )
     return SAMPLE
 

@@ -12,10 +12,10 @@ import pytest
 from cloud_fixtures import BUCKET, CloudEmulators, copy_exports_to_gcs, object_names, upload
 from conftest import PROJECT_ROOT, Runner, output_lines
 
-from trainer import storage
-from trainer.bigquery_export import ExportRequest, export_dataset, parse_param
+from trainer.cloud.bigquery_export import ExportRequest, export_dataset, parse_param
 from trainer.config import NetConfig
-from trainer.dataset import load_dataset
+from trainer.data import storage
+from trainer.data.dataset import load_dataset
 from trainer.errors import TrainerError
 
 TRAINING_SQL = PROJECT_ROOT / "sql" / "training_table.sql"

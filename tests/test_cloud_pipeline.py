@@ -10,7 +10,7 @@ import pandas as pd
 from cloud_fixtures import CloudEmulators, copy_exports_to_gcs
 from conftest import PROJECT_ROOT, QUICK, Runner
 
-from trainer import storage
+from trainer.data import storage
 
 
 def test_bigquery_to_gcs_to_a_package_in_gcs_that_scores(

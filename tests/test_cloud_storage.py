@@ -17,12 +17,12 @@ import pytest
 from cloud_fixtures import BUCKET, object_names, upload
 from conftest import PROJECT_ROOT, SAMPLE_ROWS, Runner, TrainedPackage, clean_env, output_lines
 
-from trainer import storage
+from trainer.cloud.gcs import UPLOAD_CHUNK_BYTES
 from trainer.config import NetConfig
-from trainer.dataset import load_dataset
+from trainer.data import storage
+from trainer.data.dataset import load_dataset
+from trainer.data.storage import cache_root
 from trainer.errors import TrainerError
-from trainer.gcs import UPLOAD_CHUNK_BYTES
-from trainer.storage import cache_root
 
 SHARDS = 3
 
@@ -129,7 +129,7 @@ def test_an_upload_killed_half_way_leaves_nothing_visible(cloud_env: dict[str, s
     big = tmp_path / "package.zip"
     big.write_bytes(os.urandom(8 * UPLOAD_CHUNK_BYTES))  # a resumable upload of 8 chunks
     target = f"{gcs_prefix}/runs/package.zip"
-    publish = "import sys; from pathlib import Path; from trainer import storage; " \
+    publish = "import sys; from pathlib import Path; from trainer.data import storage; " \
               "storage.publish(Path(sys.argv[1]), sys.argv[2])"
     proc = subprocess.Popen([sys.executable, "-c", publish, str(big), target], cwd=PROJECT_ROOT,
                             env=clean_env(cloud_env))

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from trainer.config import NetConfig
-from trainer.dataset import load_dataset, split_dataset
+from trainer.data.dataset import load_dataset
+from trainer.data.splits import split_dataset
 from trainer.errors import DatasetError, TrainerError
 
 CONFIG = NetConfig()

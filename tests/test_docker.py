@@ -28,9 +28,9 @@ from docker_fixtures import BASE_IMAGE, BUILD_TIMEOUT_S, EXTRA_CA, EXTRA_TAG, Bu
 
 from launch.containers import CACHE_MOUNT, CONTAINER_LABEL, CREDENTIALS_MOUNT, training_job
 from launch.images import TENSORFLOW_BUILDS, build_context
-from trainer import storage
 from trainer.config import DEFAULT_VARIANTS_FILE, PROJECT_ROOT, load_variants
-from trainer.provenance import code_commit
+from trainer.data import storage
+from trainer.package.provenance import code_commit
 
 Runner = Callable[..., subprocess.CompletedProcess]
 Lines = Callable[[subprocess.CompletedProcess], list[str]]

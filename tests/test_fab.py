@@ -9,6 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+from fabric import task
+from invoke import Context, Exit
+
+from launch.cli import reports_user_errors
 from trainer.config import DEFAULT_VARIANTS_FILE, KEYS, PROJECT_ROOT, load_variants
 
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -54,6 +59,46 @@ def test_train_unknown_variant_is_a_single_error_line(run_fab: Runner, lines_of:
     assert lines_of(proc) == [
         f"error: unknown variant 'nope' in {DEFAULT_VARIANTS_FILE}; known variants: {', '.join(VARIANTS)}"
     ]
+
+
+def test_tune_workers_without_hosts_is_a_single_error_line(run_fab: Runner, lines_of: Lines) -> None:
+    proc = run_fab("tune_workers", "--study", "s", "--storage", "postgresql://user@host/db")
+    assert proc.returncode == 2
+    assert lines_of(proc) == ["error: name the hosts to start workers on: fab -H host1,host2 tune_workers ..."]
+
+
+def test_a_task_reporting_user_errors_keeps_its_options_and_docstring() -> None:
+    def body(c: Context, variant: str = "deep_v1", gpu: bool = False) -> None:
+        """Train one variant."""
+
+    plain, wrapped = task(help={"gpu": "on the GPU"})(body), task(help={"gpu": "on the GPU"})(reports_user_errors(body))
+    assert wrapped.__doc__ == plain.__doc__
+    assert [vars(arg) for arg in wrapped.get_arguments()] == [vars(arg) for arg in plain.get_arguments()]
+
+
+def test_a_user_error_in_a_task_becomes_one_error_line_and_status_2() -> None:
+    from trainer.errors import ConfigError
+
+    @reports_user_errors
+    def body(c: Context) -> None:
+        raise ConfigError("unknown key 'epoch'")
+
+    with pytest.raises(Exit) as raised:
+        body(Context())
+    assert (raised.value.message, raised.value.code) == ("error: unknown key 'epoch'", 2)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_an_exit_raised_by_a_task_passes_through_unchanged() -> None:
+    own_exit = Exit(code=1)
+
+    @reports_user_errors
+    def body(c: Context) -> None:
+        raise own_exit
+
+    with pytest.raises(Exit) as raised:
+        body(Context())
+    assert raised.value is own_exit
 
 
 def test_score_writes_a_score_per_row(run_fab: Runner, trained: Any, sample_path: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from trainer.config import NetConfig
-from trainer.features import NUMERIC_INPUT, TEXT_INPUT, Preprocessor
+from trainer.data.features import NUMERIC_INPUT, TEXT_INPUT, Preprocessor
 
 CONFIG = NetConfig(
     categorical_columns=("color",), numeric_columns=("size",), text_column="title",

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from trainer.config import NetConfig
-from trainer.dataset import load_dataset
+from trainer.data.dataset import load_dataset
+from trainer.data.features import DatasetShapes, Preprocessor
 from trainer.errors import ConfigError
-from trainer.features import DatasetShapes, Preprocessor
 from trainer.networks import blocks, build_model_graph, get_network, network_names, register_network
-from trainer.packaging import load_package
+from trainer.package.loader import load_package
 from trainer.run import TrainRequest, train
 
 

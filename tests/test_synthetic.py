@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from trainer.synthetic import COLUMNS, generate, generate_frame, write_ndjson
+from trainer.data.synthetic.writer import COLUMNS, generate, generate_frame, write_ndjson
 
 Runner = Callable[..., subprocess.CompletedProcess]
 INT64_COLUMNS = ("hour", "day_of_week", "position", "is_click")  # BigQuery writes these as "3"
@@ -37,7 +37,7 @@ def test_command_line_and_function_write_byte_identical_files(
     generated: Path, tmp_path: Path, run_python: Runner
 ) -> None:
     again = tmp_path / "again.json"
-    proc = run_python("-m", "trainer.synthetic", "--rows", str(ROWS), "--seed", "0", "--out", str(again))
+    proc = run_python("-m", "trainer.data.synthetic", "--rows", str(ROWS), "--seed", "0", "--out", str(again))
     assert proc.returncode == 0, proc.stderr
     assert again.read_bytes() == generated.read_bytes()
     assert not list(tmp_path.glob("*.tmp"))

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from service_fixtures import Postgres, Sshd
 
 from launch.workers import STUDY_LABEL
-from trainer.tuning import DEFAULT_STORAGE_FILE, storage_url
+from trainer.tuning.study import DEFAULT_STORAGE_FILE, storage_url
 
 Runner = Callable[..., subprocess.CompletedProcess]
 Lines = Callable[[subprocess.CompletedProcess], list[str]]

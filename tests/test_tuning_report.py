@@ -17,7 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from trainer.config import DEFAULT_VARIANTS_FILE, load_variants, resolve_config
-from trainer.tuning_report import TuningReport, format_report, write_report
+from trainer.tuning.report import TuningReport, format_report, write_report
 
 SHIPPED_VARIANTS = sorted(load_variants(DEFAULT_VARIANTS_FILE))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -66,8 +66,8 @@ def _sanity(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> None:
     import_tensorflow_quietly()
-    from trainer.tuning import storage_url
-    from trainer.tuning_worker import run_worker
+    from trainer.tuning.study import storage_url
+    from trainer.tuning.worker import run_worker
 
     run_worker(args.study, storage_url(args.storage), require_gpu=args.gpu)
 

@@ -22,7 +22,6 @@ import keras
 import numpy as np
 import pandas as pd
 
-from trainer import storage
 from trainer.config import (
     DEFAULT_DATASET,
     DEFAULT_OUTPUT,
@@ -31,20 +30,18 @@ from trainer.config import (
     ResolvedConfig,
     resolve_config,
 )
-from trainer.dataset import DatasetSource, load_dataset, split_dataset
+from trainer.data import storage
+from trainer.data.dataset import DatasetSource, load_dataset
+from trainer.data.features import Preprocessor
+from trainer.data.splits import split_dataset
 from trainer.errors import ConfigError, RunAbandonedError, TrainingDivergedError
-from trainer.features import Preprocessor
-from trainer.metrics import RunMetrics, binary_metrics, epoch_table, plot_epochs
 from trainer.networks import build_model_graph, get_network
-from trainer.packaging import MODEL_FILE, PREPROCESSING_FILE, load_package, manifest, publish_package, write_json
-from trainer.training import (
-    SplitArrays,
-    WorkFolders,
-    describe_device,
-    effective_batch_size,
-    fit_model,
-    predict,
-)
+from trainer.package.layout import MODEL_FILE, PREPROCESSING_FILE
+from trainer.package.loader import load_package
+from trainer.package.writer import manifest, publish_package, write_json
+from trainer.training.arrays import SplitArrays, predict
+from trainer.training.fit import WorkFolders, describe_device, effective_batch_size, fit_model
+from trainer.training.metrics import RunMetrics, binary_metrics, epoch_table, plot_epochs
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from typing import TextIO
 import numpy as np
 
 from trainer.config import DEFAULT_DATASET, DEFAULT_VARIANTS_FILE, ENV_PREFIX, load_variants
-from trainer.dataset import load_dataset
-from trainer.packaging import REQUIRED_FILES, load_package
+from trainer.data.dataset import load_dataset
+from trainer.package.layout import REQUIRED_FILES
+from trainer.package.loader import load_package
 from trainer.run import TrainRequest, TrainResult, train
 
 # A Level-3 override, the mechanism a user has: short runs.

@@ -6,7 +6,7 @@ import keras
 from keras import layers
 
 from trainer.config import NetConfig
-from trainer.features import NUMERIC_INPUT, TEXT_INPUT, DatasetShapes
+from trainer.data.features import NUMERIC_INPUT, TEXT_INPUT, DatasetShapes
 
 KerasTensor = keras.KerasTensor
 

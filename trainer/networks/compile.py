@@ -6,9 +6,9 @@ import keras
 import tensorflow as tf
 
 from trainer.config import NetConfig
-from trainer.features import DatasetShapes
+from trainer.data.features import DatasetShapes
 from trainer.networks.registry import get_network
-from trainer.optimizers import LazyAdam
+from trainer.training.optimizers import LazyAdam
 
 STEPS_PER_EXECUTION = 8
 

@@ -4,7 +4,7 @@ token embeddings, concatenated into an MLP tower (the seed's first deep model)."
 import keras
 
 from trainer.config import NetConfig
-from trainer.features import DatasetShapes
+from trainer.data.features import DatasetShapes
 from trainer.networks import blocks
 from trainer.networks.registry import register_network
 

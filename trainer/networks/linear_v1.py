@@ -7,7 +7,7 @@ The baseline every deep network has to beat: one weight per categorical value
 import keras
 
 from trainer.config import NetConfig
-from trainer.features import DatasetShapes
+from trainer.data.features import DatasetShapes
 from trainer.networks import blocks
 from trainer.networks.registry import register_network
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import keras
 
 from trainer.config import NetConfig
+from trainer.data.features import DatasetShapes
 from trainer.errors import ConfigError
-from trainer.features import DatasetShapes
 
 NetworkBuilder = Callable[[NetConfig, DatasetShapes], keras.Model]
 _NETWORKS: dict[str, NetworkBuilder] = {}

@@ -5,7 +5,7 @@ import keras
 from keras import layers
 
 from trainer.config import NetConfig
-from trainer.features import DatasetShapes
+from trainer.data.features import DatasetShapes
 from trainer.networks import blocks
 from trainer.networks.registry import register_network
 

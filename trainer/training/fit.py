@@ -12,22 +12,21 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from trainer.config import NetConfig
-from trainer.errors import TrainerError, TrainingDivergedError
-from trainer.metrics import EpochReport, RunMetrics, binary_metrics
+from trainer.errors import TrainerError
+from trainer.training.arrays import SplitArrays
+from trainer.training.callbacks import DivergenceGuard, EpochEvaluation, EpochReport
+from trainer.training.metrics import RunMetrics
 
-EVAL_BATCH_SIZE = 16384
 # batch_size = 0 picks 1/16 of the training rows within these bounds: large
 # batches keep the CPU's matrix units busy on big data, while the 2K sample
 # still gets 16 steps per epoch.
@@ -40,17 +39,6 @@ def effective_batch_size(config: NetConfig, train_rows: int) -> int:
         return config.batch_size
     low, high = AUTO_BATCH_RANGE
     return max(low, min(high, train_rows // AUTO_BATCH_STEPS))
-
-
-@dataclass(frozen=True)
-class SplitArrays:
-    """Encoded model inputs and labels of one split."""
-
-    inputs: dict[str, np.ndarray]
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 @dataclass(frozen=True)
@@ -106,52 +94,6 @@ def describe_device(require_gpu: bool) -> str:
     return f"GPU:0 ({name})" + (f" and {len(gpus) - 1} more" if len(gpus) > 1 else "")
 
 
-class EpochEvaluation(keras.callbacks.Callback):
-    """Train and test metrics from the epoch's final weights, once per epoch.
-
-    Keras would update AUC, log-loss and accuracy inside every training step:
-    about 40% of a step's time on these CPUs. Instead the model scores the
-    test split and a fixed sample of the training split (as large as the test
-    split) at the end of each epoch, so both splits are measured alike, from
-    the same weights. `loss` stays Keras' mean training loss over the epoch.
-    """
-
-    def __init__(self, train: SplitArrays, test: SplitArrays, seed: int) -> None:
-        super().__init__()
-        rows = np.random.default_rng(seed).permutation(len(train))[: len(test)]
-        rows.sort()
-        self.train_sample = SplitArrays({k: v[rows] for k, v in train.inputs.items()}, train.labels[rows])
-        self.test = test
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs if logs is not None else {}
-        logs.update(binary_metrics(self.train_sample.labels, predict(self.model, self.train_sample.inputs)))
-        test = binary_metrics(self.test.labels, predict(self.model, self.test.inputs))
-        logs.update({f"val_{name}": value for name, value in test.items()})
-        logs["val_loss"] = test["logloss"]
-
-
-class DivergenceGuard(keras.callbacks.Callback):
-    """Stops the run with a clear message the moment the loss is NaN or infinite."""
-
-    def __init__(self, config: NetConfig) -> None:
-        super().__init__()
-        self.config = config
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise TrainingDivergedError(
-                f"training diverged: loss became {float(loss)} in epoch {self._epoch + 1}, batch {batch + 1}; "
-                f"lower learning_rate (now {self.config.learning_rate}) or check the numeric columns "
-                f"for extreme values"
-            )
-
-
 def fit_model(
     model: keras.Model,
     train: SplitArrays,
@@ -190,8 +132,3 @@ def fit_model(
         callbacks=callbacks,
         verbose=0,
     )
-
-
-def predict(model: keras.Model, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    """Click probabilities, one per row, as float32."""
-    return model.predict(inputs, batch_size=EVAL_BATCH_SIZE, verbose=0).reshape(-1)

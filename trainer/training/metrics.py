@@ -9,9 +9,8 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -45,28 +44,6 @@ class RunMetrics:
 
     def snapshot(self) -> dict[str, Any]:
         return {"stage_seconds": self.stage_seconds, "pyformance": self.registry.dump_metrics()}
-
-
-class EpochReport(keras.callbacks.Callback):
-    """Times each epoch into pyformance, adds its speed to the epoch's logs
-    (so the CSV has it) and prints one readable line per epoch."""
-
-    def __init__(self, run_metrics: RunMetrics, train_rows: int, epochs: int, out: TextIO) -> None:
-        super().__init__()
-        self.run_metrics, self.train_rows, self.epochs, self.out = run_metrics, train_rows, epochs, out
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        seconds = time.perf_counter() - self._started
-        self.run_metrics.registry.timer("epoch").hist.add(seconds)
-        self.run_metrics.count("examples_trained", self.train_rows, seconds)
-        logs = logs if logs is not None else {}
-        logs["epoch_seconds"] = seconds
-        logs["examples_per_second"] = self.train_rows / seconds
-        print(format_epoch_line(epoch + 1, self.epochs, logs), file=self.out, flush=True)
 
 
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:

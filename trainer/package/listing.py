@@ -12,7 +12,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 
-from trainer import storage
+from trainer.data import storage
 from trainer.errors import PackageError
 
 METRICS = ("auc", "logloss", "accuracy")

@@ -4,7 +4,7 @@ A trial draws its values from the study's space and trains with them as
 `TRAINER_*` overrides, the same level 3 a user has. It reports the test AUC
 after every epoch, so the pruner can stop a poor trial early, and its value is
 the test AUC of the model it packaged. How dead, stopped and diverging trials
-are handled is in `trainer.tuning`'s docstring.
+are handled is in `trainer.tuning.study`'s docstring.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from trainer import storage
 from trainer.config import ENV_PREFIX
+from trainer.data import storage
 from trainer.errors import RunAbandonedError, TrainerError, TrainingDivergedError
 from trainer.run import TrainRequest, TrainResult, train
-from trainer.search_space import as_environment, suggest
-from trainer.training import describe_device
-from trainer.tuning import (
+from trainer.training.fit import describe_device
+from trainer.tuning.space import as_environment, suggest
+from trainer.tuning.study import (
     HEARTBEAT_INTERVAL_S,
     MAX_FAILURES_IN_A_ROW,
     MAX_RETRIES,

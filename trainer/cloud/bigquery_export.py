@@ -7,10 +7,10 @@ becomes `@start_date`), never formatted into the SQL. A `gs://` destination is
 written by BigQuery itself, `EXPORT DATA` in shards named `name-000000000000.json`
 (so it needs one `*`); a local one by streaming the result page by page into one
 file in the same format: INT64 as strings, FLOAT64 as numbers, NULL fields left
-out, TIMESTAMP as "YYYY-MM-DD HH:MM:SS UTC". Either way trainer.dataset reads it.
+out, TIMESTAMP as "YYYY-MM-DD HH:MM:SS UTC". Either way trainer.data.dataset reads it.
 
 The metadata (query hash, job id, rows, schema, time, parameters) goes to
-`trainer.dataset.export_metadata_uri(destination)`; a run on the data copies it
+`trainer.data.dataset.export_metadata_uri(destination)`; a run on the data copies it
 into its package's dataset.json.
 """
 
@@ -32,10 +32,10 @@ from typing import Any, TextIO
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
-from trainer import storage
-from trainer.dataset import export_metadata_uri
+from trainer.cloud.clients import api_message, bigquery_client, cloud_errors
+from trainer.data import storage
+from trainer.data.dataset import export_metadata_uri
 from trainer.errors import TrainerError
-from trainer.google_cloud import api_message, bigquery_client, cloud_errors
 
 # google-cloud-bigquery retries 5xx answers for 10 minutes by default; a user waits 2 at most.
 RETRY = bigquery.DEFAULT_RETRY.with_timeout(120)

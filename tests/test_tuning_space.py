@@ -10,8 +10,8 @@ import pytest
 
 from trainer.config import DEFAULT_VARIANTS_FILE, load_variants, parse_env_value, resolve_config
 from trainer.errors import ConfigError
-from trainer.search_space import as_environment, load_space, suggest
-from trainer.tuning import DEFAULT_SPACE_FILE
+from trainer.tuning.space import as_environment, load_space, suggest
+from trainer.tuning.study import DEFAULT_SPACE_FILE
 
 
 def _space_file(tmp_path: Path, space: object) -> Path:

@@ -3,7 +3,7 @@
 Training code calls `expand`, `local_copy` and `publish` and never asks where a
 file lives. Local paths (and `file://`) are served here; other schemes
 register a backend with `register_backend`, and nothing else in the trainer
-changes. `gs://` is trainer.gcs, imported on its first use so that a run on
+changes. `gs://` is trainer.cloud.gcs, imported on its first use so that a run on
 local files never loads the Google Cloud clients.
 """
 
@@ -93,7 +93,7 @@ def _local_path(uri: str) -> Path:
 
 _BACKENDS: dict[str, StorageBackend] = {"": LocalBackend(), "file": LocalBackend()}
 # Schemes whose backend module registers itself when imported, on first use.
-_BACKEND_MODULES = {"gs": "trainer.gcs"}
+_BACKEND_MODULES = {"gs": "trainer.cloud.gcs"}
 
 
 def register_backend(scheme: str, backend: StorageBackend) -> None:

@@ -1,28 +1,27 @@
 """The report of a tuning study: what `fab tune_report --study NAME` writes and prints.
 
 `write_report` turns a loaded Optuna study into a leaderboard (`leaderboard.csv`,
-one row per trial, best first), `history.png` (test AUC by trial number) and
-`importances.png` (which searched keys mattered), and finds the best trial's
-variant, ready to paste into configs/variant_config.json. `format_report`
-renders that as the text the task prints. Nothing here trains or changes the study.
+one row per trial, best first) and the plots `trainer.tuning.plots` draws
+(`history.png`, `importances.png`), and finds the best trial's variant, ready to
+paste into configs/variant_config.json. `format_report` renders that as the text
+the task prints. Nothing here trains or changes the study.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
-from trainer import storage
 from trainer.config import parse_env_value
+from trainer.data import storage
 from trainer.errors import TrainerError
+from trainer.tuning.plots import last_report, write_plots
 
 # Leaderboard order: finished results first, then what is still to come.
 STATE_WORDS = {
@@ -36,7 +35,6 @@ PRINTED_ROWS = 20
 NOTE_WIDTH = 60
 # Wide or rarely read in a terminal; the CSV keeps them.
 CSV_ONLY_COLUMNS = ("test_logloss", "test_accuracy", "run_id", "package")
-MIN_TRIALS_FOR_IMPORTANCES = 2
 
 
 @dataclass
@@ -75,17 +73,8 @@ def write_report(study: optuna.Study, folder: Path) -> TuningReport:
     leaderboard = leaderboard_table(trials, param_order=list(attrs.get("space", {})))
     csv = folder / "leaderboard.csv"
     leaderboard.to_csv(csv, index=False)
-    history_png = folder / "history.png"
-    plot_history(trials, history_png, title=f"{study.study_name}: test AUC by trial")
-
-    notes: list[str] = []
-    importances = param_importances(study, trials, notes)
-    importances_png = None
-    if importances:
-        importances_png = folder / "importances.png"
-        completed = sum(t.state == TrialState.COMPLETE for t in trials)
-        plot_importances(importances, importances_png, title=f"{study.study_name}: PED-ANOVA, {completed} trials")
-
+    notes: list[str] = []  # the plots' skips first, then the package check's, as the report prints them
+    plots = write_plots(study, trials, folder, notes)
     best = best_trial(trials)
     package = best.user_attrs.get("package") if best else None
     return TuningReport(
@@ -95,9 +84,9 @@ def write_report(study: optuna.Study, folder: Path) -> TuningReport:
         counts={word: sum(t.state == state for t in trials) for state, word in STATE_WORDS.items()},
         leaderboard=leaderboard,
         csv=csv,
-        history_png=history_png,
-        importances_png=importances_png,
-        importances=importances,
+        history_png=plots.history_png,
+        importances_png=plots.importances_png,
+        importances=plots.importances,
         best_trial=best.number if best else None,
         best_value=best.value if best else None,
         best_variant=tuned_variant(attrs, best.params) if best else None,
@@ -188,87 +177,6 @@ def _note(trial: FrozenTrial) -> str:
     if trial.state == TrialState.FAIL:  # a worker that died or was stopped records no reason
         parts.append(trial.user_attrs.get("failure") or "its worker stopped or died mid-trial")
     return "; ".join(parts)
-
-
-def last_report(trial: FrozenTrial) -> tuple[int, float]:
-    """The last epoch a trial reported and its test AUC."""
-    epoch = max(trial.intermediate_values)
-    return epoch, trial.intermediate_values[epoch]
-
-
-def param_importances(study: optuna.Study, trials: list[FrozenTrial], notes: list[str]) -> dict[str, float]:
-    """Importance of each searched key that varied, or {} (with a note saying why)."""
-    completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    if len(completed) < MIN_TRIALS_FOR_IMPORTANCES:
-        notes.append(f"importances skipped: {len(completed)} completed trial(s), need {MIN_TRIALS_FOR_IMPORTANCES}")
-        return {}
-    varied = sorted({k for t in completed for k in t.params if len({repr(c.params.get(k)) for c in completed}) > 1})
-    if not varied:
-        notes.append("importances skipped: no searched key took more than one value in the completed trials")
-        return {}
-    with warnings.catch_warnings():
-        # PED-ANOVA warns that few trials give rough numbers; every young study has few.
-        warnings.simplefilter("ignore")
-        # PED-ANOVA needs only numpy; fANOVA and mean-decrease-impurity need scikit-learn.
-        # Returned largest first, shares summing to 1.
-        return optuna.importance.get_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), params=varied)
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on servers and in containers
-    from matplotlib import pyplot as plt
-
-    return plt
-
-
-def plot_history(trials: list[FrozenTrial], path: Path, title: str) -> None:
-    """Test AUC per trial number: completed dots, best so far as a step line,
-    pruned trials at their last reported AUC, failed trials as dotted lines."""
-    plt = _pyplot()
-    fig, axis = plt.subplots(figsize=(8, 4))
-    completed = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number)
-    if completed:
-        numbers, values = [t.number for t in completed], [t.value for t in completed]
-        axis.plot(numbers, values, "o", label="complete")
-        axis.step(numbers, pd.Series(values).cummax(), where="post", label="best so far")
-    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
-    if pruned:
-        axis.plot([t.number for t in pruned], [last_report(t)[1] for t in pruned], "v", color="gray",
-                  label="pruned (last reported)")
-    failed = [t.number for t in trials if t.state == TrialState.FAIL]
-    if failed:
-        # No AUC to place them by: a dotted line across the whole height, whatever the y range.
-        axis.vlines(failed, 0, 1, transform=axis.get_xaxis_transform(), colors="red", linestyles=":",
-                    label="failed")
-    if completed or pruned or failed:
-        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: never over a point
-    else:
-        axis.text(0.5, 0.5, "no finished trial yet", ha="center", va="center", transform=axis.transAxes)
-    axis.xaxis.get_major_locator().set_params(integer=True)  # trial numbers: no 2.5
-    axis.set_xlabel("trial")
-    axis.set_ylabel("test AUC")
-    axis.grid(alpha=0.3)
-    _save(plt, fig, path, title)
-
-
-def plot_importances(importances: dict[str, float], path: Path, title: str) -> None:
-    """Horizontal bars, the most important key on top."""
-    plt = _pyplot()
-    names = list(importances)[::-1]
-    fig, axis = plt.subplots(figsize=(7, 1.2 + 0.4 * len(names)))
-    axis.barh(names, [importances[n] for n in names])
-    axis.set_xlabel("share of importance")
-    axis.grid(alpha=0.3, axis="x")
-    _save(plt, fig, path, title)
-
-
-def _save(plt: Any, fig: Any, path: Path, title: str) -> None:
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def format_report(report: TuningReport, study_name: str) -> str:

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from trainer import storage
 from trainer.config import NetConfig
+from trainer.data import storage
 from trainer.errors import DatasetError
 
 SCHEMA_SAMPLE_LINES = 1000
@@ -304,13 +304,3 @@ def _is_binary(value: Any) -> bool:
         return float(value) in (0.0, 1.0)
     except (TypeError, ValueError):
         return False
-
-
-def split_dataset(frame: pd.DataFrame, test_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A seeded random train/test split: the same rows land in test on every run."""
-    order = np.random.default_rng(seed).permutation(len(frame))
-    n_test = max(1, round(len(frame) * test_fraction))
-    if n_test >= len(frame):
-        raise DatasetError(f"{len(frame)} rows leave nothing to train on with test_fraction={test_fraction}")
-    test_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test:])
-    return frame.iloc[train_rows].reset_index(drop=True), frame.iloc[test_rows].reset_index(drop=True)

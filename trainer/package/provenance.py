@@ -10,7 +10,7 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout (or the image's /app)
 # Set by the image (CODE_COMMIT, at build time) and by `fab train` (the image's
 # id and tag, at run time): a container has no .git and cannot ask Docker.
 COMMIT_VARIABLE = "CODE_COMMIT"

@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 
 from trainer.config import KEYS
-from trainer.dataset import load_dataset
+from trainer.data.dataset import load_dataset
 from trainer.errors import PackageError
-from trainer.packaging import REQUIRED_FILES, load_package
+from trainer.package.layout import REQUIRED_FILES
+from trainer.package.loader import load_package
 
 Runner = Callable[..., subprocess.CompletedProcess]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,4 @@
-"""gs:// for trainer.storage: datasets and packages in Google Cloud Storage.
+"""gs:// for trainer.data.storage: datasets and packages in Google Cloud Storage.
 
 - Shards: `gs://bucket/prefix/name-*.json` lists the objects under the
   pattern's fixed prefix and keeps those the pattern matches, sorted.
@@ -34,9 +34,9 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud.storage import Blob
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from trainer import storage
+from trainer.cloud.clients import cloud_errors, storage_client
+from trainer.data import storage
 from trainer.errors import TrainerError
-from trainer.google_cloud import cloud_errors, storage_client
 
 # Resumable uploads send the file in chunks of this size; must be a multiple of 256 KiB.
 UPLOAD_CHUNK_BYTES = 8 << 20

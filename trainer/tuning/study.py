@@ -6,7 +6,7 @@ wants, the sampler and the pruner. All of that is stored in the study itself,
 so a worker needs only the study's name and storage to join (`run_worker`),
 on this machine or any other, and every worker trains the same thing.
 
-A trial (`trainer.tuning_worker`) draws its values from the space and trains
+A trial (`trainer.tuning.worker`) draws its values from the space and trains
 with them as `TRAINER_*` overrides; its value is its model's test AUC.
 
 Reliability comes from Optuna's storage:
@@ -31,10 +31,10 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-from trainer import storage
 from trainer.config import DEFAULT_VARIANTS_FILE, ENV_PREFIX, PROJECT_ROOT, load_variants, resolve_config
+from trainer.data import storage
 from trainer.errors import ConfigError, TrainerError
-from trainer.search_space import load_space
+from trainer.tuning.space import load_space
 
 DEFAULT_SPACE_FILE = PROJECT_ROOT / "configs" / "search_space.json"
 DEFAULT_STORAGE_FILE = Path("runs") / "tuning.db"

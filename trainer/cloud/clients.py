@@ -9,7 +9,7 @@ which google-cloud-storage reads itself, and `BIGQUERY_EMULATOR_HOST`, our
 name for the same idea (google-cloud-bigquery has no such variable). Either
 one switches its client to anonymous credentials.
 
-The clients are imported here, not at the top of trainer.storage, so a run on
+The clients are imported here, not at the top of trainer.data.storage, so a run on
 local files never loads them.
 """
 
