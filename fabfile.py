@@ -12,10 +12,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from fabric import task
 from invoke import Context
 
 from launch import cli
+from launch.cli import task  # fabric's @task, with every typed option checked (one line, not a traceback)
 from trainer import import_tensorflow_quietly
 from trainer.config import DEFAULT_DATASET, DEFAULT_OUTPUT
 
@@ -57,12 +57,14 @@ def train(
     """Train one variant in the Docker image (or --local) and write its package as one zip.
 
     TRAINER_<KEY>=value in the environment overrides one config key for this run,
-    e.g. TRAINER_EPOCHS=3 fab train --variant deep_v1. The container gets these
-    overrides, the local files it needs (mounted) and GOOGLE_APPLICATION_CREDENTIALS.
+    e.g. TRAINER_EPOCHS=3 fab train --variant deep_v1 (`fab keys` lists every key).
+    The container gets these overrides, the local files it needs (mounted) and
+    GOOGLE_APPLICATION_CREDENTIALS. Fabric 1's form works too: fab train:variant=deep_v1,gpu=True.
     """
     from trainer.config import resolve_config
 
     resolve_config(variant)  # config errors before TensorFlow's or Docker's start
+    cli.output_folder(output)
     if local:
         run = cli.pipeline()
         run.train(run.TrainRequest(variant, dataset, output, require_gpu=gpu))
@@ -72,7 +74,7 @@ def train(
     from launch.images import image_to_run
 
     job = training_job(image_to_run(image, gpu), variant, dataset, output, gpu, os.environ)
-    cli.run_in_container(connect(), job)
+    cli.run_in_container(connect(without_docker="train in this process with --local"), job)
 
 
 @task(
@@ -88,8 +90,10 @@ def test_sanity(c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity", local: boo
 
     Runs in the CPU image when a Docker engine answers, in this process otherwise
     (or with --local), and says which. Fails unless every package is complete,
-    scores its own rows, and its training loss went down.
+    scores its own rows, and its training loss went down. TRAINER_<KEY>=value
+    overrides a config key for every variant (`fab keys` lists them).
     """
+    cli.output_folder(output)
     engine = None if local else cli.engine_if_running()
     if engine:
         from launch.containers import sanity_job
@@ -144,13 +148,13 @@ def generate_data(c: Context, rows: int = 1_000_000, out: str = "data/ctr_1m.jso
 @task
 def variants(c: Context) -> None:
     """List the shipped variants and what each overrides."""
-    cli.trainer_main(["variants"])  # its status is not fab's: fab has always exited 0 here
+    cli.exit_with(cli.trainer_main(["variants"]))  # a variant file that does not load: its error line, status 2
 
 
 @task
 def keys(c: Context) -> None:
-    """List every config key with its type, default and meaning."""
-    cli.trainer_main(["keys"])
+    """List every config key with its type, default and meaning (after checking the variant file loads)."""
+    cli.exit_with(cli.trainer_main(["keys"]))
 
 
 @task(
@@ -161,10 +165,12 @@ def keys(c: Context) -> None:
         "param": "a query parameter, NAME=VALUE or NAME:TYPE=VALUE (INT64, FLOAT64, BOOL, DATE, TIMESTAMP, "
                  "NUMERIC, STRING); repeat for each",
         "project": "the Google Cloud project that runs the query (default: GOOGLE_CLOUD_PROJECT)",
+        "compression": "gzip: BigQuery gzips each shard (gs:// only; DEST then ends .json.gz, e.g. train-*.json.gz)",
     }
 )
 @cli.reports_user_errors
-def dataset(c: Context, sql: str, dest: str, param: list[str] | None = None, project: str = "") -> None:
+def dataset(c: Context, sql: str, dest: str, param: list[str] | None = None, project: str = "",
+            compression: str = "") -> None:
     """Run a SQL file in BigQuery and write its rows as NDJSON, with the query's metadata beside them.
 
     The metadata (query hash, job id, rows, schema, time, parameters) goes to DEST's
@@ -172,7 +178,7 @@ def dataset(c: Context, sql: str, dest: str, param: list[str] | None = None, pro
     """
     from trainer.cloud.bigquery_export import ExportRequest, export_dataset
 
-    request = ExportRequest(Path(sql), dest, tuple(param or ()), project or None)
+    request = ExportRequest(Path(sql), dest, tuple(param or ()), project or None, compression)
     export_dataset(request)
 
 
@@ -182,7 +188,7 @@ def runs(c: Context, output: str = DEFAULT_OUTPUT) -> None:
     """List the packages in a folder or gs:// prefix: run, variant, date, epochs and test metrics."""
     from trainer.package.listing import format_runs, list_runs
 
-    found = list_runs(output)
+    found = list_runs(cli.output_folder(output))
     print(format_runs(found) if found else f"no packages in {output}")
 
 
@@ -191,7 +197,7 @@ def runs(c: Context, output: str = DEFAULT_OUTPUT) -> None:
         "variant": "the variant to tune (fab variants lists them)",
         "trials": "finished trials the study wants (complete or pruned); again with more continues it",
         "sampler": "tpe (learns from earlier trials) or random (the seed's baseline)",
-        "pruner": "median (stop a trial whose test AUC is below the median at that epoch), hyperband, or none",
+        "pruner": "median (stop a trial whose validation AUC is below the median at that epoch), hyperband, or none",
         "study": "the study's name (default: the variant's); the same name continues it",
         "storage": "where the study lives: postgresql://USER:PASSWORD@HOST/DB to share it with workers on "
                    "other hosts (default: runs/tuning.db, this machine only)",
@@ -211,11 +217,12 @@ def tune(
     """Search a variant's hyperparameters with Optuna, training trials in this process.
 
     Each trial trains with values from the search space as TRAINER_<KEY> overrides
-    (TRAINER_* set here are fixed for every trial) and reports its test AUC each
-    epoch, so poor trials are pruned early. Stopping and running the same command
-    again continues the study; fab tune_workers adds workers on other hosts.
+    (TRAINER_* set here are fixed for every trial; `fab keys` lists the keys) and
+    reports its validation AUC each epoch, so poor trials are pruned early; the test
+    split is never read to choose. Stopping and running the same command again
+    continues the study; fab tune_workers adds workers on other hosts.
     """
-    from trainer.tuning.study import DEFAULT_SPACE_FILE, define_study, storage_url, study_spec
+    from trainer.tuning.study import DEFAULT_SPACE_FILE, define_study, shown, storage_url, study_spec
 
     name = study or variant
     url = storage_url(storage)
@@ -230,7 +237,8 @@ def tune(
     from trainer.tuning.worker import run_worker
 
     run_worker(name, url, require_gpu=gpu)
-    print(f"fab tune_report --study {name}" + (f" --storage '{storage}'" if storage else ""))
+    # The URL as shown: this line lands in CI logs, and the user knows the password.
+    print(f"fab tune_report --study {name}" + (f" --storage '{shown(storage)}'" if storage else ""))
 
 
 @task(
@@ -283,9 +291,10 @@ def tune_workers(
 def tune_report(c: Context, study: str, storage: str = "", output: str = "") -> None:
     """Print a study's leaderboard and its best values as a variant to paste; write them as CSV and PNGs.
 
-    The leaderboard (trial, values, test AUC, epochs, duration, worker) goes to
-    leaderboard.csv, test AUC by trial to history.png, parameter importances to
-    importances.png. The best trial's package is the one kept; its path is printed.
+    The leaderboard (trial, values, validation AUC and the held-out test AUC, epochs,
+    duration, worker) goes to leaderboard.csv, validation AUC by trial to history.png,
+    parameter importances to importances.png. The best trial's package is the one
+    kept; its path is printed.
     """
     from trainer.tuning.report import format_report, write_report
     from trainer.tuning.study import load_study, storage_url

@@ -21,12 +21,12 @@ from trainer.data.splits import split_dataset
 
 def time_preprocessing(frame, config: NetConfig) -> dict[str, float]:
     started = time.perf_counter()
-    train, test = split_dataset(frame, config.test_fraction, config.seed)
+    splits = split_dataset(frame, config)
     split_done = time.perf_counter()
-    preprocessor = Preprocessor.fit(train, config)
+    preprocessor = Preprocessor.fit(splits.train, config)
     fit_done = time.perf_counter()
-    preprocessor.encode(train)
-    preprocessor.encode(test)
+    for _, rows in splits.items():
+        preprocessor.encode(rows)
     encode_done = time.perf_counter()
     return {
         "split_s": round(split_done - started, 2),

@@ -30,6 +30,7 @@ from trainer.data.features import Preprocessor  # noqa: E402
 from trainer.data.splits import split_dataset  # noqa: E402
 from trainer.networks import build_model_graph, get_network  # noqa: E402
 from trainer.training.arrays import SplitArrays  # noqa: E402
+from trainer.training.batches import EpochShuffledBatches  # noqa: E402
 from trainer.training.callbacks import EpochEvaluation  # noqa: E402
 from trainer.training.fit import effective_batch_size  # noqa: E402
 
@@ -53,16 +54,19 @@ class EpochClock(keras.callbacks.Callback):
             self.seconds.append(time.perf_counter() - self._started)
 
 
-def fit(model: keras.Model, data: dict, batch_size: int, epochs: int, evaluation: list) -> dict:
-    """Fit with the given evaluation callbacks; the test AUC is read after them."""
+def fit(model: keras.Model, data: dict, batches: int | EpochShuffledBatches, epochs: int, evaluation: list) -> dict:
+    """Fit with the given evaluation callbacks; the held-out AUC is read after them.
+    `batches`: a batch size over the arrays (the baseline), or the pipeline's epoch-shuffled batches."""
     clock = EpochClock()
     read_auc = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: clock.test_auc.append(
         round(logs["val_auc"], 4)))
     validation = {} if evaluation else {"validation_data": (data["test_x"], data["test_y"]),
                                          "validation_batch_size": 16384}
     keras.utils.set_random_seed(0)
-    model.fit(data["train_x"], data["train_y"], batch_size=batch_size, epochs=epochs, verbose=0,
-              callbacks=[clock, *evaluation, read_auc], **validation)
+    arrays = {"x": data["train_x"], "y": data["train_y"], "batch_size": batches} if isinstance(batches, int) \
+        else {"x": batches.dataset, "shuffle": False}
+    model.fit(**arrays, epochs=epochs, verbose=0, callbacks=[clock, *evaluation, read_auc], **validation)
+    batch_size = batches if isinstance(batches, int) else batches.batch_size
     rows = len(data["train_y"])
     steady = clock.seconds[1:] or clock.seconds
     return {"batch_size": batch_size, "epoch_train_seconds": [round(s, 2) for s in clock.seconds],
@@ -75,20 +79,24 @@ def naive_baseline(config: NetConfig, shapes, data: dict, epochs: int) -> dict:
     model = get_network(config.network)(config, shapes)
     model.compile(optimizer=keras.optimizers.Adam(), loss="binary_crossentropy",
                   metrics=[keras.metrics.AUC(name="auc")])
-    return fit(model, data, batch_size=1024, epochs=epochs, evaluation=[])
+    return fit(model, data, batches=1024, epochs=epochs, evaluation=[])
 
 
 def ours(config: NetConfig, shapes, data: dict, epochs: int) -> dict:
+    """The pipeline's own fit: batches shuffled by (seed, epoch), per-epoch evaluation outside the step."""
     keras.utils.set_random_seed(config.seed)
     model = build_model_graph(config, shapes)
-    evaluation = [EpochEvaluation(SplitArrays(data["train_x"], data["train_y"]),
-                                  SplitArrays(data["test_x"], data["test_y"]), config.seed)]
-    return fit(model, data, effective_batch_size(config, len(data["train_y"])), epochs, evaluation)
+    train = SplitArrays(data["train_x"], data["train_y"])
+    batches = EpochShuffledBatches(train, effective_batch_size(config, len(train)), config.seed)
+    evaluation = [batches, EpochEvaluation(train, SplitArrays(data["test_x"], data["test_y"]), config.seed)]
+    return fit(model, data, batches, epochs, evaluation)
 
 
 def prepare(path: str, config: NetConfig) -> tuple[object, dict]:
     frame, _ = load_dataset(path, config)
-    train, test = split_dataset(frame, config.test_fraction, config.seed)
+    # "test_*" here is the validation split, the one the pipeline evaluates every epoch.
+    splits = split_dataset(frame, config)
+    train, test = splits.train, splits.validation
     preprocessor = Preprocessor.fit(train, config)
     label = config.label_column
     data = {"train_x": preprocessor.encode(train), "train_y": train[label].to_numpy("float32").reshape(-1, 1),

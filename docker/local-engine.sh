@@ -28,8 +28,16 @@ engine_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1
 apt_install() {
     [ "$(id -u)" = 0 ] || { say "cannot install $* without root; install it and run again"; exit 1; }
     say "installing $*"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    # apt's chatter (debconf without apt-utils, needrestart's hook) goes to a log,
+    # shown only when the install fails, as in tests/install-services.sh.
+    mkdir -p "$STATE_DIR"
+    local log="$STATE_DIR/apt.log"
+    if ! { DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get update -qq \
+           && DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq "$@"; } >"$log" 2>&1; then
+        say "apt-get failed; its last lines:"
+        tail -n 20 "$log" >&2
+        exit 1
+    fi
 }
 
 start_engine() {

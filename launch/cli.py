@@ -11,11 +11,14 @@ import functools
 import sys
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import fabric
 from invoke import Exit
+from invoke.parser import Argument
 
 from trainer import import_tensorflow_quietly
+from trainer.__main__ import check_output_folder
 from trainer.config import DEFAULT_OUTPUT
 from trainer.errors import TrainerError
 
@@ -30,6 +33,62 @@ TUNE_OUTPUT = f"{DEFAULT_OUTPUT}/tune"
 
 Params = ParamSpec("Params")
 Result = TypeVar("Result")
+# How an option's type reads in an error line.
+KIND_WORDS = {int: "a whole number", float: "a number"}
+
+
+class CheckedArgument(Argument):
+    """A typed option whose value does not parse ends fab with one line and status 2.
+
+    invoke casts `--trials abc` with int() while it parses the command line, before
+    any task runs, and lets the ValueError out as a traceback. An Exit raised here
+    is caught by invoke's Program, which prints its message and exits with its code.
+    """
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        try:
+            super().set_value(value, cast)
+        except ValueError:
+            flag = self.names[0]  # the typed name: dashed, as in `fab --help TASK`
+            option = ("-" if len(flag) == 1 else "--") + flag
+            expected = KIND_WORDS.get(self.kind, f"a {getattr(self.kind, '__name__', self.kind)}")
+            example = f", e.g. {option} {self.default}" if self.default is not None else ""
+            raise Exit(f"error: {option} {value}: expected {expected}{example}", code=USER_ERROR_STATUS) from None
+
+
+class CheckedTask(fabric.tasks.Task):
+    """A fab task whose options are CheckedArguments (same names, types, defaults and help)."""
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        return [_checked(argument) for argument in super().get_arguments(ignore_unknown_help)]
+
+
+def _checked(argument: Argument) -> CheckedArgument:
+    return CheckedArgument(
+        names=argument.names, kind=argument.kind, default=argument.default, help=_with_default(argument),
+        positional=argument.positional, optional=argument.optional, incrementable=argument.incrementable,
+        attr_name=argument.attr_name,
+    )
+
+
+def _with_default(argument: Argument) -> str | None:
+    """The option's help, ending with its default unless the help already says it (`fab --help TASK`)."""
+    if argument.help is None or "default" in argument.help or argument.default is None:
+        return argument.help  # required (positional) arguments have no default
+    if argument.kind is bool:
+        shown = "on" if argument.default else "off"
+    else:
+        shown = str(argument.default) if argument.default not in ("", []) else "none"
+    return f"{argument.help} (default: {shown})"
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """Fabric's @task (bare or with options), making CheckedTasks: every typed option of every task is checked.
+
+    No short flags: invoke would give each task its own (-o was --storage in one task,
+    --output in another), and fab's core flags already take -H, -i, -d and others.
+    """
+    return fabric.task(*args, klass=CheckedTask, auto_shortflags=False, **kwargs)
 
 
 def reports_user_errors(body: Callable[Params, Result]) -> Callable[Params, Result]:
@@ -59,8 +118,14 @@ def exit_with(status: int) -> None:
 
 
 def study_output(output: str, study: str) -> str:
-    """--output when given, else the study's own folder under TUNE_OUTPUT."""
-    return output or f"{TUNE_OUTPUT}/{study}"
+    """--output when given, else the study's own folder under TUNE_OUTPUT; checked to be a folder."""
+    return output_folder(output or f"{TUNE_OUTPUT}/{study}")
+
+
+def output_folder(output: str) -> str:
+    """--output, checked to be a folder (or none yet) before any work; see check_output_folder."""
+    check_output_folder(output)
+    return output
 
 
 def pipeline() -> ModuleType:

@@ -132,7 +132,7 @@ def sanity_job(image: str, output: str, environ: Mapping[str, str]) -> Container
 def run_job(client: docker.DockerClient, job: ContainerJob, echo: Callable[[str], None],
             echo_error: Callable[[str], None]) -> int:
     """Run the job to the end, echoing its stdout and stderr lines apart; the container's exit status."""
-    image = find_image(client, job.image)
+    image = find_image(client, job.image, job.gpu)
     if note := stale_image_note(image, job.image):
         echo_error(note)
     container = _create(client, image, job)
@@ -189,12 +189,28 @@ def _stopped_when_interrupted(container: docker.models.containers.Container) -> 
         signal.signal(signal.SIGTERM, previous)
 
 
-def find_image(client: docker.DockerClient, tag: str) -> docker.models.images.Image:
+def find_image(client: docker.DockerClient, tag: str, gpu: bool = False) -> docker.models.images.Image:
     try:
         return client.images.get(tag)
     except ImageNotFound:
         build = "fab build --gpu" if ":gpu" in tag else "fab build"
-        raise TrainerError(f"no image {tag} on this Docker engine: run `{build}` first, or use --local") from None
+        missing_runtime = _missing_gpu_runtime(client) if gpu else ""
+        raise TrainerError(f"no image {tag} on this Docker engine: run `{build}` first, or use --local"
+                           + missing_runtime) from None
+
+
+def _missing_gpu_runtime(client: docker.DockerClient) -> str:
+    """Words for the image error when --gpu is asked of an engine that lists no NVIDIA runtime.
+
+    Only a hint: a toolkit set up through its prestart hook or CDI may list none and
+    still run GPUs, so the container start (`_start_failure`) is what decides.
+    """
+    runtimes = sorted(client.info().get("Runtimes", {}))
+    if any("nvidia" in name for name in runtimes):
+        return ""
+    listed = ", ".join(runtimes) or "no runtimes"
+    return (f"; --gpu also needs an NVIDIA GPU runtime, and this engine lists none ({listed}): "
+            "install the NVIDIA Container Toolkit (nvidia-container-toolkit) and restart Docker")
 
 
 def stale_image_note(image: docker.models.images.Image, tag: str) -> str | None:

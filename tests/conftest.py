@@ -31,6 +31,7 @@ QUICK = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128"}
 COMMAND_TIMEOUT_S = 600
 
 Runner = Callable[..., subprocess.CompletedProcess]
+Lines = Callable[[subprocess.CompletedProcess], list[str]]
 
 
 @dataclass(frozen=True)

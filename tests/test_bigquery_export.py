@@ -93,6 +93,49 @@ def test_a_gcs_export_is_sharded_by_bigquery_and_loads_with_its_metadata(
     assert source.export["destination"] == destination
 
 
+def test_a_gzip_export_to_gcs_writes_json_gz_shards_that_load_by_pattern_or_folder(
+        cloud_env: dict[str, str], cloud_emulators: CloudEmulators, gcs_prefix: str,
+        raw_event_tables: pd.DataFrame, tmp_path: Path) -> None:
+    plain = tmp_path / "train.json"
+    export_dataset(ExportRequest(TRAINING_SQL, str(plain), OCTOBER))
+    destination = f"{gcs_prefix}/ctr/train-*.json.gz"
+    result = export_dataset(ExportRequest(TRAINING_SQL, destination, OCTOBER, compression="gzip"))
+    copied = copy_exports_to_gcs(cloud_emulators)
+
+    assert copied == [f"{gcs_prefix}/ctr/train-000000000000.json.gz"]
+    assert storage.local_copy(copied[0]).read_bytes()[:2] == b"\x1f\x8b"  # BigQuery's gzip, as stored
+    assert result.metadata_uri == f"{gcs_prefix}/ctr/train.metadata.json"
+    expected = load_dataset(str(plain), NetConfig())[0].sort_values("impression_id", ignore_index=True)
+    for uri in (destination, f"{gcs_prefix}/ctr/"):
+        frame, source = load_dataset(uri, NetConfig())
+        assert source.files == tuple(copied), uri
+        assert source.export is not None and source.export["job_id"] == result.job_id
+        frame = frame.sort_values("impression_id", ignore_index=True)
+        for column in expected:
+            assert list(frame[column].astype(str)) == list(expected[column].astype(str)), (uri, column)
+
+
+@pytest.mark.parametrize(("dest", "compression", "message"), [
+    ("{tmp}/train.json", "gzip", "--compression gzip is for gs:// destinations, where BigQuery gzips its shards; "
+                                 "{tmp}/train.json is written plain"),
+    ("gs://{bucket}/ctr/train-*.json", "zip", "--compression zip: unknown; use gzip"),
+    ("gs://{bucket}/ctr/train-*.json", "gzip", "gs://{bucket}/ctr/train-*.json: --compression gzip writes gzip "
+                                               "shards; end --dest with .json.gz"),
+    ("gs://{bucket}/ctr/train-*.json.gz", "", "gs://{bucket}/ctr/train-*.json.gz: ends in .gz but the export "
+                                              "would be plain; add --compression gzip"),
+], ids=["local destination", "unknown codec", "gzip without .gz", ".gz without gzip"])
+def test_a_compression_that_does_not_fit_the_destination_is_one_line_before_any_query(
+        run_fab: Runner, tmp_path: Path, dest: str, compression: str, message: str) -> None:
+    dest = dest.format(tmp=tmp_path, bucket=BUCKET)
+    proc = run_fab("dataset", "--sql", str(TRAINING_SQL), "--dest", dest, "--compression", compression,
+                   env={"BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:9", "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9"},
+                   timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    [line] = output_lines(proc)
+    assert line.startswith(f"error: {message.format(tmp=tmp_path, bucket=BUCKET)}")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(("sql", "params", "message"), [
     ("SELEC impression_id FROM raw_events.impressions", (), "Syntax error"),
     ("SELECT * FROM raw_events.no_such_table", (), "raw_events.no_such_table"),

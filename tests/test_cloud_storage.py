@@ -88,6 +88,46 @@ def test_a_missing_dataset_is_one_line_naming_it(gcs_prefix: str, uri: str, mess
     assert "\n" not in str(error.value)
 
 
+def test_gzip_shards_load_by_pattern_and_by_folder_and_stay_compressed_in_the_cache(
+        gcs_prefix: str, sample_path: Path, tmp_path: Path) -> None:
+    from test_data_compressed import gzip_shards
+
+    shards = gzip_shards(sample_path, tmp_path / "export")
+    for shard in shards:
+        upload(shard, f"{gcs_prefix}/ctr/{shard.name}")
+    metadata = tmp_path / "train.metadata.json"
+    metadata.write_text(json.dumps({"job_id": "job-gz"}))
+    upload(metadata, f"{gcs_prefix}/ctr/train.metadata.json")
+    plain, _ = load_dataset(str(sample_path), NetConfig())
+
+    for uri in (f"{gcs_prefix}/ctr/train-*.json.gz", f"{gcs_prefix}/ctr/"):
+        frame, source = load_dataset(uri, NetConfig())
+        assert [f.rsplit("/", 1)[1] for f in source.files] == [p.name for p in shards], uri
+        assert frame.equals(plain), uri
+        assert source.sha256 == hashlib.sha256(b"".join(p.read_bytes() for p in shards)).hexdigest()
+        assert source.export == {"job_id": "job-gz"}
+    cached = sorted(p for p in (cache_root() / "gcs").rglob("*") if p.is_file())
+    # Only the objects as stored, compressed: the reader decompresses as it streams.
+    assert [p.name for p in cached] == [*sorted(p.name for p in shards), "train.metadata.json"]
+    assert all(p.read_bytes()[:2] == b"\x1f\x8b" for p in cached if p.suffix == ".gz")
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("{prefix}/ctr", "{prefix}/ctr: a folder, not an object; end it with '/' to read every *.json and "
+                     "*.json.gz in it ({prefix}/ctr/), or pass one object or a pattern"),
+    ("{prefix}/empty/", "{prefix}/empty/: no objects in this folder; pass an object, a pattern such as "
+                        "{prefix}/empty/train-*.json, or a folder that holds them"),
+], ids=["folder without a slash", "empty folder"])
+def test_a_gcs_folder_is_read_with_a_slash_and_an_empty_one_says_what_to_pass(
+        gcs_prefix: str, tmp_path: Path, uri: str, message: str) -> None:
+    shard = tmp_path / "train-000000000000.json"
+    shard.write_text('{"is_click": "0"}\n')
+    upload(shard, f"{gcs_prefix}/ctr/{shard.name}")
+    with pytest.raises(TrainerError) as error:
+        load_dataset(uri.format(prefix=gcs_prefix), NetConfig())
+    assert str(error.value) == message.format(prefix=gcs_prefix)
+
+
 def test_publishing_to_a_missing_bucket_is_one_line(cloud_env: dict[str, str], tmp_path: Path) -> None:
     package = tmp_path / "run.zip"
     package.write_bytes(b"zip")

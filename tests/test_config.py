@@ -164,6 +164,8 @@ def test_out_of_range_value_names_key_value_and_level(variants_file: Path) -> No
     ("TRAINER_EPOCHS", "0", "must be at least 1"),
     ("TRAINER_SUBSAMPLE", "1.5", "must be in (0, 1]"),
     ("TRAINER_TEST_FRACTION", "1", "must be in (0, 1)"),
+    ("TRAINER_VALIDATION_FRACTION", "0", "must be in (0, 1)"),
+    ("TRAINER_VALIDATION_FRACTION", "0.8", "plus test_fraction (0.2) must be below 1, to leave rows to train on"),
     ("TRAINER_DROPOUT", "nan", "must be in [0, 1)"),
     ("TRAINER_OPTIMIZER", "sgd", "must be 'adam' or 'lazy_adam'"),
     ("TRAINER_HIDDEN_LAYERS", "-1", "must not be negative"),
@@ -171,6 +173,12 @@ def test_out_of_range_value_names_key_value_and_level(variants_file: Path) -> No
 def test_range_checks(variants_file: Path, variable: str, value: str, why: str) -> None:
     message = resolve_error(variants_file, {variable: value})
     assert f"(set by environment {variable}): {why}" in message
+
+
+def test_the_split_has_its_own_seed_and_the_defaults_a_practitioner_expects(variants_file: Path) -> None:
+    config = resolve_config("small", variants_file, environ={"TRAINER_SEED": "7"}).config
+    assert (config.validation_fraction, config.test_fraction) == (0.1, 0.2)
+    assert (config.seed, config.split_seed, config.split_time_column) == (7, 42, "")
 
 
 def test_unknown_variant_lists_the_known_ones(variants_file: Path) -> None:
@@ -207,6 +215,11 @@ def test_column_both_categorical_and_numeric(tmp_path: Path) -> None:
     message = resolve_error(variants, {})
     assert "numeric_columns" in message and VARIANT_LEVEL in message
     assert "column 'country' is also in categorical_columns" in message
+
+
+def test_the_split_time_column_cannot_also_be_the_label(variants_file: Path) -> None:
+    message = resolve_error(variants_file, {"TRAINER_SPLIT_TIME_COLUMN": "is_click"})
+    assert "(set by environment TRAINER_SPLIT_TIME_COLUMN): column 'is_click' is also in label_column" in message
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

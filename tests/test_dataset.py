@@ -94,45 +94,52 @@ def test_subsample_keeps_about_the_fraction_and_is_deterministic(sample_path: Pa
 
 
 def test_split_is_deterministic_disjoint_and_sized(sample_frame: pd.DataFrame) -> None:
-    train, test = split_dataset(sample_frame, test_fraction=0.2, seed=42)
-    train_again, test_again = split_dataset(sample_frame, test_fraction=0.2, seed=42)
-    _, other_test = split_dataset(sample_frame, test_fraction=0.2, seed=7)
-    assert (len(train), len(test)) == (1600, 400)
-    train_ids, test_ids = set(train["impression_id"]), set(test["impression_id"])
-    assert not train_ids & test_ids
-    assert train_ids | test_ids == set(sample_frame["impression_id"])
-    assert list(test["impression_id"]) == list(test_again["impression_id"])
-    assert list(train["impression_id"]) == list(train_again["impression_id"])
-    assert set(other_test["impression_id"]) != test_ids
+    config = NetConfig(test_fraction=0.2, validation_fraction=0.1, split_seed=42)
+    splits, again = split_dataset(sample_frame, config), split_dataset(sample_frame, config)
+    other = split_dataset(sample_frame, NetConfig(test_fraction=0.2, validation_fraction=0.1, split_seed=7))
+    assert (len(splits.train), len(splits.validation), len(splits.test)) == (1400, 200, 400)
+    ids = {name: set(rows["impression_id"]) for name, rows in splits.items()}
+    assert not ids["train"] & ids["test"] and not ids["validation"] & (ids["train"] | ids["test"])
+    assert ids["train"] | ids["validation"] | ids["test"] == set(sample_frame["impression_id"])
+    for name, rows in again.items():
+        assert list(rows["impression_id"]) == list(getattr(splits, name)["impression_id"])
+    assert set(other.test["impression_id"]) != ids["test"]
 
 
 def test_split_that_leaves_nothing_to_train_on(sample_frame: pd.DataFrame) -> None:
     with pytest.raises(DatasetError, match="leave nothing to train on"):
-        split_dataset(sample_frame.head(1), test_fraction=0.2, seed=0)
+        split_dataset(sample_frame.head(1), NetConfig())
 
 
 def bad_files(lines: list[str]) -> dict[str, tuple[list[str], str]]:
     """Broken variants of the sample (mostly of its first 20 lines), each with what its message must say."""
     head = lines[:20]
-    no_country = [json.dumps({k: v for k, v in json.loads(line).items() if k != "country"}) for line in head]
+
+    def without(*columns: str) -> list[str]:
+        return [json.dumps({k: v for k, v in json.loads(line).items() if k not in columns}) for line in head]
+
     return {
         "malformed_json": (with_line(head, 6, '{"impression_id": "imp-x", '), r"line 6: not valid JSON"),
         "not_an_object": (with_line(head, 4, "[1, 2]"), r"line 4: expected a JSON object per line"),
-        "missing_column": (no_country, r"column\(s\) country missing"),
-        "number_among_strings": (with_values(head, 13, publisher_id=12345),
-                                 r"line 13: column 'publisher_id' is 12345, but earlier lines hold strings"),
+        "missing_column": (without("country"), r"column\(s\) country missing"),
+        # Every missing column at once, not the first row without a label.
+        "missing_label_and_columns": (without("is_click", "country", "title"),
+                                      r": column\(s\) is_click, title, country missing"),
+        "array_value": (with_values(head, 13, publisher_id=[1, 2]),
+                        r"line 13: column 'publisher_id' holds an array; expected a scalar"),
         "text_in_numeric_column": (with_values(head, 8, position="top"),
-                                   r"column 'position' is numeric in the config but row 8 holds 'top'"),
-        "label_two": (with_values(head, 10, is_click="2"), r"label 'is_click' must be 0 or 1, but row 10 holds '2'"),
-        "label_null": (with_values(head, 5, is_click=None), r"label 'is_click' is missing in row 5"),
-        "number_past_the_schema_sample": (with_values(lines, 1500, publisher_id=12345),
-                                          r"line 1500: column 'publisher_id' is 12345"),
+                                   r"line 8: column 'position' is numeric in the config but holds 'top'"),
+        "label_two": (with_values(head, 10, is_click="2"), r"line 10: label 'is_click' is '2'; it must be 0 or 1"),
+        "label_null": (with_values(head, 5, is_click=None), r"line 5: label 'is_click' is missing"),
+        "label_nan": (with_values(head, 7, is_click="NaN"), r"line 7: label 'is_click' is 'NaN'; it must be 0 or 1"),
+        "label_past_the_schema_sample": (with_values(lines, 1500, is_click=None), r"line 1500: label 'is_click'"),
         "empty": ([], r"the file is empty"),
     }
 
 
-BAD_FILE_CASES = ["malformed_json", "not_an_object", "missing_column", "number_among_strings",
-                  "text_in_numeric_column", "label_two", "label_null", "number_past_the_schema_sample", "empty"]
+BAD_FILE_CASES = ["malformed_json", "not_an_object", "missing_column", "missing_label_and_columns", "array_value",
+                  "text_in_numeric_column", "label_two", "label_null", "label_nan", "label_past_the_schema_sample",
+                  "empty"]
 
 
 @pytest.mark.parametrize("case", BAD_FILE_CASES)
@@ -154,9 +161,9 @@ def test_pattern_matching_nothing(tmp_path: Path) -> None:
         load_dataset(str(tmp_path / "part-*.json"), CONFIG)
 
 
-def test_non_numeric_label_names_the_row_that_holds_it(tmp_path: Path, sample_lines: list[str]) -> None:
+def test_non_numeric_label_names_the_line_that_holds_it(tmp_path: Path, sample_lines: list[str]) -> None:
     path = write_lines(tmp_path / "yes.json", with_values(sample_lines[:20], 6, is_click="yes"))
-    with pytest.raises(DatasetError, match=r"row 6 holds 'yes'"):
+    with pytest.raises(DatasetError, match=r"line 6: label 'is_click' is 'yes'"):
         load_dataset(str(path), CONFIG)
 
 
@@ -165,9 +172,7 @@ def test_bad_label_in_a_shard_names_that_shard_and_its_line(tmp_path: Path, samp
     second = write_lines(tmp_path / "part-001.json", with_values(sample_lines[10:13], 3, is_click="2"))
     with pytest.raises(DatasetError) as caught:
         load_dataset(str(tmp_path / "part-*.json"), CONFIG)
-    message = str(caught.value)
-    assert str(second) in message
-    assert "row 3 holds '2'" in message or "line 3 " in message
+    assert str(caught.value).startswith(f"{second} line 3: label 'is_click' is '2'")
 
 
 def test_bad_label_row_counts_lines_of_the_file_when_subsampling(tmp_path: Path, sample_lines: list[str]) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from fabric import task
-from invoke import Context, Exit
+from invoke import Context, Exit, Task
 
-from launch.cli import reports_user_errors
+from launch.cli import CheckedTask, reports_user_errors
 from trainer.config import DEFAULT_VARIANTS_FILE, KEYS, PROJECT_ROOT, load_variants
 
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -111,6 +111,31 @@ def test_score_writes_a_score_per_row(run_fab: Runner, trained: Any, sample_path
     assert all(row["impression_id"].startswith("imp-") and 0 <= row["score"] <= 1 for row in rows)
 
 
+def test_score_into_a_folder_that_does_not_exist_creates_it(
+    run_fab: Runner, trained: Any, sample_path: Path, tmp_path: Path
+) -> None:
+    scores = tmp_path / "new" / "folder" / "scores.json"  # as fab train --output makes its folder
+    proc = run_fab("score", "--package", str(trained.zip_path), "--input", str(sample_path), "--output", str(scores))
+    assert proc.returncode == 0, proc.stderr
+    assert len(scores.read_text().splitlines()) == 2000
+    assert [p.name for p in scores.parent.iterdir()] == ["scores.json"]  # no temporary file left beside it
+
+
+def test_every_task_checks_its_typed_options() -> None:
+    # A task made by fabric's own @task would let `--rows abc` end in invoke's traceback again.
+    import fabfile
+
+    tasks = [value for value in vars(fabfile).values() if isinstance(value, Task)]
+    assert {t.name for t in tasks} >= set(TASKS)
+    assert [t.name for t in tasks if not isinstance(t, CheckedTask)] == []
+
+
+def test_typed_options_keep_their_type_in_help(run_fab: Runner) -> None:
+    proc = run_fab("--help", "tune")
+    assert proc.returncode == 0, proc.stderr
+    assert "--trials=INT" in proc.stdout
+
+
 def test_score_with_a_missing_package_is_one_error_line(
     run_fab: Runner, sample_path: Path, tmp_path: Path, lines_of: Lines
 ) -> None:
@@ -126,10 +151,15 @@ def test_variants_lists_every_shipped_variant(run_fab: Runner) -> None:
     assert sorted(line.split()[0] for line in proc.stdout.splitlines() if line.strip()) == VARIANTS
 
 
-def test_keys_lists_every_config_key(run_fab: Runner) -> None:
+def test_keys_lists_every_config_key_with_its_help_in_one_column(run_fab: Runner) -> None:
     proc = run_fab("keys")
     assert proc.returncode == 0, proc.stderr
-    assert [line.split()[0] for line in proc.stdout.splitlines() if line.strip()] == list(KEYS)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == list(KEYS)
+    # A long default (categorical_columns' list) must not push its help out of line with the others.
+    help_columns = {next(line.index(help_text) for line in lines if line.endswith(help_text))
+                    for help_text in (KEYS[key].metadata["help"] for key in KEYS)}
+    assert len(help_columns) == 1, help_columns
 
 
 def test_sanity_without_docker_trains_every_variant_here_and_says_so(run_fab: Runner, tmp_path: Path) -> None:

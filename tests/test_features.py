@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from trainer.config import NetConfig
-from trainer.data.features import NUMERIC_INPUT, TEXT_INPUT, Preprocessor
+from trainer.data.features import EMPTY_TEXT_TOKEN, NUMERIC_INPUT, TEXT_INPUT, Preprocessor
 
 CONFIG = NetConfig(
     categorical_columns=("color",), numeric_columns=("size",), text_column="title",
@@ -69,7 +69,7 @@ def test_cardinality_is_vocabulary_plus_one_and_sizes_shapes(fitted: Preprocesso
     shapes = fitted.shapes()
     assert shapes.categorical_cardinalities == {"color": 3}
     assert shapes.numeric_features == ("size",)
-    assert shapes.text_vocabulary_size == len(fitted.token_vocabulary) + 2  # + padding and out-of-vocabulary
+    assert shapes.text_vocabulary_size == len(fitted.token_vocabulary) + 3  # + padding, out-of-vocabulary, no text
     assert shapes.text_sequence_length == 4
     assert shapes.has_text
 
@@ -92,15 +92,31 @@ def test_title_tokens_are_lower_cased_without_punctuation(fitted: Preprocessor) 
 
 def test_title_encoding_pads_marks_unknown_words_and_caps_length(fitted: Preprocessor) -> None:
     rows = frame(colors=["red"] * 4, sizes=[1.0] * 4,
-                 titles=["BIG news!", "big unknown deal", "news news news news big big", None])
+                 titles=["BIG news!", "big unknown deal", "news news news news big big", "unheard of"])
     tokens = fitted.encode(rows)[TEXT_INPUT]
-    big, news, deal, oov, pad = 2, 3, 4, 1, 0
+    big, news, deal, oov, pad = 3, 4, 5, 1, 0
     np.testing.assert_array_equal(tokens, [
         [big, news, pad, pad],
         [big, oov, deal, pad],
         [news, news, news, news],  # cut at text_max_tokens
-        [pad, pad, pad, pad],  # a missing title is all padding
+        [oov, oov, pad, pad],  # words, just unknown ones: not "no text"
     ])
+
+
+def test_a_title_without_tokens_is_the_no_text_token_not_all_padding(fitted: Preprocessor) -> None:
+    # All padding would be masked out whole: a mean over no tokens is 0/0 = NaN.
+    rows = frame(colors=["red"] * 4, sizes=[1.0] * 4, titles=[None, "", "!!! ...", "  "])
+    tokens = fitted.encode(rows)[TEXT_INPUT]
+    np.testing.assert_array_equal(tokens, [[EMPTY_TEXT_TOKEN, 0, 0, 0]] * 4)
+
+
+def test_a_package_from_before_the_no_text_token_encodes_as_it_was_trained(fitted: Preprocessor) -> None:
+    saved = fitted.to_json_dict()
+    del saved["empty_text_token"]  # what preprocessing.json held before
+    legacy = Preprocessor.from_json_dict(saved)
+    rows = frame(colors=["red"] * 2, sizes=[1.0] * 2, titles=["big news", None])
+    np.testing.assert_array_equal(legacy.encode(rows)[TEXT_INPUT], [[2, 3, 0, 0], [0, 0, 0, 0]])
+    assert legacy.shapes().text_vocabulary_size == len(fitted.token_vocabulary) + 2
 
 
 def test_sequence_length_is_the_longest_training_title_when_shorter_than_the_cap(

@@ -3,6 +3,7 @@ unknown name is a clear error; a new network is one decorated builder."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from pathlib import Path
@@ -19,14 +20,34 @@ from trainer.networks import blocks, build_model_graph, get_network, network_nam
 from trainer.package.loader import load_package
 from trainer.run import TrainRequest, train
 
+NO_TITLE_EVERY = 10  # one row in ten: title null, "", no key, or only punctuation
+
+
+def sample_without_some_titles(sample_path: Path, folder: Path) -> tuple[Path, np.ndarray]:
+    """The sample with every tenth title null, empty, left out or tokenless, as
+    BigQuery exports NULL titles; also which rows have no title."""
+    rows = [json.loads(line) for line in sample_path.read_text().splitlines()]
+    no_title = np.arange(len(rows)) % NO_TITLE_EVERY == 0
+    for number in np.flatnonzero(no_title):
+        form = (number // NO_TITLE_EVERY) % 4
+        if form == 2:
+            del rows[number]["title"]
+        else:
+            rows[number]["title"] = [None, "", None, "!!! ..."][form]
+    path = folder / "sample_no_titles.json"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path, no_title
+
 
 @pytest.fixture(scope="module")
-def encoded_sample(sample_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes]:
+def encoded_sample(sample_path: Path, tmp_path_factory: pytest.TempPathFactory
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes, np.ndarray]:
     config = NetConfig()
-    frame, _ = load_dataset(str(sample_path), config)
+    path, no_title = sample_without_some_titles(sample_path, tmp_path_factory.mktemp("no_titles"))
+    frame, _ = load_dataset(str(path), config)
     preprocessor = Preprocessor.fit(frame, config)
     labels = frame[config.label_column].to_numpy(np.float32).reshape(-1, 1)
-    return preprocessor.encode(frame), labels, preprocessor.shapes()
+    return preprocessor.encode(frame), labels, preprocessor.shapes(), no_title
 
 
 def test_the_four_networks_are_registered() -> None:
@@ -35,17 +56,19 @@ def test_the_four_networks_are_registered() -> None:
 
 @pytest.mark.parametrize("network", network_names())
 def test_network_builds_from_sample_shapes_and_a_short_fit_lowers_the_loss(
-    network: str, encoded_sample: tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes]
+    network: str, encoded_sample: tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes, np.ndarray]
 ) -> None:
-    inputs, labels, shapes = encoded_sample
+    # One title in ten is missing: no NaN anywhere, and those rows still score by their other features.
+    inputs, labels, shapes, no_title = encoded_sample
     keras.utils.set_random_seed(0)
     model = build_model_graph(NetConfig(network=network), shapes)
     history = model.fit(inputs, labels, batch_size=128, epochs=3, verbose=0, shuffle=True)
     losses = history.history["loss"]
-    assert losses[-1] < losses[0], losses
-    scores = model.predict({k: v[:100] for k, v in inputs.items()}, verbose=0)
-    assert scores.shape == (100, 1)
-    assert np.all((scores >= 0) & (scores <= 1))
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    scores = model.predict(inputs, verbose=0)
+    assert scores.shape == (len(labels), 1)
+    assert np.all((scores >= 0) & (scores <= 1))  # NaN fails this too
+    assert len(np.unique(scores[no_title])) > 1
 
 
 def test_unknown_network_lists_the_registered_ones() -> None:
@@ -99,9 +122,27 @@ def test_a_new_network_is_one_registered_builder(
 
 @pytest.mark.parametrize(("dropout", "compiled_with_xla"), [(0.0, True), (0.2, False)])
 def test_dropout_on_a_cpu_trains_without_xla(
-    dropout: float, compiled_with_xla: bool, encoded_sample: tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes]
+    dropout: float, compiled_with_xla: bool,
+    encoded_sample: tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes, np.ndarray]
 ) -> None:
     # XLA's CPU random numbers made a Dropout model 17x slower (bench note in networks/compile.py).
-    _, _, shapes = encoded_sample
+    _, _, shapes, _ = encoded_sample
     model = build_model_graph(NetConfig(dropout=dropout), shapes)
     assert model.jit_compile is compiled_with_xla
+
+
+def test_a_package_trained_with_missing_titles_scores_them_by_their_other_features(
+    tmp_path: Path, output_dir: Path, sample_path: Path, quick_env: dict[str, str]
+) -> None:
+    # Trained on a gzip export, as EXPORT DATA ... compression='GZIP' writes it.
+    plain, no_title = sample_without_some_titles(sample_path, tmp_path)
+    path = tmp_path / "train-000000000000.json.gz"
+    path.write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    result = train(TrainRequest("deep_v1", dataset=str(path), output=str(output_dir), environ=quick_env),
+                   io.StringIO())
+    package = load_package(result.package_uri)
+    frame, _ = load_dataset(str(path), package.config, with_label=False)
+    scores = package.score(frame.iloc[np.flatnonzero(no_title)])
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert len(np.unique(scores)) > 1

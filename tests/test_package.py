@@ -17,14 +17,18 @@ import pandas as pd
 import pytest
 
 from trainer.config import KEYS
+from trainer.data import storage
 from trainer.data.dataset import load_dataset
 from trainer.errors import PackageError
-from trainer.package.layout import REQUIRED_FILES
+from trainer.package.layout import PREPROCESSING_FILE, REQUIRED_FILES
+from trainer.package.listing import format_runs, list_runs
 from trainer.package.loader import load_package
+from trainer.package.writer import write_json
 
 Runner = Callable[..., subprocess.CompletedProcess]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-EPOCH_COLUMNS = [f"{split}_{name}" for split in ("train", "test") for name in ("loss", "auc", "logloss", "accuracy")]
+EPOCH_COLUMNS = [f"{split}_{name}" for split in ("train", "validation")
+                 for name in ("loss", "auc", "logloss", "accuracy")]
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +57,65 @@ def test_package_holds_tensorboard_event_files(archive: zipfile.ZipFile) -> None
     assert {n.split("/")[1] for n in events} == {"train", "validation"}
 
 
-def test_metrics_csv_has_one_row_per_epoch_with_train_and_test_metrics(archive: zipfile.ZipFile) -> None:
+def test_metrics_csv_has_one_row_per_epoch_with_train_and_validation_metrics(archive: zipfile.ZipFile) -> None:
     with archive.open("metrics.csv") as csv:
         table = pd.read_csv(csv)
     assert list(table["epoch"]) == [1, 2]
     assert list(table.columns[1:9]) == EPOCH_COLUMNS
+    assert not [c for c in table.columns if c.startswith("test")], "the test split is scored once, not per epoch"
     assert table[EPOCH_COLUMNS].notna().all().all()
-    assert table["train_auc"].between(0, 1).all() and table["test_accuracy"].between(0, 1).all()
+    assert table["train_auc"].between(0, 1).all() and table["validation_accuracy"].between(0, 1).all()
+
+
+def test_the_packaged_epoch_and_its_validation_and_test_metrics_are_recorded(
+    archive: zipfile.ZipFile, trained: Any
+) -> None:
+    manifest = read_json(archive, "manifest.json")
+    table = pd.read_csv(archive.open("metrics.csv")).set_index("epoch")
+    best = manifest["best_epoch"]
+    assert best == trained.result.best_epoch and best == table["validation_auc"].idxmax()
+    # The validation metrics are those of the packaged weights: the chosen epoch's row.
+    assert manifest["validation_metrics"]["auc"] == pytest.approx(table.loc[best, "validation_auc"], abs=1e-6)
+    assert manifest["test_metrics"] == trained.result.test_metrics
+    assert 0 <= manifest["test_metrics"]["auc"] <= 1
+    assert re.search(r"^epoch 1/2  train: .* \|  validation: logloss .* auc .*$", trained.log, re.MULTILINE)
+    assert f"(weights of epoch {best}; validation auc" in trained.log
+
+
+def test_fab_runs_shows_the_packaged_epoch_with_its_validation_and_test_auc(trained: Any) -> None:
+    header, row = format_runs(list_runs(str(trained.output))).splitlines()
+    assert header.split() == ["run", "variant", "written", "epochs", "best_epoch", "validation_auc", "test_auc",
+                              "test_logloss", "test_accuracy"]
+    cells = row.split()  # the written time is two cells: date and time
+    result = trained.result
+    assert (cells[0], cells[4], cells[5]) == (result.run_id, "2", str(result.best_epoch))
+    assert cells[6:8] == [f"{result.validation_metrics['auc']:.4f}", f"{result.test_metrics['auc']:.4f}"]
+
+
+def test_every_json_member_parses_strictly(archive: zipfile.ZipFile) -> None:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    members = [name for name in archive.namelist() if name.endswith(".json")]
+    assert {"manifest.json", "config.json", "dataset.json", PREPROCESSING_FILE} <= set(members)
+    for name in members:
+        json.loads(archive.read(name), parse_constant=refuse)
+
+
+def test_an_unknown_metric_is_written_as_null(tmp_path: Path) -> None:
+    write_json(tmp_path / "m.json", {"auc": float("nan"), "values": [np.float32("inf"), 1.5]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"auc": None, "values": [None, 1.5]}
+
+
+def test_publishing_removes_a_partial_copy_a_killed_publish_left(tmp_path: Path) -> None:
+    target = tmp_path / "runs" / "run.zip"
+    target.parent.mkdir()
+    stale = target.parent / ".run.zip.0badc0de.partial"
+    stale.write_bytes(b"half a zip")
+    local = tmp_path / "built.zip"
+    local.write_bytes(b"a whole zip")
+    storage.publish(local, str(target))
+    assert [p.name for p in target.parent.iterdir()] == ["run.zip"]
 
 
 def test_metrics_png_is_a_png(archive: zipfile.ZipFile) -> None:
@@ -82,8 +138,11 @@ def test_dataset_json_describes_the_data_it_trained_on(archive: zipfile.ZipFile,
     assert data["source"] == str(sample_path)
     assert data["sha256"] == hashlib.sha256(sample_path.read_bytes()).hexdigest()
     assert data["rows"] == len(rows) == 2000
-    assert data["split"]["train"] + data["split"]["test"] == 2000
-    assert data["split"]["test"] == 400
+    split = data["split"]
+    assert (split["train"]["rows"], split["validation"]["rows"], split["test"]["rows"]) == (1400, 200, 400)
+    assert (split["method"], split["seed"]) == ("random", 42)
+    for name in ("train", "validation", "test"):
+        assert split[name]["label_rate"] == data["label_rate"][name]
     assert data["schema"]["is_click"] == "int8" and data["schema"]["position"] == "float32"
     assert data["schema"]["country"] == "category"
     assert data["label_rate"]["all"] == pytest.approx(np.mean([int(r["is_click"]) for r in rows]))
@@ -104,7 +163,7 @@ def test_manifest_traces_code_libraries_device_and_timings(archive: zipfile.ZipF
     assert {"load", "preprocess", "build", "fit", "evaluate"} <= set(manifest["stage_seconds"])
     assert all(seconds >= 0 for seconds in manifest["stage_seconds"].values())
     assert manifest["pyformance"]["rows_loaded"]["count"] == 2000
-    assert manifest["pyformance"]["examples_trained"]["count"] == 2 * 1600
+    assert manifest["pyformance"]["examples_trained"]["count"] == 2 * 1400
     assert manifest["epochs_trained"] == 2
 
 

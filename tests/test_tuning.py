@@ -13,11 +13,13 @@ import os
 import signal
 import subprocess
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
 import optuna
+import pandas as pd
 import pytest
 from docker_fixtures import BuiltImage
 from optuna.trial import FrozenTrial, TrialState
@@ -97,6 +99,12 @@ def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
         assert 0.0 <= trial.value <= 1.0
     best = max(completed, key=lambda t: t.value)
     assert _zips(output) == [Path(best.user_attrs["package"])], "only the best trial's package is kept"
+    with zipfile.ZipFile(best.user_attrs["package"]) as archive:  # the objective reads validation only
+        manifest = json.loads(archive.read("manifest.json"))
+        per_epoch = pd.read_csv(archive.open("metrics.csv"))["validation_auc"].tolist()
+    assert best.value == manifest["validation_metrics"]["auc"]
+    assert [best.intermediate_values[epoch] for epoch in (1, 2)] == pytest.approx(per_epoch)
+    assert best.user_attrs["test_auc"] == manifest["test_metrics"]["auc"]  # recorded, held out of the search
     assert not (output / ".work").exists() or not any((output / ".work").iterdir())
 
     again = run_fab(*args, env=TWO_EPOCHS)
@@ -190,7 +198,7 @@ def test_a_missing_dataset_or_unreachable_storage_is_one_line(
     unreachable = run_fab(*_tune_args("s", closed, space_file, tmp_path, Path("data/sample_2k.json"), 2))
     assert unreachable.returncode == 2 and len(lines_of(unreachable)) == 1, lines_of(unreachable)
     line = lines_of(unreachable)[0]
-    assert line.startswith("error: cannot open the study storage postgresql://tuner:***@127.0.0.1:9/studies")
+    assert line.startswith("error: cannot open the study storage postgresql://***@127.0.0.1:9/studies")
     assert "secret" not in line
 
 

@@ -43,7 +43,7 @@ def new_study(tmp_path: Path, variant: str = "deep_v1", name: str = "study") -> 
         "space": {"learning_rate": {"low": 1e-4, "high": 0.1, "log": True}, "dropout": {"low": 0, "high": 0.5},
                   "hidden_width": {"low": 64, "high": 512}, "embedding_dim": {"choices": [8, 16, 32]}},
         "dataset": "data/sample_2k.json", "output": str(tmp_path / "tuning"), "trials": 10,
-        "sampler": "tpe", "pruner": "median", "metric": "test_auc",
+        "sampler": "tpe", "pruner": "median", "metric": "validation_auc",
     }
     for key, value in attrs.items():
         study.set_user_attr(key, value)
@@ -65,7 +65,7 @@ def add(study: optuna.Study, state: TrialState = TrialState.COMPLETE, value: flo
 def completed_attrs(study: optuna.Study, number: int, **extra: Any) -> dict[str, Any]:
     package = f"{study.user_attrs['output']}/trial_{number}.zip"
     return {"package": package, "run_id": f"run{number}", "worker": "host/100", "epochs": 3,
-            "test_logloss": 0.45, "test_accuracy": 0.8, **extra}
+            "test_auc": 0.69, "test_logloss": 0.45, "test_accuracy": 0.8, **extra}
 
 
 @pytest.fixture
@@ -120,19 +120,20 @@ def test_leaderboard_csv_lists_every_trial_best_first(study: optuna.Study, tmp_p
     report, _ = report_of(study, tmp_path)
     table = pd.read_csv(report.csv)
     assert list(table.columns) == [
-        "trial", "state", "test_auc", "test_logloss", "test_accuracy",
+        "trial", "state", "validation_auc", "test_auc", "test_logloss", "test_accuracy",
         "learning_rate", "dropout", "hidden_width", "embedding_dim",  # the search space's order
         "epochs_trained", "duration_s", "worker", "run_id", "package", "note",
     ]
     assert table["trial"].tolist() == [1, 4, 0, 2, 3, 5, 6]
     assert table["state"].tolist() == ["complete", "complete", "complete", "pruned", "failed", "running", "waiting"]
-    assert table["test_auc"].tolist()[:3] == [0.74, 0.72, 0.70]
-    assert table["test_auc"][3:].isna().all()  # blank: no final AUC
+    assert table["validation_auc"].tolist()[:3] == [0.74, 0.72, 0.70]  # the objective ranks them
+    assert table["validation_auc"][3:].isna().all()  # blank: no final AUC
+    assert table["test_auc"].tolist()[:3] == [0.69, 0.69, 0.69]  # held out: shown, never ranked by
     rows = table.set_index("trial")
     assert rows.loc[0, "duration_s"] == 42.5
     assert rows.loc[[5, 6], "duration_s"].isna().all()  # not finished: no duration
     assert rows.loc[2, "epochs_trained"] == 2  # pruned after reporting two epochs
-    assert rows.loc[2, "note"] == "pruned at epoch 2 (test AUC 0.6300)"
+    assert rows.loc[2, "note"] == "pruned at epoch 2 (validation AUC 0.6300)"
     assert rows.loc[3, "note"] == "training diverged at epoch 2 (loss is NaN)"
     assert rows.loc[4, "note"] == "retry of trial 3"
     assert rows.loc[1, "package"].endswith("trial_1.zip")
@@ -146,12 +147,12 @@ def test_printed_report_shows_counts_table_best_variant_and_files(study: optuna.
     assert lines[0] == ("study study: variant deep_v1, 4/10 trials finished "
                         "(3 complete, 1 pruned, 1 failed, 1 running, 1 waiting)")
     table = lines[2:10]
-    assert table[0].split()[:3] == ["trial", "state", "test_auc"]
+    assert table[0].split()[:4] == ["trial", "state", "validation_auc", "test_auc"]
     assert [row.split()[0] for row in table[1:]] == ["1", "4", "0", "2", "3", "5", "6"]
     states = [row[table[0].index("state"):].split()[0] for row in table[1:]]
     assert states == ["complete", "complete", "complete", "pruned", "failed", "running", "waiting"]
     assert table[5][table[0].index("note"):] == "training diverged at epoch 2 (loss is NaN)"
-    assert "best: trial 1, test AUC 0.7400" in text
+    assert "best: trial 1, validation AUC 0.7400 (held-out test AUC 0.6900); as a variant" in text
     assert printed_variant(text) == report.best_variant
     assert f"best package: {report.best_package}\n" in text
     assert "no longer exists" not in text
@@ -250,7 +251,7 @@ def test_printed_table_stops_at_twenty_rows_and_points_to_the_csv(tmp_path: Path
     report, text = report_of(study, tmp_path)
     assert len(pd.read_csv(report.csv)) == 25
     assert f"... and 5 more trial(s) in {report.csv}" in text
-    assert "best: trial 24, test AUC 0.8400" in text
+    assert "best: trial 24, validation AUC 0.8400; as a variant" in text
 
 
 def test_report_still_prints_when_the_best_package_cannot_be_checked(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from trainer import import_tensorflow_quietly
-from trainer.errors import TrainerError
+from trainer.data.storage import scheme_of
+from trainer.errors import ConfigError, TrainerError
 
 EXIT_USER_ERROR = 2
 EXIT_SANITY_FAILED = 1
@@ -36,7 +37,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def check_output_folder(output: str) -> None:
+    """Refuse an --output that names an existing local file where a folder goes.
+
+    Checked before any work: the pipeline would find out only when it writes its
+    first file, after loading the dataset, and fail with a traceback.
+    """
+    if not scheme_of(output) and Path(output).is_file():
+        raise ConfigError(f"--output {output}: is a file, and a folder goes here; "
+                          "pass a folder (a missing one is created)")
+
+
 def _train(args: argparse.Namespace) -> None:
+    check_output_folder(args.output)
     import_tensorflow_quietly()
     from trainer.run import TrainRequest, train
 
@@ -54,6 +67,7 @@ def _score(args: argparse.Namespace) -> None:
 
 
 def _sanity(args: argparse.Namespace) -> int:
+    check_output_folder(args.output)
     import_tensorflow_quietly()
     from trainer.sanity import run_sanity
 
@@ -73,8 +87,11 @@ def _tune(args: argparse.Namespace) -> None:
 
 
 def _keys(args: argparse.Namespace) -> None:
-    from trainer.config import describe_keys
+    from trainer.config import describe_keys, load_variants
 
+    # The keys are listed to write variants with: a variant file that does not
+    # load is the first thing to fix, and a listing that ends 0 would hide it.
+    load_variants(args.variants)
     print(describe_keys())
 
 
@@ -116,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("keys", help="list every config key").set_defaults(command=_keys)
     commands.add_parser("variants", help="list the variants").set_defaults(command=_variants)
-    for sub in (train, commands.choices["variants"]):
+    for sub in (train, commands.choices["variants"], commands.choices["keys"]):
         sub.add_argument("--variants", type=Path, default=DEFAULT_VARIANTS_FILE,
                          help="variant file (default: configs/variant_config.json)")
     return parser

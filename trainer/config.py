@@ -18,7 +18,6 @@ import dataclasses
 import difflib
 import json
 import os
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import ConfigError
+from trainer.typed_values import json_value, string_value, type_words
 
 ENV_PREFIX = "TRAINER_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -58,9 +58,9 @@ class NetConfig:
         True, "compile the training step with XLA (faster); skipped on CPUs when dropout > 0 (17x slower there)"
     )
     early_stopping_patience: int = _key(
-        2, "stop after this many epochs without a better test AUC (keeping the best weights); 0 = off"
+        2, "stop after this many epochs without a better validation AUC (keeping the best weights); 0 = off"
     )
-    seed: int = _key(42, "seeds the split, the weights and the shuffling")
+    seed: int = _key(42, "seeds the weights, the shuffling and dropout (the split has split_seed)")
 
     # The dataset's schema: a dataset with other columns needs only a new variant.
     label_column: str = _key("is_click", "binary label, 0 or 1")
@@ -76,7 +76,14 @@ class NetConfig:
 
     # Data handling.
     subsample: float = _key(1.0, "fraction of rows kept while loading (for data that does not fit)")
-    test_fraction: float = _key(0.2, "fraction of rows held out as the test split")
+    test_fraction: float = _key(0.2, "fraction of rows held out as the test split, scored once on the packaged model")
+    validation_fraction: float = _key(
+        0.1, "fraction of rows held out as the validation split: early stopping and tuning read only it"
+    )
+    split_seed: int = _key(42, "seeds the random split alone, so weight noise can be measured on fixed splits")
+    split_time_column: str = _key(
+        "", "a TIMESTAMP column: its newest rows go to test, the next newest to validation; empty = random split"
+    )
     min_category_count: int = _key(
         10, "rarer categorical values share the out-of-vocabulary row (rare ids only memorise noise)"
     )
@@ -217,54 +224,13 @@ def load_variants(variants_file: Path) -> dict[str, dict[str, Any]]:
 
 
 def value_from_json(key: str, raw: Any) -> Any:
-    """Check a JSON value against the key's type (JSON already typed it); ValueError says why not."""
-    expected = key_type(key)
-    if _is_tuple(expected):
-        item_type = typing.get_args(expected)[0]
-        if not isinstance(raw, list) or not all(_json_matches(item_type, x) for x in raw):
-            raise ValueError(f"expected a list of {item_type.__name__}, got {json.dumps(raw)}")
-        return tuple(item_type(x) for x in raw)
-    if not _json_matches(expected, raw):
-        raise ValueError(f"expected {_type_name(expected)}, got {json.dumps(raw)}")
-    return expected(raw)
-
-
-def _json_matches(expected: type, raw: Any) -> bool:
-    if expected is float:
-        return isinstance(raw, (int, float)) and not isinstance(raw, bool)
-    if expected is int:
-        return isinstance(raw, int) and not isinstance(raw, bool)
-    return isinstance(raw, expected)
+    """A variant file's value for `key`, checked against the key's type; ValueError says why not."""
+    return json_value(key_type(key), raw)
 
 
 def parse_env_value(key: str, raw: str) -> Any:
-    """Parse an environment string by the key's type; lists are comma-separated."""
-    expected = key_type(key)
-    if _is_tuple(expected):
-        item_type = typing.get_args(expected)[0]
-        items = [item.strip() for item in raw.split(",") if item.strip()]
-        return tuple(_parse_scalar(item_type, item) for item in items)
-    return _parse_scalar(expected, raw)
-
-
-def _parse_scalar(expected: type, raw: str) -> Any:
-    try:
-        if expected is bool:
-            return {"true": True, "1": True, "false": False, "0": False}[raw.strip().lower()]
-        return expected(raw.strip()) if expected is not str else raw
-    except (KeyError, ValueError):
-        raise ValueError(f"expected {_type_name(expected)}, got '{raw}'") from None
-
-
-def _is_tuple(tp: Any) -> bool:
-    return typing.get_origin(tp) is tuple
-
-
-def _type_name(tp: Any) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    if isinstance(tp, types.GenericAlias):
-        return f"a list of {typing.get_args(tp)[0].__name__}"
-    return names.get(tp, str(tp))
+    """A `TRAINER_<KEY>` string parsed by the key's type; lists are comma-separated."""
+    return string_value(key_type(key), raw)
 
 
 def check_values(config: NetConfig) -> list[tuple[str, str]]:
@@ -279,8 +245,7 @@ def check_values(config: NetConfig) -> list[tuple[str, str]]:
         problems.append(("learning_rate", "must be positive"))
     if not 0 < config.subsample <= 1:
         problems.append(("subsample", "must be in (0, 1]"))
-    if not 0 < config.test_fraction < 1:
-        problems.append(("test_fraction", "must be in (0, 1)"))
+    problems += _fraction_problems(config)
     if not 0 <= config.dropout < 1:
         problems.append(("dropout", "must be in [0, 1)"))
     if config.optimizer not in ("adam", "lazy_adam"):
@@ -291,12 +256,21 @@ def check_values(config: NetConfig) -> list[tuple[str, str]]:
     return problems
 
 
+def _fraction_problems(config: NetConfig) -> list[tuple[str, str]]:
+    problems = [(k, "must be in (0, 1)") for k in ("validation_fraction", "test_fraction")
+                if not 0 < getattr(config, k) < 1]
+    if not problems and config.validation_fraction + config.test_fraction >= 1:
+        problems.append(("validation_fraction", f"plus test_fraction ({config.test_fraction}) must be below 1, "
+                                                "to leave rows to train on"))
+    return problems
+
+
 def _column_problems(config: NetConfig) -> list[tuple[str, str]]:
     if not config.categorical_columns and not config.numeric_columns and not config.text_column:
         return [("categorical_columns", "no feature columns at all (also numeric_columns and text_column are empty)")]
     seen: dict[str, str] = {}
     problems = []
-    for key in ("label_column", "categorical_columns", "numeric_columns", "text_column"):
+    for key in ("label_column", "categorical_columns", "numeric_columns", "text_column", "split_time_column"):
         value = getattr(config, key)
         for column in value if isinstance(value, tuple) else [value] if value else []:
             if column in seen:
@@ -305,10 +279,23 @@ def _column_problems(config: NetConfig) -> list[tuple[str, str]]:
     return problems
 
 
+DEFAULT_COLUMN_WIDTH = 30  # `keys`: a longer default puts its help on the next line
+
+
 def describe_keys() -> str:
-    """One line per key: name, type, default, what it does (for `python -m trainer keys`)."""
+    """One line per key: name, type, default, what it does (for `python -m trainer keys`).
+
+    The help starts in the same column on every line: a default too long for
+    its column (a list of columns) gets a line of its own, its help below it.
+    """
+    rows = [(key, type_words(key_type(key)), json.dumps(_jsonable(f.default)), f.metadata["help"])
+            for key, f in KEYS.items()]
+    key_width, type_width = (max(len(row[i]) for row in rows) for i in (0, 1))
     lines = []
-    for key, f in KEYS.items():
-        default = _jsonable(f.default)
-        lines.append(f"{key:<24} {_type_name(key_type(key)):<18} {json.dumps(default):<28} {f.metadata['help']}")
+    for key, type_name, default, help_text in rows:
+        start = f"{key:<{key_width}}  {type_name:<{type_width}}  "
+        if len(default) > DEFAULT_COLUMN_WIDTH:
+            lines += [start + default, " " * (len(start) + DEFAULT_COLUMN_WIDTH + 2) + help_text]
+        else:
+            lines.append(f"{start}{default:<{DEFAULT_COLUMN_WIDTH}}  {help_text}")
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """The pipeline, stage by stage: what `python -m trainer train` and `score` do.
 
-    resolve config -> load dataset -> split -> fit preprocessing -> encode
-    -> build_model_graph -> fit -> evaluate -> package -> publish
+    resolve config -> load dataset -> split (train, validation, test) -> fit preprocessing
+    -> encode -> build_model_graph -> fit (validation picks the epoch) -> score test once
+    -> package -> publish
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import keras
 import numpy as np
@@ -33,15 +34,15 @@ from trainer.config import (
 from trainer.data import storage
 from trainer.data.dataset import DatasetSource, load_dataset
 from trainer.data.features import Preprocessor
-from trainer.data.splits import split_dataset
+from trainer.data.splits import Splits, split_dataset
 from trainer.errors import ConfigError, RunAbandonedError, TrainingDivergedError
 from trainer.networks import build_model_graph, get_network
-from trainer.package.layout import MODEL_FILE, PREPROCESSING_FILE
+from trainer.package.assemble import PackageContents, dataset_metadata, write_package
 from trainer.package.loader import load_package
-from trainer.package.writer import manifest, publish_package, write_json
+from trainer.package.writer import write_json
 from trainer.training.arrays import SplitArrays, predict
-from trainer.training.fit import WorkFolders, describe_device, effective_batch_size, fit_model
-from trainer.training.metrics import RunMetrics, binary_metrics, epoch_table, plot_epochs
+from trainer.training.fit import FitOutcome, WorkFolders, describe_device, effective_batch_size, fit_model
+from trainer.training.metrics import RunMetrics, binary_metrics, epoch_table
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class TrainResult:
     model: keras.Model
     preprocessor: Preprocessor
     epochs: pd.DataFrame
-    test_metrics: dict[str, float]
+    best_epoch: int  # the epoch whose weights were packaged, from 1
+    validation_metrics: dict[str, float]  # of the packaged weights: what early stopping and tuning read
+    test_metrics: dict[str, float]  # of the packaged weights, scored once: the package's test metric
 
 
 @dataclass
@@ -76,10 +79,10 @@ class PreparedData:
 
     source: DatasetSource
     frame: pd.DataFrame
-    train_frame: pd.DataFrame
-    test_frame: pd.DataFrame
+    splits: Splits
     preprocessor: Preprocessor
     train: SplitArrays
+    validation: SplitArrays
     test: SplitArrays
 
 
@@ -94,36 +97,34 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
 
     data = _prepare(request.dataset, config, run_metrics, out)
     batch_size = effective_batch_size(config, len(data.train))
-    print(f"{len(data.train):,} train / {len(data.test):,} test rows, batch size {batch_size}"
-          + ("" if config.batch_size else " (auto)"), file=out)
+    print(f"{len(data.train):,} train / {len(data.validation):,} validation / {len(data.test):,} test rows, "
+          f"batch size {batch_size}" + ("" if config.batch_size else " (auto)"), file=out)
     work, run_id = _work_folder(request, resolved, data.source)
     with work.exclusive():
-        if completed := work.completed_epochs():
-            print(f"resuming run {run_id} after epoch {completed}/{config.epochs}", file=out)
-
-        with run_metrics.stage("build"):
-            model = build_model_graph(config, data.preprocessor.shapes())
-        try:
-            with run_metrics.stage("fit"):
-                fit_model(model, data.train, data.test, config, work, run_metrics, out, batch_size,
-                          request.callbacks)
-        except (TrainingDivergedError, RunAbandonedError):
-            # Resuming would only diverge again, and an abandoned run is over: nothing to keep.
-            _remove_work(work)
-            raise
+        model, outcome = _fit_or_reuse(request, config, data, work, run_metrics, out, batch_size, run_id)
         with run_metrics.stage("evaluate"):
-            test_metrics = binary_metrics(data.test.labels, predict(model, data.test.inputs))
+            validation_metrics = binary_metrics(data.validation.labels, predict(model, data.validation.inputs))
+            test_metrics = binary_metrics(data.test.labels, predict(model, data.test.inputs))  # the only time
 
         epochs = epoch_table(work.keras_csv)
         package_uri = storage.join(request.output, f"{run_id}.zip")
         run_facts = {"run_id": run_id, "variant": resolved.variant, "device": device, "batch_size": batch_size,
-                     "xla": bool(model.jit_compile), "epochs_trained": len(epochs), "test_metrics": test_metrics}
+                     "xla": outcome.xla, "epochs_trained": len(epochs), "best_epoch": outcome.best_epoch,
+                     "validation_metrics": validation_metrics, "test_metrics": test_metrics}
+        contents = PackageContents(work.trained_model, data.preprocessor, resolved,
+                                   dataset_metadata(data.source, data.frame, data.splits, data.preprocessor, config),
+                                   epochs)
         with run_metrics.stage("package"):
-            _package(work.root / "package", package_uri, model, data, resolved, epochs, run_facts, run_metrics)
+            write_package(work.root / "package", package_uri, contents, run_facts, run_metrics)
         _remove_work(work)
-    summary = " ".join(f"{k} {v:.4f}" for k, v in test_metrics.items())
-    print(f"package {package_uri}  (test: {summary})", file=out)
-    return TrainResult(package_uri, run_id, model, data.preprocessor, epochs, test_metrics)
+    print(f"package {package_uri}  (weights of epoch {outcome.best_epoch}; validation auc "
+          f"{validation_metrics['auc']:.4f}; test: {_summary(test_metrics)})", file=out)
+    return TrainResult(package_uri, run_id, model, data.preprocessor, epochs, outcome.best_epoch,
+                       validation_metrics, test_metrics)
+
+
+def _summary(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
 def _resolve(request: TrainRequest) -> ResolvedConfig:
@@ -137,35 +138,39 @@ def _resolve(request: TrainRequest) -> ResolvedConfig:
 
 
 def _prepare(dataset: str, config: NetConfig, run_metrics: RunMetrics, out: TextIO) -> PreparedData:
-    """Load, split, fit the preprocessing on the train split and encode both splits."""
+    """Load, split (refusing degenerate splits), fit the preprocessing on the train split, encode all three."""
     with run_metrics.stage("load"):
         frame, source = load_dataset(dataset, config)
     run_metrics.count("rows_loaded", source.rows_read, run_metrics.stage_seconds["load"])
     print(f"dataset {dataset}: {len(frame):,} rows in {run_metrics.stage_seconds['load']:.1f} s", file=out)
     with run_metrics.stage("preprocess"):
-        train_frame, test_frame = split_dataset(frame, config.test_fraction, config.seed)
-        preprocessor = Preprocessor.fit(train_frame, config)
-        train = _encode(preprocessor, train_frame, config.label_column)
-        test = _encode(preprocessor, test_frame, config.label_column)
+        splits = split_dataset(frame, config)
+        preprocessor = Preprocessor.fit(splits.train, config)
+        train, validation, test = (_encode(preprocessor, rows, config.label_column) for _, rows in splits.items())
     run_metrics.count("rows_preprocessed", len(frame), run_metrics.stage_seconds["preprocess"])
-    return PreparedData(source, frame, train_frame, test_frame, preprocessor, train, test)
+    return PreparedData(source, frame, splits, preprocessor, train, validation, test)
 
 
-def _package(staging: Path, package_uri: str, model: keras.Model, data: PreparedData, resolved: ResolvedConfig,
-             epochs: pd.DataFrame, run_facts: dict[str, Any], run_metrics: RunMetrics) -> None:
-    """Write every file of the package into `staging`, then publish it as one zip."""
-    (staging / "model").mkdir(parents=True, exist_ok=True)
-    model.save(staging / MODEL_FILE)
-    write_json(staging / PREPROCESSING_FILE, data.preprocessor.to_json_dict())
-    write_json(staging / "config.json", resolved.to_json_dict())
-    write_json(staging / "dataset.json", _dataset_metadata(data, resolved.config))
-    write_json(staging / "manifest.json", manifest(run_facts, run_metrics.snapshot()))
-    epochs.to_csv(staging / "metrics.csv", index=False)
-    plot_epochs(epochs, staging / "metrics.png", title=run_facts["run_id"])
-    tensorboard = staging.parent / "tensorboard"
-    if tensorboard.exists():
-        shutil.copytree(tensorboard, staging / "tensorboard", dirs_exist_ok=True)
-    publish_package(staging, package_uri)
+def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, work: WorkFolders,
+                  run_metrics: RunMetrics, out: TextIO, batch_size: int, run_id: str) -> tuple[keras.Model, FitOutcome]:
+    """The trained model: fitted now (resuming a killed attempt), or kept by an attempt that finished training."""
+    if (outcome := work.finished_training()) is not None:
+        print(f"run {run_id} finished training earlier (weights of epoch {outcome.best_epoch}); "
+              f"packaging it without retraining", file=out)
+        return keras.saving.load_model(work.trained_model, compile=False), outcome
+    if completed := work.completed_epochs():
+        print(f"resuming run {run_id} after epoch {completed}/{config.epochs}", file=out)
+    with run_metrics.stage("build"):
+        model = build_model_graph(config, data.preprocessor.shapes())
+    try:
+        with run_metrics.stage("fit"):
+            outcome = fit_model(model, data.train, data.validation, config, work, run_metrics, out, batch_size,
+                                request.callbacks)
+    except (TrainingDivergedError, RunAbandonedError):
+        # Resuming would only diverge again, and an abandoned run is over: nothing to keep.
+        _remove_work(work)
+        raise
+    return model, outcome
 
 
 def _encode(preprocessor: Preprocessor, frame: pd.DataFrame, label: str) -> SplitArrays:
@@ -194,34 +199,15 @@ def _remove_work(work: WorkFolders) -> None:
         work.root.parent.rmdir()
 
 
-def _dataset_metadata(data: PreparedData, config: NetConfig) -> dict[str, Any]:
-    source, frame, train, test = data.source, data.frame, data.train_frame, data.test_frame
-    shapes = data.preprocessor.shapes()
-    return {
-        "source": source.uri,
-        "files": list(source.files),
-        "sha256": source.sha256,
-        "size_bytes": source.size_bytes,
-        "rows_read": source.rows_read,
-        "rows": len(frame),
-        "subsample": config.subsample,
-        "export": source.export,  # fab dataset's metadata: query hash, job id, rows, schema, time
-        "split": {"train": len(train), "test": len(test), "test_fraction": config.test_fraction,
-                  "seed": config.seed},
-        "schema": {column: str(dtype) for column, dtype in frame.dtypes.items()},
-        "label": config.label_column,
-        "label_rate": {"all": float(frame[config.label_column].mean()),
-                       "train": float(train[config.label_column].mean()),
-                       "test": float(test[config.label_column].mean())},
-        "categorical_cardinalities": shapes.categorical_cardinalities,
-        "distinct_values": {c: int(frame[c].nunique()) for c in config.categorical_columns},
-        "text": {"column": config.text_column, "vocabulary_size": shapes.text_vocabulary_size,
-                 "sequence_length": shapes.text_sequence_length},
-    }
-
-
 def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sys.stdout) -> int:
-    """Score raw rows with a package; writes NDJSON {id, score} lines. Returns the row count."""
+    """Score raw rows with a package; writes NDJSON {id, score} lines. Returns the row count.
+
+    `output` (a file, local or gs://) appears whole, its folder created as fab train
+    creates its --output; without it, the lines go to `out`.
+    """
+    if output and not storage.scheme_of(output) and Path(output).is_dir():
+        raise ConfigError(f"--output {output}: is a folder; name the file the scores go to, "
+                          f"e.g. --output {storage.join(output, 'scores.json')}")
     package = load_package(package_uri)
     config = dataclasses.replace(package.config, subsample=1.0)
     frame, _ = load_dataset(input_uri, config, with_label=False)
@@ -231,7 +217,17 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
         result.insert(0, config.id_column, frame[config.id_column].to_numpy())
     text = result.to_json(orient="records", lines=True)
     if output:
-        Path(output).write_text(text)
+        _publish_scores(text, output)
     else:
         out.write(text)
     return len(result)
+
+
+def _publish_scores(text: str, output: str) -> None:
+    """Write through the storage backend: missing folders are made, and the file is whole or absent."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        written = Path(folder) / "scores.json"
+        written.write_text(text)
+        storage.publish(written, output)

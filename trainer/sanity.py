@@ -35,7 +35,8 @@ def run_sanity(output: str, dataset: str = DEFAULT_DATASET, out: TextIO = sys.st
         losses = result.epochs["train_loss"]
         lines.append(
             f"{variant:<10} {'ok' if not problems else 'FAILED':<7} train loss {losses.iloc[0]:.4f} -> "
-            f"{losses.iloc[-1]:.4f}  test auc {result.test_metrics['auc']:.3f}  "
+            f"{losses.iloc[-1]:.4f}  validation auc {result.validation_metrics['auc']:.3f}  "
+            f"test auc {result.test_metrics['auc']:.3f}  "
             f"{time.perf_counter() - started:5.1f} s  {'; '.join(problems)}"
         )
         if problems:

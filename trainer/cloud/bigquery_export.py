@@ -5,9 +5,10 @@
 Values reach the query only as query parameters (`--param start_date=2026-10-01`
 becomes `@start_date`), never formatted into the SQL. A `gs://` destination is
 written by BigQuery itself, `EXPORT DATA` in shards named `name-000000000000.json`
-(so it needs one `*`); a local one by streaming the result page by page into one
-file in the same format: INT64 as strings, FLOAT64 as numbers, NULL fields left
-out, TIMESTAMP as "YYYY-MM-DD HH:MM:SS UTC". Either way trainer.data.dataset reads it.
+(so it needs one `*`), gzipped with `compression="gzip"` (`name-*.json.gz`); a
+local one by streaming the result page by page into one file in the same format:
+INT64 as strings, FLOAT64 as numbers, NULL fields left out, TIMESTAMP as
+"YYYY-MM-DD HH:MM:SS UTC". Either way trainer.data.dataset reads it.
 
 The metadata (query hash, job id, rows, schema, time, parameters) goes to
 `trainer.data.dataset.export_metadata_uri(destination)`; a run on the data copies it
@@ -62,6 +63,7 @@ class ExportRequest:
     destination: str
     params: tuple[str, ...] = ()
     project: str | None = None  # None: GOOGLE_CLOUD_PROJECT or the credentials' project
+    compression: str = ""  # "gzip": BigQuery gzips each shard (gs:// destinations only)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class ExportResult:
 def export_dataset(request: ExportRequest, out: TextIO = sys.stdout) -> ExportResult:
     """Run the query, write its rows and their metadata; returns what was written."""
     sql = _read_sql(request.sql_file)
+    _check_compression(request)
     parameters = [parse_param(text) for text in request.params]
     client = bigquery_client(request.project)
     with _query_errors(request.sql_file):
@@ -84,7 +87,8 @@ def export_dataset(request: ExportRequest, out: TextIO = sys.stdout) -> ExportRe
         # itself; anywhere else the rows come through this process.
         if storage.scheme_of(request.destination) == "gs":
             _check_gcs_destination(request.destination)
-            job, rows, files = _export_to_gcs(client, sql, parameters, request.destination)
+            job, rows, files = _export_to_gcs(client, sql, parameters, request.destination,
+                                              gzip=bool(request.compression))
         else:
             job, rows, files = _stream_to_file(client, sql, parameters, request.destination)
     if rows == 0:
@@ -142,6 +146,23 @@ def _dry_run(client: bigquery.Client, sql: str, parameters: list[Any]) -> list[b
     return list(client.query(sql, job_config=config, retry=RETRY).schema or [])
 
 
+def _check_compression(request: ExportRequest) -> None:
+    """--compression and the destination's name agree, before any query cost: a
+    reader finds a gzip shard by its bytes, but a person by its name."""
+    compression, destination = request.compression.lower(), request.destination
+    if compression not in ("", "gzip"):
+        raise TrainerError(f"--compression {request.compression}: unknown; use gzip, or leave it out for plain NDJSON")
+    if compression and storage.scheme_of(destination) != "gs":
+        raise TrainerError(f"--compression gzip is for gs:// destinations, where BigQuery gzips its shards; "
+                           f"{destination} is written plain (leave --compression out, or gzip the file afterwards)")
+    if compression and not destination.endswith(".json.gz"):
+        raise TrainerError(f"{destination}: --compression gzip writes gzip shards; end --dest with .json.gz, "
+                           "e.g. gs://BUCKET/data/train-*.json.gz")
+    if not compression and destination.endswith(".gz"):
+        raise TrainerError(f"{destination}: ends in .gz but the export would be plain; add --compression gzip "
+                           "(gs:// only) or end --dest with .json")
+
+
 def _check_gcs_destination(destination: str) -> None:
     """A shard pattern BigQuery can fill and nothing there yet; checked before any query cost.
 
@@ -149,7 +170,7 @@ def _check_gcs_destination(destination: str) -> None:
     """
     if destination.count("*") != 1 or "'" in destination or "\\" in destination:
         raise TrainerError(f"{destination}: a gs:// destination needs exactly one * where BigQuery numbers "
-                           "its shards (and no quotes), e.g. gs://BUCKET/data/train-*.json")
+                           "its shards (and no quotes), e.g. gs://BUCKET/data/train-*.json[.gz]")
     earlier = storage.expand(destination, must_match=False)
     if earlier:
         # An export rewrites only the shards it writes: a smaller one would leave
@@ -160,10 +181,12 @@ def _check_gcs_destination(destination: str) -> None:
 
 
 def _export_to_gcs(client: bigquery.Client, sql: str, parameters: list[Any],
-                   destination: str) -> tuple[bigquery.QueryJob, int, int]:
+                   destination: str, gzip: bool) -> tuple[bigquery.QueryJob, int, int]:
     # The URI is ours (checked above) and OPTIONS takes only literals; the
     # user's values still travel as query parameters.
-    statement = (f"EXPORT DATA OPTIONS (uri = '{destination}', format = 'JSON', overwrite = true) AS\n{sql}")
+    compression = ", compression = 'GZIP'" if gzip else ""
+    statement = (f"EXPORT DATA OPTIONS (uri = '{destination}', format = 'JSON', overwrite = true{compression}) "
+                 f"AS\n{sql}")
     job = client.query(statement, job_config=bigquery.QueryJobConfig(query_parameters=parameters), retry=RETRY)
     job.result(retry=RETRY)
     # The job resource's exportDataStatistics; the client has no accessor for them.

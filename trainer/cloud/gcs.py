@@ -1,8 +1,10 @@
 """gs:// for trainer.data.storage: datasets and packages in Google Cloud Storage.
 
 - Shards: `gs://bucket/prefix/name-*.json` lists the objects under the
-  pattern's fixed prefix and keeps those the pattern matches, sorted.
-- Downloads stream to disk (`download_to_filename`, checksummed), into a
+  pattern's fixed prefix and keeps those the pattern matches, sorted. A
+  prefix ending in '/' is a folder: the objects directly under it.
+- Downloads stream to disk (`download_to_filename`, checksummed, the bytes
+  as stored: a gzip shard stays compressed, the reader decompresses it), into a
   cache keyed by bucket, generation and name: a re-run reads the same bytes
   without downloading them again, and a rewritten object (a new generation)
   is fetched anew. The cache is `$XDG_CACHE_HOME/trainer` (~/.cache/trainer);
@@ -66,6 +68,8 @@ class GcsPath:
 class GcsBackend:
     def expand(self, uri: str, *, must_match: bool = True) -> list[str]:
         path = GcsPath.parse(uri)
+        if uri.endswith("/"):
+            return _folder_objects(uri, path, must_match)
         if not glob.has_magic(path.name):
             if must_match and not self.exists(uri):
                 raise _no_such_object(path)
@@ -113,6 +117,17 @@ class GcsBackend:
         return blob.open("rb", chunk_size=READ_CHUNK_BYTES, retry=DEFAULT_RETRY)  # a seekable binary file
 
 
+def _folder_objects(uri: str, path: GcsPath, must_match: bool) -> list[str]:
+    """The objects directly under a prefix ending in '/', as a folder's files."""
+    with _bucket_errors(path):
+        listed = storage_client().list_blobs(path.bucket, prefix=path.name, delimiter="/", retry=DEFAULT_RETRY)
+        names = sorted(blob.name for blob in listed if blob.name != path.name)
+    if must_match and not names:
+        raise TrainerError(f"{uri}: no objects in this folder; pass an object, a pattern such as "
+                           f"{uri}train-*.json, or a folder that holds them")
+    return [str(GcsPath(path.bucket, name)) for name in names]
+
+
 def _fixed_prefix(pattern: str) -> str:
     """The part of a glob pattern before its first wildcard: what the server can filter on."""
     return pattern[: min((pattern.index(c) for c in "*?[" if c in pattern), default=len(pattern))]
@@ -124,7 +139,9 @@ def _download(blob: Blob, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        blob.download_to_filename(str(partial), retry=DEFAULT_RETRY, checksum="crc32c")
+        # raw_download: the stored bytes even for an object with Content-Encoding
+        # gzip, so the dataset's hash is that of the object as stored.
+        blob.download_to_filename(str(partial), retry=DEFAULT_RETRY, checksum="crc32c", raw_download=True)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -145,6 +162,11 @@ def _no_such_object(path: GcsPath) -> TrainerError:
         bucket_exists = storage_client().bucket(path.bucket).exists(retry=DEFAULT_RETRY)
     if not bucket_exists:
         return _no_such_bucket(path)
+    with _bucket_errors(path):
+        in_folder = list(storage_client().list_blobs(path.bucket, prefix=f"{path.name}/", max_results=1))
+    if in_folder:
+        return TrainerError(f"{path}: a folder, not an object; end it with '/' to read every *.json and *.json.gz "
+                            f"in it ({path}/), or pass one object or a pattern")
     return TrainerError(f"{path}: no such object; check the URI (gcloud storage ls {path})")
 
 

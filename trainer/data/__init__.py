@@ -1,3 +1,5 @@
-"""The data stage: files by URI (`storage`), NDJSON into a DataFrame and its
-splits (`dataset`), raw columns into model inputs (`features`), and the
-synthetic click-through generator (`synthetic`)."""
+"""The data stage: files by URI (`storage`), a dataset's files into one
+DataFrame (`dataset`, reading each file with `ndjson` and decoding BigQuery's
+values with `values`), its train/validation/test `splits`, raw columns into
+model inputs (`features`), and the synthetic click-through generator
+(`synthetic`)."""

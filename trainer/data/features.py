@@ -10,8 +10,12 @@ Rules, the same at training and at scoring time:
   deviation; a missing number becomes the mean (0 after standardising).
 - text: spaCy's rule-based English tokenizer (`spacy.blank("en")`, no model
   download), lower-cased, punctuation dropped; token 0 pads, token 1 is
-  out-of-vocabulary. Each distinct title is tokenized once: titles repeat
-  with their items, so 1M rows hold far fewer distinct titles.
+  out-of-vocabulary, token 2 is "no text". Each distinct title is tokenized
+  once: titles repeat with their items, so 1M rows hold far fewer distinct titles.
+  A title that yields no token (null, missing, empty, only punctuation) is
+  the one token "no text": an all-padding row would be masked out whole, and
+  its mean embedding would be 0/0 = NaN. So such rows get a learned
+  embedding of their own, and their scores still follow their other features.
 
 Everything is vectorised over the categorical codes pandas already holds; the
 fitted `Preprocessor` is plain JSON and travels inside the package.
@@ -31,7 +35,7 @@ import pandas as pd
 from trainer.config import NetConfig
 
 OOV_INDEX = 0
-PAD_TOKEN, OOV_TOKEN = 0, 1
+PAD_TOKEN, OOV_TOKEN, EMPTY_TEXT_TOKEN = 0, 1, 2
 NUMERIC_INPUT = "numeric_features"
 TEXT_INPUT = "text_tokens"
 # spaCy's tokenizer caches 10,000 chunks by default; a title dataset has tens
@@ -65,6 +69,8 @@ class Preprocessor:
     numeric_std: list[float] = field(default_factory=list)
     token_vocabulary: list[str] = field(default_factory=list)
     sequence_length: int = 0
+    # None in packages written before the "no text" token: their words start at 2.
+    empty_text_token: int | None = None
     # Tokens of each title seen so far: fitting and then encoding the same
     # split would otherwise tokenize every title twice. Not saved.
     _tokens: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
@@ -80,13 +86,14 @@ class Preprocessor:
             pre.numeric_mean, pre.numeric_std = _fit_standardisation(train, pre.numeric_columns)
         if pre.text_column:
             pre.token_vocabulary, pre.sequence_length = _fit_tokens(train[pre.text_column], config, pre.tokens_of)
+            pre.empty_text_token = EMPTY_TEXT_TOKEN
         return pre
 
     def shapes(self) -> DatasetShapes:
         return DatasetShapes(
             categorical_cardinalities={c: len(v) + 1 for c, v in self.vocabularies.items()},
             numeric_features=self.numeric_columns,
-            text_vocabulary_size=len(self.token_vocabulary) + 2 if self.text_column else 0,
+            text_vocabulary_size=len(self.token_vocabulary) + self._first_word_token if self.text_column else 0,
             text_sequence_length=self.sequence_length,
         )
 
@@ -106,13 +113,19 @@ class Preprocessor:
 
     def _encode_text(self, titles: pd.Series) -> np.ndarray:
         categories, codes = _categories_and_codes(titles)
-        token_index = {token: i for i, token in enumerate(self.token_vocabulary, start=OOV_TOKEN + 1)}
+        token_index = {token: i for i, token in enumerate(self.token_vocabulary, start=self._first_word_token)}
         per_title = np.zeros((len(categories) + 1, self.sequence_length), np.int32)
         for row, tokens in enumerate(self.tokens_of(categories)):
             ids = [token_index.get(t, OOV_TOKEN) for t in tokens[: self.sequence_length]]
             per_title[row, : len(ids)] = ids
-        # Code -1 (a null title) picks the all-padding last row.
+        if self.empty_text_token is not None and self.sequence_length:
+            # Titles without tokens, and the last row that code -1 (null) picks.
+            per_title[~per_title.any(axis=1), 0] = self.empty_text_token
         return per_title[codes]
+
+    @property
+    def _first_word_token(self) -> int:
+        return OOV_TOKEN + 1 if self.empty_text_token is None else self.empty_text_token + 1
 
     def tokens_of(self, titles: Iterable[str]) -> list[list[str]]:
         """Each title's tokens, tokenizing only titles not seen before."""

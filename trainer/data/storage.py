@@ -23,7 +23,8 @@ from trainer.errors import TrainerError
 
 class StorageBackend(Protocol):
     def expand(self, uri: str, *, must_match: bool = True) -> list[str]:
-        """The files a URI names: itself, or the shards a `*` pattern matches, sorted.
+        """The files a URI names: itself, the shards a `*` pattern matches, or the
+        files directly in a folder (see `is_folder`), sorted.
         Nothing there is an error, or [] where `must_match` is false."""
 
     def local_copy(self, uri: str) -> Path:
@@ -53,6 +54,8 @@ class LocalBackend:
             if must_match and not matches:
                 raise TrainerError(f"no files match {uri}")
             return matches
+        if path.is_dir():
+            return _folder_files(uri, path, must_match)
         if not path.is_file():
             if must_match:
                 raise TrainerError(f"{uri}: no such file; check the path or pass --dataset PATH")
@@ -71,6 +74,9 @@ class LocalBackend:
         try:
             shutil.copyfile(local_file, partial)
             os.replace(partial, target)
+            # A publish of the same file killed earlier left its partial copy: the target is whole now.
+            for stale in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
+                stale.unlink(missing_ok=True)
         finally:
             partial.unlink(missing_ok=True)
 
@@ -85,6 +91,15 @@ class LocalBackend:
 
     def open_for_reading(self, uri: str) -> BinaryIO:
         return _local_path(uri).open("rb")
+
+
+def _folder_files(uri: str, folder: Path, must_match: bool) -> list[str]:
+    # Hidden names are work in progress (a `.partial` upload), never content.
+    files = sorted(str(p) for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if must_match and not files:
+        raise TrainerError(f"{uri}: an empty folder; pass a file, a pattern such as "
+                           f"{join(uri, 'train-*.json')}, or a folder that holds them")
+    return files
 
 
 def _local_path(uri: str) -> Path:
@@ -118,6 +133,13 @@ def scheme_of(uri: str) -> str:
 
 def expand(uri: str, *, must_match: bool = True) -> list[str]:
     return backend_for(uri).expand(uri, must_match=must_match)
+
+
+def is_folder(uri: str) -> bool:
+    """A local directory, or a remote prefix ending in '/' (object stores have no folders)."""
+    if scheme_of(uri):
+        return uri.endswith("/")
+    return _local_path(uri).is_dir()
 
 
 def local_copy(uri: str) -> Path:

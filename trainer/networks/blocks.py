@@ -42,7 +42,9 @@ def embed_categoricals(
 
 
 def embed_tokens(inputs: dict[str, KerasTensor], shapes: DatasetShapes, width: int) -> KerasTensor:
-    """(batch, sequence, width) token embeddings; padding is masked downstream."""
+    """(batch, sequence, width) token embeddings; padding is masked downstream.
+    Every row has at least one unmasked token: a title without any is the
+    preprocessor's "no text" token, so means and GRUs never see an empty row."""
     return layers.Embedding(shapes.text_vocabulary_size, width, mask_zero=True, name="embed_tokens")(
         inputs[TEXT_INPUT]
     )

@@ -1,4 +1,5 @@
-"""fab runs: the packages in a folder or gs:// prefix, with variant, date and test metrics.
+"""fab runs: the packages in a folder or gs:// prefix, with variant, date, the
+epoch whose weights were packaged, and validation and test metrics.
 
 Each package's manifest.json holds what is listed. It is read through a
 seekable stream, so from gs:// only the zip's directory and that one member
@@ -25,6 +26,8 @@ class RunSummary:
     variant: str
     written: dt.datetime  # when the package was zipped (the manifest's time in the zip)
     epochs: int
+    best_epoch: int | None  # None in packages written before the validation split
+    validation_metrics: dict[str, float]
     test_metrics: dict[str, float]
 
 
@@ -43,13 +46,16 @@ def read_summary(package_uri: str) -> RunSummary:
         raise PackageError(f"{package_uri}: not a package (no readable manifest.json); move it out of the folder") \
             from None
     return RunSummary(package_uri, manifest["run_id"], manifest["variant"], written,
-                      manifest.get("epochs_trained", 0), manifest.get("test_metrics", {}))
+                      manifest.get("epochs_trained", 0), manifest.get("best_epoch"),
+                      manifest.get("validation_metrics", {}), manifest.get("test_metrics", {}))
 
 
 def format_runs(runs: list[RunSummary]) -> str:
     """One aligned line per run under a header."""
-    header = ["run", "variant", "written", "epochs", *(f"test_{m}" for m in METRICS)]
+    header = ["run", "variant", "written", "epochs", "best_epoch", "validation_auc",
+              *(f"test_{m}" for m in METRICS)]
     lines = [[run.run_id, run.variant, run.written.strftime("%Y-%m-%d %H:%M"), str(run.epochs),
+              "-" if run.best_epoch is None else str(run.best_epoch), _metric(run.validation_metrics.get("auc")),
               *(_metric(run.test_metrics.get(m)) for m in METRICS)] for run in runs]
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,23 +47,42 @@ def load_package(package_uri: str) -> Package:
     if not path.is_file():
         raise PackageError(f"{package_uri}: no such package; `fab runs` or `ls runs/` lists them")
     try:
-        with zipfile.ZipFile(path) as archive:
-            missing = [name for name in REQUIRED_FILES if name not in archive.namelist()]
-            if missing:
-                raise PackageError(f"{package_uri}: not a complete package (missing {', '.join(missing)})")
-            with tempfile.TemporaryDirectory() as folder:
-                archive.extract(MODEL_FILE, folder)
-                model = keras.saving.load_model(Path(folder) / MODEL_FILE, compile=False)
-            return Package(
-                model=model,
-                preprocessor=Preprocessor.from_json_dict(_read_json(archive, PREPROCESSING_FILE)),
-                resolved=config_from_json_dict(_read_json(archive, "config.json")),
-                manifest=_read_json(archive, "manifest.json"),
-            )
+        archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
         raise PackageError(f"{package_uri}: not a zip file, so not a package") from None
+    with archive:
+        missing = [name for name in REQUIRED_FILES if name not in archive.namelist()]
+        if missing:
+            raise PackageError(f"{package_uri}: not a complete package (missing {', '.join(missing)})")
+        resolved = config_from_json_dict(_read_json(archive, "config.json", package_uri))
+        model = _load_model(_read(archive, MODEL_FILE, package_uri))
+        # Predict as training evaluated: compiled by XLA when the run used it. Keras' "auto" leaves a
+        # loaded model uncompiled on CPUs, where oneDNN then logs an E0000 line about boolean masks.
+        model.jit_compile = resolved.config.xla
+        return Package(
+            model=model,
+            preprocessor=Preprocessor.from_json_dict(_read_json(archive, PREPROCESSING_FILE, package_uri)),
+            resolved=resolved,
+            manifest=_read_json(archive, "manifest.json", package_uri),
+        )
 
 
-def _read_json(archive: zipfile.ZipFile, name: str) -> Any:
-    return json.loads(archive.read(name))
+def _read(archive: zipfile.ZipFile, name: str, package_uri: str) -> bytes:
+    """A member's bytes; a member that fails its CRC or does not inflate means the zip was damaged
+    after it was written (a package is published whole), so it is named and cannot be used."""
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, zlib.error) as exc:
+        raise PackageError(f"{package_uri}: the package is corrupt ({name} does not read back: {exc}); copy it "
+                           "again from where it was published, or train it again with fab train") from None
 
+
+def _read_json(archive: zipfile.ZipFile, name: str, package_uri: str) -> Any:
+    return json.loads(_read(archive, name, package_uri))
+
+
+def _load_model(model_bytes: bytes) -> keras.Model:
+    with tempfile.TemporaryDirectory() as folder:
+        model_file = Path(folder) / Path(MODEL_FILE).name
+        model_file.write_bytes(model_bytes)
+        return keras.saving.load_model(model_file, compile=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import platform
 import zipfile
 from pathlib import Path
@@ -19,14 +20,21 @@ LIBRARIES = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas", "pyarro
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Strict JSON that any parser reads: NaN and infinities (an unknown metric) become null."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    path.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
-def _json_default(value: Any) -> Any:
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
     if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def publish_package(staging: Path, package_uri: str) -> None:

@@ -1,4 +1,4 @@
-"""The run's own Keras callbacks: per-epoch evaluation, the epoch line, the NaN guard."""
+"""The run's own Keras callbacks: per-epoch evaluation, the epoch line, the NaN guard, a test hook."""
 
 from __future__ import annotations
 
@@ -12,32 +12,35 @@ import numpy as np
 from trainer.config import NetConfig
 from trainer.errors import TrainingDivergedError
 from trainer.training.arrays import SplitArrays, predict
+from trainer.training.backup import kill_point
 from trainer.training.metrics import RunMetrics, binary_metrics, format_epoch_line
 
 
 class EpochEvaluation(keras.callbacks.Callback):
-    """Train and test metrics from the epoch's final weights, once per epoch.
+    """Train and validation metrics from the epoch's final weights, once per epoch.
 
     Keras would update AUC, log-loss and accuracy inside every training step:
     about 40% of a step's time on these CPUs. Instead the model scores the
-    test split and a fixed sample of the training split (as large as the test
-    split) at the end of each epoch, so both splits are measured alike, from
-    the same weights. `loss` stays Keras' mean training loss over the epoch.
+    validation split and a fixed sample of the training split (as large as
+    the validation split) at the end of each epoch, so both are measured
+    alike, from the same weights. `loss` stays Keras' mean training loss over
+    the epoch. The test split is not looked at here: it is scored once, on
+    the packaged weights. Keras' `val_` prefix is the validation split.
     """
 
-    def __init__(self, train: SplitArrays, test: SplitArrays, seed: int) -> None:
+    def __init__(self, train: SplitArrays, validation: SplitArrays, seed: int) -> None:
         super().__init__()
-        rows = np.random.default_rng(seed).permutation(len(train))[: len(test)]
+        rows = np.random.default_rng(seed).permutation(len(train))[: len(validation)]
         rows.sort()
         self.train_sample = SplitArrays({k: v[rows] for k, v in train.inputs.items()}, train.labels[rows])
-        self.test = test
+        self.validation = validation
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
         logs.update(binary_metrics(self.train_sample.labels, predict(self.model, self.train_sample.inputs)))
-        test = binary_metrics(self.test.labels, predict(self.model, self.test.inputs))
-        logs.update({f"val_{name}": value for name, value in test.items()})
-        logs["val_loss"] = test["logloss"]
+        validation = binary_metrics(self.validation.labels, predict(self.model, self.validation.inputs))
+        logs.update({f"val_{name}": value for name, value in validation.items()})
+        logs["val_loss"] = validation["logloss"]
 
 
 class DivergenceGuard(keras.callbacks.Callback):
@@ -81,3 +84,10 @@ class EpochReport(keras.callbacks.Callback):
         logs["epoch_seconds"] = seconds
         logs["examples_per_second"] = self.train_rows / seconds
         print(format_epoch_line(epoch + 1, self.epochs, logs), file=self.out, flush=True)
+
+
+class KillPoint(keras.callbacks.Callback):
+    """The test hook `FAB_TEST_KILL_AT=epoch:N`: SIGKILL after epoch N is backed up (put it last)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        kill_point(f"epoch:{epoch + 1}")

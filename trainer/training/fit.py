@@ -1,10 +1,13 @@
-"""Fit a compiled model with Keras callbacks: per-epoch train/test metrics,
-TensorBoard, optional early stopping, a NaN guard and resumability.
+"""Fit a compiled model with Keras callbacks: per-epoch train/validation
+metrics, TensorBoard, optional early stopping, a NaN guard and exact resume.
 
-Resuming: Keras' `BackupAndRestore` saves the weights, optimizer state and
-epoch number after every epoch into the run's work folder; a run started
-again with the same arguments finds that folder and continues from its last
-completed epoch.
+Resuming: `backup.ExactBackup` saves the weights, optimizer state, early
+stopping's state and the epoch after every epoch into the run's work folder;
+a run started again with the same arguments finds that folder and continues
+from its last completed epoch, on the same batches (`batches`), to the same
+model. When fit ends, the trained (best) model is kept in the folder until the
+package is published, so a kill or a failed upload after training loses none
+of it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -24,7 +28,9 @@ import tensorflow as tf
 from trainer.config import NetConfig
 from trainer.errors import TrainerError
 from trainer.training.arrays import SplitArrays
-from trainer.training.callbacks import DivergenceGuard, EpochEvaluation, EpochReport
+from trainer.training.backup import ExactBackup, ResumableEarlyStopping, backed_up_epochs
+from trainer.training.batches import EpochShuffledBatches
+from trainer.training.callbacks import DivergenceGuard, EpochEvaluation, EpochReport, KillPoint
 from trainer.training.metrics import RunMetrics
 
 # batch_size = 0 picks 1/16 of the training rows within these bounds: large
@@ -39,6 +45,14 @@ def effective_batch_size(config: NetConfig, train_rows: int) -> int:
         return config.batch_size
     low, high = AUTO_BATCH_RANGE
     return max(low, min(high, train_rows // AUTO_BATCH_STEPS))
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """What a finished fit decided: the epoch whose weights are packaged (from 1) and whether XLA compiled it."""
+
+    best_epoch: int
+    xla: bool
 
 
 @dataclass(frozen=True)
@@ -74,10 +88,32 @@ class WorkFolders:
                 ) from None
             yield
 
+    @property
+    def trained(self) -> Path:
+        return self.root / "trained"
+
+    @property
+    def trained_model(self) -> Path:
+        return self.trained / "model.keras"
+
     def completed_epochs(self) -> int:
         """Epochs a killed earlier attempt finished (0 when starting fresh)."""
-        metadata = self.backup / "training_metadata.json"
-        return json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
+        return backed_up_epochs(self.backup)
+
+    def finished_training(self) -> FitOutcome | None:
+        """What an earlier attempt's finished fit left, if it got that far (then only packaging remains)."""
+        facts = self.trained / "training.json"
+        return FitOutcome(**json.loads(facts.read_text())) if facts.exists() else None
+
+    def keep_trained(self, model: keras.Model, outcome: FitOutcome) -> None:
+        """Keep the model that will be packaged, written whole before it counts (one rename)."""
+        partial = self.root / "trained.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        model.save(partial / self.trained_model.name)
+        (partial / "training.json").write_text(json.dumps(asdict(outcome)))
+        os.replace(partial, self.trained)
+        shutil.rmtree(self.backup, ignore_errors=True)  # the trained model supersedes it
 
 
 def describe_device(require_gpu: bool) -> str:
@@ -97,38 +133,40 @@ def describe_device(require_gpu: bool) -> str:
 def fit_model(
     model: keras.Model,
     train: SplitArrays,
-    test: SplitArrays,
+    validation: SplitArrays,
     config: NetConfig,
     work: WorkFolders,
     run_metrics: RunMetrics,
     out: TextIO,
     batch_size: int,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> keras.callbacks.History:
-    """Train for `config.epochs` (resuming a killed attempt), reporting each epoch."""
+) -> FitOutcome:
+    """Train for `config.epochs` (resuming a killed attempt), reporting each epoch;
+    the model ends with the best validation epoch's weights, kept in the work folder."""
+    batches = EpochShuffledBatches(train, batch_size, config.seed)
+    early_stopping = ResumableEarlyStopping(
+        monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
+    ) if config.early_stopping_patience else None
     callbacks: list[keras.callbacks.Callback] = [
+        batches,
         DivergenceGuard(config),
-        EpochEvaluation(train, test, config.seed),
+        EpochEvaluation(train, validation, config.seed),
         EpochReport(run_metrics, len(train), config.epochs, out),
         # The CSV row is written before the backup: a kill between the two
         # repeats an epoch's row (deduplicated later) instead of losing it.
         keras.callbacks.CSVLogger(str(work.keras_csv), append=True),
+        # Live curves while training; the package's own are written from the final epoch table.
         keras.callbacks.TensorBoard(log_dir=str(work.tensorboard), write_graph=False, profile_batch=0),
-        keras.callbacks.BackupAndRestore(str(work.backup), double_checkpoint=True),
+        *([early_stopping] if early_stopping else []),
+        *extra_callbacks,  # after EpochEvaluation: they see the epoch's validation metrics
+        ExactBackup(work.backup, early_stopping, config.epochs),  # after early stopping: saves its epoch-end state
+        KillPoint(),
     ]
-    if config.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
-            )
-        )
-    callbacks += extra_callbacks  # after EpochEvaluation: they see the epoch's test metrics
-    return model.fit(
-        train.inputs,
-        train.labels,
-        batch_size=batch_size,
-        epochs=config.epochs,
-        shuffle=True,
-        callbacks=callbacks,
-        verbose=0,
-    )
+    # shuffle=False: the batches come shuffled by epoch (fit would warn that it ignores shuffle=True).
+    model.fit(batches.dataset, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0)
+    # Without early stopping every epoch runs and the last one's weights are kept.
+    stopping_chose = early_stopping is not None and early_stopping.best_weights is not None
+    best_epoch = early_stopping.best_epoch + 1 if stopping_chose else config.epochs
+    outcome = FitOutcome(best_epoch=best_epoch, xla=bool(model.jit_compile))
+    work.keep_trained(model, outcome)
+    return outcome

@@ -1,5 +1,6 @@
 """Run metrics: pyformance timers and meters, the per-epoch progress line,
-and the per-epoch table drawn as `metrics.csv` and `metrics.png`.
+and the per-epoch table written as `metrics.csv`, `metrics.png` and the
+package's TensorBoard events.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ with warnings.catch_warnings():
 
 EPOCH_METRICS = ("loss", "auc", "logloss", "accuracy")
 LINE_METRICS = ("logloss", "auc", "accuracy")
+SPLITS_PER_EPOCH = ("train", "validation")  # the test split is scored once, at the end
 
 
 class RunMetrics:
@@ -69,13 +71,13 @@ def format_epoch_line(epoch: int, epochs: int, logs: dict[str, Any]) -> str:
         return " ".join(f"{name} {logs[prefix + name]:.4f}" for name in LINE_METRICS if prefix + name in logs)
 
     return (
-        f"epoch {epoch}/{epochs}  train: {part('')}  |  test: {part('val_')}  |  "
+        f"epoch {epoch}/{epochs}  train: {part('')}  |  validation: {part('val_')}  |  "
         f"{logs['epoch_seconds']:.1f} s, {logs['examples_per_second']:,.0f} examples/s"
     )
 
 
 def epoch_table(keras_csv: Path) -> pd.DataFrame:
-    """The CSVLogger's rows, one per finished epoch, with train_/test_ names.
+    """The CSVLogger's rows, one per finished epoch, with train_/validation_ names.
 
     A run resumed after a kill may have logged an epoch twice (the row is
     written before the backup); the last row of each epoch wins.
@@ -85,16 +87,16 @@ def epoch_table(keras_csv: Path) -> pd.DataFrame:
 
     def rename(name: str) -> str:
         if name.startswith("val_"):
-            return "test_" + name[4:]
+            return "validation_" + name[4:]
         return f"train_{name}" if name in EPOCH_METRICS else name
 
     table = table.rename(columns=rename).reset_index(drop=True)
-    ordered = ["epoch"] + [f"{split}_{name}" for split in ("train", "test") for name in EPOCH_METRICS]
+    ordered = ["epoch"] + [f"{split}_{name}" for split in SPLITS_PER_EPOCH for name in EPOCH_METRICS]
     return table[[c for c in ordered if c in table] + [c for c in table if c not in ordered]]
 
 
 def plot_epochs(table: pd.DataFrame, path: Path, title: str) -> None:
-    """Train vs test curves per epoch, one panel per metric."""
+    """Train vs validation curves per epoch, one panel per metric."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,7 +104,7 @@ def plot_epochs(table: pd.DataFrame, path: Path, title: str) -> None:
 
     fig, axes = plt.subplots(1, len(EPOCH_METRICS), figsize=(4 * len(EPOCH_METRICS), 3.4))
     for axis, name in zip(axes, EPOCH_METRICS):
-        for split, style in (("train", "-o"), ("test", "--s")):
+        for split, style in zip(SPLITS_PER_EPOCH, ("-o", "--s")):
             if f"{split}_{name}" in table:
                 axis.plot(table["epoch"], table[f"{split}_{name}"], style, label=split, markersize=3)
         axis.set_title(name)
@@ -113,3 +115,22 @@ def plot_epochs(table: pd.DataFrame, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def write_tensorboard(table: pd.DataFrame, logdir: Path) -> None:
+    """The epoch table as TensorBoard scalars (train/ and validation/ runs, Keras' `epoch_` tags).
+
+    Written from the final, deduplicated table, so a resumed run's package shows
+    one coherent history rather than a killed attempt's events beside the rerun's.
+    """
+    import tensorflow as tf
+
+    for split in SPLITS_PER_EPOCH:
+        writer = tf.summary.create_file_writer(str(logdir / split))
+        with writer.as_default():
+            for row in table.itertuples(index=False):
+                for name in EPOCH_METRICS:
+                    value = getattr(row, f"{split}_{name}", None)
+                    if value is not None and np.isfinite(value):
+                        tf.summary.scalar(f"epoch_{name}", float(value), step=int(row.epoch))
+        writer.close()

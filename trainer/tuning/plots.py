@@ -1,4 +1,4 @@
-"""The plots of a tuning study's report: `history.png` (test AUC by trial number)
+"""The plots of a tuning study's report: `history.png` (validation AUC by trial number)
 and `importances.png` (which searched keys mattered, by PED-ANOVA).
 
 `trainer.tuning.report` calls `write_plots`; this module never imports report,
@@ -36,7 +36,7 @@ class StudyPlots:
 def write_plots(study: optuna.Study, trials: list[FrozenTrial], folder: Path, notes: list[str]) -> StudyPlots:
     """Write history.png and (with enough trials) importances.png to `folder`; say in `notes` what was skipped."""
     history_png = folder / "history.png"
-    plot_history(trials, history_png, title=f"{study.study_name}: test AUC by trial")
+    plot_history(trials, history_png, title=f"{study.study_name}: validation AUC by trial")
     importances = param_importances(study, trials, notes)
     importances_png = None
     if importances:
@@ -47,7 +47,7 @@ def write_plots(study: optuna.Study, trials: list[FrozenTrial], folder: Path, no
 
 
 def last_report(trial: FrozenTrial) -> tuple[int, float]:
-    """The last epoch a trial reported and its test AUC."""
+    """The last epoch a trial reported and its validation AUC."""
     epoch = max(trial.intermediate_values)
     return epoch, trial.intermediate_values[epoch]
 
@@ -104,7 +104,7 @@ def plot_history(trials: list[FrozenTrial], path: Path, title: str) -> None:
         axis.text(0.5, 0.5, "no finished trial yet", ha="center", va="center", transform=axis.transAxes)
     axis.xaxis.get_major_locator().set_params(integer=True)  # trial numbers: no 2.5
     axis.set_xlabel("trial")
-    axis.set_ylabel("test AUC")
+    axis.set_ylabel("validation AUC")
     axis.grid(alpha=0.3)
     _save(plt, fig, path, title)
 

@@ -51,7 +51,8 @@ class TuningReport:
     importances_png: Path | None  # None when there was nothing to rank
     importances: dict[str, float]  # searched key -> share of importance, largest first
     best_trial: int | None
-    best_value: float | None
+    best_value: float | None  # its validation AUC, the objective
+    best_test_auc: float | None  # its held-out test AUC, read by nothing that chose
     best_variant: dict[str, dict[str, Any]] | None  # {"<variant>_tuned": {key: JSON value}}
     best_package: str | None
     best_package_exists: bool | None  # None where it could not be checked (see notes)
@@ -89,6 +90,7 @@ def write_report(study: optuna.Study, folder: Path) -> TuningReport:
         importances=plots.importances,
         best_trial=best.number if best else None,
         best_value=best.value if best else None,
+        best_test_auc=best.user_attrs.get("test_auc") if best else None,
         best_variant=tuned_variant(attrs, best.params) if best else None,
         best_package=package,
         best_package_exists=_package_exists(package, notes) if package else None,
@@ -97,7 +99,7 @@ def write_report(study: optuna.Study, folder: Path) -> TuningReport:
 
 
 def best_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The completed trial with the highest test AUC; the earlier one on a tie."""
+    """The completed trial with the highest validation AUC (the objective); the earlier one on a tie."""
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     return max(completed, key=lambda t: t.value, default=None)  # max keeps the first of equals
 
@@ -128,13 +130,14 @@ def _package_exists(uri: str, notes: list[str]) -> bool | None:
 
 
 def leaderboard_table(trials: list[FrozenTrial], param_order: list[str]) -> pd.DataFrame:
-    """One row per trial, best first: completed by test AUC, then pruned, failed,
+    """One row per trial, best first: completed by validation AUC, then pruned, failed,
     running and waiting trials by number. Params follow the search space's order."""
     seen = {key for t in trials for key in t.params}
     params = [k for k in param_order if k in seen] + sorted(seen - set(param_order))
     rank = {state: i for i, state in enumerate(STATE_WORDS)}
     ordered = sorted(trials, key=lambda t: (rank[t.state], -(t.value or 0.0), t.number))
-    columns = ["trial", "state", "test_auc", "test_logloss", "test_accuracy", *params,
+    # validation_auc chose the best trial; the test columns are held out, read by no sampler or pruner.
+    columns = ["trial", "state", "validation_auc", "test_auc", "test_logloss", "test_accuracy", *params,
                "epochs_trained", "duration_s", "worker", "run_id", "package", "note"]
     # Built as objects, then typed: a blank cell (a waiting trial's params) must not turn 128 into 128.0.
     table = pd.DataFrame([_row(t) for t in ordered], columns=columns, dtype=object)
@@ -154,7 +157,8 @@ def _row(trial: FrozenTrial) -> dict[str, Any]:
     return {
         "trial": trial.number,
         "state": STATE_WORDS[trial.state],
-        "test_auc": trial.value,
+        "validation_auc": trial.value,
+        "test_auc": attrs.get("test_auc"),
         "test_logloss": attrs.get("test_logloss"),
         "test_accuracy": attrs.get("test_accuracy"),
         **trial.params,
@@ -173,7 +177,7 @@ def _note(trial: FrozenTrial) -> str:
         parts.append(f"retry of trial {trial.system_attrs['failed_trial']}")
     if trial.state == TrialState.PRUNED and trial.intermediate_values:
         epoch, auc = last_report(trial)
-        parts.append(f"pruned at epoch {epoch} (test AUC {auc:.4f})")
+        parts.append(f"pruned at epoch {epoch} (validation AUC {auc:.4f})")
     if trial.state == TrialState.FAIL:  # a worker that died or was stopped records no reason
         parts.append(trial.user_attrs.get("failure") or "its worker stopped or died mid-trial")
     return "; ".join(parts)
@@ -225,7 +229,7 @@ def _table(leaderboard: pd.DataFrame) -> str:
 def _cell(column: Any, value: Any) -> str:
     if pd.isna(value):
         return ""
-    if column == "test_auc":
+    if column in ("validation_auc", "test_auc"):
         return f"{value:.4f}"
     if column == "duration_s":
         return f"{value:.1f}"
@@ -236,9 +240,14 @@ def _cell(column: Any, value: Any) -> str:
     return str(value)
 
 
+def _held_out(report: TuningReport) -> str:
+    return f" (held-out test AUC {report.best_test_auc:.4f})" if report.best_test_auc is not None else ""
+
+
 def _best_lines(report: TuningReport) -> list[str]:
     lines = [
-        f"best: trial {report.best_trial}, test AUC {report.best_value:.4f}; as a variant for "
+        f"best: trial {report.best_trial}, validation AUC {report.best_value:.4f}{_held_out(report)}; "
+        "as a variant for "
         "configs/variant_config.json:",
         json.dumps(report.best_variant, indent=2),
     ]

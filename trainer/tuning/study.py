@@ -7,7 +7,8 @@ so a worker needs only the study's name and storage to join (`run_worker`),
 on this machine or any other, and every worker trains the same thing.
 
 A trial (`trainer.tuning.worker`) draws its values from the space and trains
-with them as `TRAINER_*` overrides; its value is its model's test AUC.
+with them as `TRAINER_*` overrides; its value is its model's validation AUC
+(the test split is never read to choose).
 
 Reliability comes from Optuna's storage:
 - a worker records a heartbeat while it trains; when it dies (SIGKILL, a lost
@@ -22,6 +23,7 @@ Reliability comes from Optuna's storage:
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -38,7 +40,7 @@ from trainer.tuning.space import load_space
 
 DEFAULT_SPACE_FILE = PROJECT_ROOT / "configs" / "search_space.json"
 DEFAULT_STORAGE_FILE = Path("runs") / "tuning.db"
-METRIC = "test_auc"
+METRIC = "validation_auc"
 # A worker's heartbeat every HEARTBEAT_INTERVAL_S; a trial silent for
 # GRACE_PERIOD_S belongs to a dead worker and is retried elsewhere.
 HEARTBEAT_INTERVAL_S = 5
@@ -103,23 +105,59 @@ def _absolute(uri: str) -> str:
 # --- storage -----------------------------------------------------------------------------------
 
 def storage_url(url: str) -> str:
-    """The study storage: a database URL, or by default a SQLite file under runs/."""
+    """The study storage: a database URL, or by default a SQLite file under runs/ (made by define_study)."""
     if not url:
-        DEFAULT_STORAGE_FILE.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{DEFAULT_STORAGE_FILE.resolve()}"
-    if url.split("://", 1)[0].split("+", 1)[0] not in ("postgresql", "mysql", "sqlite"):
+    if _database_kind(url) not in ("postgresql", "mysql", "sqlite"):
         raise ConfigError(f"--storage {shown(url)}: expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
                           "(or sqlite:///FILE for one machine)")
     return url
 
 
+def _database_kind(url: str) -> str:
+    """postgresql, mysql, sqlite, ...: the URL's scheme without its driver (postgresql+psycopg)."""
+    return url.split("://", 1)[0].split("+", 1)[0]
+
+
 def shown(url: str) -> str:
-    """A storage URL fit to print: without its password."""
+    """A storage URL fit to print: everything between :// and the last @ (user and password) masked.
+
+    The last @, because a password may hold an @ of its own: up to the first one
+    would print the rest of the password as if it were the host.
+    """
     scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+    if not sep:  # no scheme typed: the credentials, if any, start the text
+        scheme, rest = "", url
+    _, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}***@{host}" if at else url
+
+
+def _credentials(url: str) -> str:
+    """What `shown` masks: the text between :// and the last @ ("" when there is none)."""
+    rest = url.partition("://")[2] or url
+    return rest.rpartition("@")[0]
+
+
+def _masked(text: str, url: str) -> str:
+    """`text` (a database driver's message about `url`) without any piece of the URL's user or password.
+
+    A driver that splits the URL at the first @ of a password prints the rest of it
+    as the host name ("failed to resolve host 'cret@db'"), so every piece between
+    :// and the last @ is masked wherever it stands alone.
+    """
+    credentials = _credentials(url)
+    user, _, password = credentials.partition(":")
+    pieces = {credentials, user, password, *credentials.split("@"), *password.split("@")}
+    for piece in sorted(pieces - {""}, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w.-]){re.escape(piece)}(?![\w.-])", "***", text)
+    return text
+
+
+def _url_advice(url: str) -> str:
+    """What to check when the storage does not open; an @ in the credentials is the likely culprit."""
+    if "@" in _credentials(url):
+        return "write an @ inside the user or password as %40 (URL-encoded), then check the URL again"
+    return "check the URL and that the database server runs and accepts this user"
 
 
 def open_storage(url: str) -> RDBStorage:
@@ -142,9 +180,19 @@ def _storage_errors(url: str) -> Iterator[None]:
     try:
         yield
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise TrainerError(f"cannot open the study storage {shown(url)}: {reason}; "
-                           "check the URL and that the database server runs and accepts this user") from None
+        reason = _masked(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], url)
+        raise TrainerError(f"cannot open the study storage {shown(url)}: {reason}; {_url_advice(url)}") from None
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL; None for other databases (and in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
+    if _database_kind(url) != "sqlite":
+        return None
+    with _storage_errors(url):
+        database = make_url(url).database
+    return Path(database) if database else None
 
 
 @contextlib.contextmanager
@@ -157,6 +205,8 @@ def quiet_experimental() -> Iterator[None]:
 def define_study(name: str, spec: StudySpec, url: str) -> optuna.Study:
     """Create the study, or continue it: an existing study must be the same definition
     (its target may grow, so `--trials` can ask for more)."""
+    if sqlite_file := _sqlite_file(url):
+        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
     optuna_storage = open_storage(url)
     with _storage_errors(url):
         study = optuna.create_study(study_name=name, storage=optuna_storage, direction="maximize",
@@ -179,7 +229,15 @@ def _check_same_definition(name: str, stored: StudySpec, asked: StudySpec) -> No
 
 
 def load_study(name: str, url: str) -> tuple[optuna.Study, StudySpec]:
-    """An existing study and its definition, or one line saying how to create it."""
+    """An existing study and its definition, or one line saying how to create it.
+
+    A SQLite file that is not there holds no study: opening it would create it
+    empty, so a reader (fab tune_report) would leave a stray database behind.
+    """
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file and not sqlite_file.is_file():
+        raise TrainerError(f"no study '{name}': {sqlite_file} does not exist (no study was made there); "
+                           f"create it with fab tune --study {name} ..., or pass the --storage it lives in")
     optuna_storage = open_storage(url)
     with _storage_errors(url):
         try:

@@ -1,9 +1,10 @@
 """A tuning worker: runs trials of a study until it has its target of finished trials.
 
 A trial draws its values from the study's space and trains with them as
-`TRAINER_*` overrides, the same level 3 a user has. It reports the test AUC
-after every epoch, so the pruner can stop a poor trial early, and its value is
-the test AUC of the model it packaged. How dead, stopped and diverging trials
+`TRAINER_*` overrides, the same level 3 a user has. It reports the validation
+AUC after every epoch, so the pruner can stop a poor trial early, and its
+value is the validation AUC of the model it packaged. The test split plays no
+part in the search: its metrics are recorded beside each trial, held out. How dead, stopped and diverging trials
 are handled is in `trainer.tuning.study`'s docstring.
 """
 
@@ -160,7 +161,7 @@ def _pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
 
 
 class TrialObjective:
-    """One trial: values from the space, a training run with them as overrides, its test AUC."""
+    """One trial: values from the space, a training run with them as overrides, its validation AUC."""
 
     def __init__(self, study: optuna.Study, spec: StudySpec, name: str, worker: str, require_gpu: bool,
                  out: TextIO, stop: StopRequest) -> None:
@@ -223,14 +224,16 @@ class TrialObjective:
             print(f"trial {trial.number} failed: {exc}", file=self.out, flush=True)
             raise
         self._record(trial, result)
-        return result.test_metrics["auc"]
+        return result.validation_metrics["auc"]
 
     def _record(self, trial: optuna.Trial, result: TrainResult) -> None:
         trial.set_user_attr("package", result.package_uri)
         trial.set_user_attr("run_id", result.run_id)
         trial.set_user_attr("epochs", len(result.epochs))
-        trial.set_user_attr("test_logloss", result.test_metrics["logloss"])
-        trial.set_user_attr("test_accuracy", result.test_metrics["accuracy"])
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        for split, metrics in (("validation", result.validation_metrics), ("test", result.test_metrics)):
+            for name, value in metrics.items():
+                trial.set_user_attr(f"{split}_{name}", value)
 
     def _queue_again(self) -> None:
         """A stopped worker's trial runs again elsewhere, as a dead worker's would."""
@@ -252,7 +255,7 @@ def _origin_number(study: optuna.Study, number: int) -> int:
 
 
 class EpochToTrial(keras.callbacks.Callback):
-    """Reports each epoch's test AUC to the trial, and ends the run when the pruner
+    """Reports each epoch's validation AUC to the trial, and ends the run when the pruner
     says so, or at the next batch once the worker is asked to stop."""
 
     def __init__(self, trial: optuna.Trial, pruner: str, stop: StopRequest) -> None:
@@ -268,7 +271,8 @@ class EpochToTrial(keras.callbacks.Callback):
             return
         self.trial.report(float(auc), step=epoch + 1)
         if self.trial.should_prune():
-            raise RunAbandonedError(f"test auc {auc:.4f} after epoch {epoch + 1}, stopped by the {self.pruner} pruner")
+            raise RunAbandonedError(f"validation auc {auc:.4f} after epoch {epoch + 1}, "
+                                    f"stopped by the {self.pruner} pruner")
 
 
 def keep_best_package(study: optuna.Study, finished: int) -> None:

@@ -1,0 +1,125 @@
+"""The `fab` command: Fabric 3's program, which also takes Fabric 1's task form.
+
+    fab train:variant=deep_v1,gpu=True      the design card's form (Fabric 1)
+    fab train --variant deep_v1 --gpu       Fabric 3's form, unchanged
+
+Each `TASK:key=value,...` word is rewritten into Fabric 3's words for that task
+before invoke parses them, so both forms go through the same parser, types and
+checks. A key or option the task lacks, in either form, is one `error:` line
+naming the task's options (invoke would say "No idea what '--x' is!", exit 1).
+The project's set-up installs `main` as the venv's `fab` (pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from fabric import Config, Executor
+from fabric import __version__ as fabric_version
+from fabric.main import Fab
+from invoke import Collection, Exit, ParseError, Task
+from invoke.parser import Argument, ParserContext
+
+from launch.cli import USER_ERROR_STATUS
+
+TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+FALSE_WORDS = frozenset({"false", "no", "off", "0"})
+# Fabric 1 let a value hold a comma or an equals sign behind a backslash.
+UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+UNESCAPED_EQUALS = re.compile(r"(?<!\\)=")
+
+
+class TrainerFab(Fab):
+    """Fabric's `fab`, reading Fabric 1's `TASK:key=value` words and explaining unknown options."""
+
+    def parse_tasks(self) -> None:
+        self.core.unparsed = expand_fabric1_words(self.core.unparsed, self.collection)
+        try:
+            super().parse_tasks()
+        except ParseError as exc:
+            raise Exit(explain(exc, self.collection), code=USER_ERROR_STATUS) from None
+
+
+def expand_fabric1_words(words: list[str], collection: Collection) -> list[str]:
+    """Each `TASK:key=value,...` word of a known task as Fabric 3's `TASK --key value ...`."""
+    expanded: list[str] = []
+    for word in words:
+        name, colon, rest = word.partition(":")
+        if colon and not word.startswith("-") and name in collection.task_names:
+            expanded += [name, *_task_words(collection[name], name, rest)]
+        else:
+            expanded.append(word)
+    return expanded
+
+
+def _task_words(task: Task, name: str, arguments: str) -> list[str]:
+    options = {flag_name(argument): argument for argument in task.get_arguments()}
+    words: list[str] = []
+    for item in filter(None, UNESCAPED_COMMA.split(arguments)):
+        parts = UNESCAPED_EQUALS.split(item, maxsplit=1)
+        if len(parts) == 1:  # a bare value is the next positional argument, as in Fabric 1
+            words.append(_unescaped(item))
+            continue
+        key, value = parts
+        argument = options.get(key.replace("_", "-"))
+        if argument is None:
+            raise Exit(_unknown_option(name, key, list(options)), code=USER_ERROR_STATUS)
+        words += _option_words(argument, name, _unescaped(value))
+    return words
+
+
+def _option_words(argument: Argument, task_name: str, value: str) -> list[str]:
+    flag = f"--{flag_name(argument)}"
+    if argument.kind is not bool:
+        return [f"{flag}={value}"]
+    word = value.lower()
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise Exit(f"error: {task_name}:{argument.name}={value}: expected True or False",
+                   code=USER_ERROR_STATUS)
+    wanted = word in TRUE_WORDS
+    if wanted == bool(argument.default):
+        return []
+    return [flag] if wanted else [f"--no-{flag_name(argument)}"]
+
+
+def flag_name(argument: Argument) -> str:
+    """The option as typed after `--`: invoke turns a parameter's underscores into dashes."""
+    return argument.name.replace("_", "-")
+
+
+def _unescaped(value: str) -> str:
+    return value.replace("\\,", ",").replace("\\=", "=")
+
+
+def explain(error: ParseError, collection: Collection) -> str:
+    """One line for invoke's parse error: an unknown option names the task's options."""
+    unknown = re.fullmatch(r"No idea what '(.*)' is!", str(error))
+    context: ParserContext | None = error.context
+    if unknown and context is not None and context.name and unknown.group(1).startswith("-"):
+        options = [flag_name(argument) for argument in collection[context.name].get_arguments()]
+        return _unknown_option(context.name, unknown.group(1), options)
+    if unknown and not unknown.group(1).startswith("-"):
+        name = unknown.group(1).partition(":")[0]  # Fabric 1's words of an unknown task stay whole
+        guess = difflib.get_close_matches(name, list(collection.task_names), n=1)
+        hint = f"did you mean '{guess[0]}'? " if guess else ""
+        return f"error: no task '{name}'; {hint}fab --list names them"
+    return f"error: {error}; fab --help TASK shows a task's options"
+
+
+def _unknown_option(task_name: str, typed: str, options: list[str]) -> str:
+    key = typed.lstrip("-").partition("=")[0].replace("_", "-")
+    guess = difflib.get_close_matches(key, options, n=1)
+    hint = f" (did you mean --{guess[0]}?)" if guess else ""
+    names = ", ".join(f"--{option}" for option in sorted(options)) or "none"
+    return f"error: {task_name} has no option '{typed}'{hint}; its options: {names} (fab --help {task_name})"
+
+
+def make_program() -> TrainerFab:
+    """The program as Fabric makes its own (fabric.main.make_program), with our parsing."""
+    return TrainerFab(name="Fabric", version=fabric_version, executor_class=Executor, config_class=Config)
+
+
+def main() -> None:
+    """The `fab` console script."""
+    make_program().run()

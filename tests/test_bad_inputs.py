@@ -1,0 +1,225 @@
+"""Every bad input a user can type ends as one `error:` line, exit status 2, no traceback, nothing written.
+
+One row of CASES per input, run as the user runs it: `fab ...` or `python -m
+trainer ...` in a subprocess with a clean shell. Each case checks its exit
+status, exactly one line starting with `error:` that names the problem, no
+traceback, and that nothing under the test's folder changed (its output folder
+holds a package from an earlier run, which must stay as it was).
+
+Adding a case is adding a row. Words of `argv` may hold these placeholders:
+
+    {tmp}      the test's own folder, where `files` are written
+    {out}      the output folder (exists, holds earlier-run.zip)
+    {sample}   data/sample_2k.json
+    {project}  the project folder the command runs in (a copy with project_copy=True)
+    {package}  a real package trained on the sample (trains once per session: use it sparingly)
+
+Most cases end before TensorFlow is imported; the rest before it trains.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import PROJECT_ROOT, SAMPLE, clean_env
+
+from trainer.package.layout import MODEL_FILE, REQUIRED_FILES
+
+FAB = Path(sys.executable).parent / "fab"
+TIMEOUT_S = 300
+EARLIER_PACKAGE = "earlier-run.zip"
+# What a copy of the project needs to run fab and python -m trainer (the venv stays where it is).
+PROJECT_PARTS = ("fabfile.py", "fabric.yaml", "launch", "trainer", "configs")
+# The user and password of STORAGE_WITH_AT: no piece of either may be printed.
+STORAGE_WITH_AT = "postgresql://tuner:se@cret@127.0.0.1:1/studies"
+FileMaker = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: the command, what it needs on disk, and what the user must see."""
+
+    name: str
+    argv: tuple[str, ...]  # starts with "fab" or "python"
+    error: str  # a substring of the one `error:` line
+    files: Mapping[str, str | FileMaker] = field(default_factory=dict)  # path under {tmp}: text, or a maker
+    env: Mapping[str, str] = field(default_factory=dict)
+    status: int = 2
+    hidden: tuple[str, ...] = ()  # text that must appear nowhere in the output (secrets, wrong advice)
+    project_copy: bool = False  # run in a copy of the project, for cases that break the project's own files
+
+
+def first_sample_rows(count: int, drop: str = "") -> str:
+    """The sample's first `count` rows, without column `drop`."""
+    lines = SAMPLE.read_text().splitlines()[:count]
+    rows = [{k: v for k, v in json.loads(line).items() if k != drop} for line in lines]
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def package_with_bad_crc(path: Path) -> None:
+    """A zip with every member a package needs, whose model member was damaged after it was written."""
+    marker = b"model bytes 0123456789"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name in REQUIRED_FILES:
+            archive.writestr(name, marker if name == MODEL_FILE else b"{}")
+    path.write_bytes(path.read_bytes().replace(marker, marker.upper()))  # same length, so only the CRC fails
+
+
+def incomplete_package(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("manifest.json", "{}")
+
+
+NO_ENGINE = {"DOCKER_HOST": "unix://{tmp}/no-engine.sock"}
+TRAIN_LOCAL = ("fab", "train", "--local", "--output", "{out}")
+SCORE_SAMPLE = ("fab", "score", "--input", "{sample}", "--package")
+
+# A trailing comma on line 2, the commonest slip in a hand-edited JSON file.
+BROKEN_VARIANT_FILE = {"project/configs/variant_config.json": '{\n  "deep_v1": {"network": "deep_v1"},\n}\n'}
+NOT_JSON_VARIANT_FILE = "{project}/configs/variant_config.json line 3: not valid JSON"
+
+CASES = [
+    # --- options fab itself parses ---
+    Case("tune-trials-not-an-integer", ("fab", "tune", "--trials", "abc"),
+         "--trials abc: expected a whole number, e.g. --trials 20"),
+    Case("generate-data-rows-not-an-integer", ("fab", "generate_data", "--rows", "abc", "--out", "{out}/rows.json"),
+         "--rows abc: expected a whole number"),
+    Case("generate-data-seed-not-an-integer", ("fab", "generate_data", "--seed", "1.5", "--out", "{out}/rows.json"),
+         "--seed 1.5: expected a whole number"),
+    Case("tune-no-trials", ("fab", "tune", "--trials", "0", "--storage", "sqlite:///{out}/tuning.db"),
+         "--trials 0: a study needs at least one trial"),
+    Case("tune-unknown-sampler", ("fab", "tune", "--sampler", "grid", "--storage", "sqlite:///{out}/tuning.db"),
+         "--sampler grid: unknown; use one of tpe, random"),
+    # --- --output where a folder (or, for score, a file) goes ---
+    Case("train-output-is-a-file", ("fab", "train", "--local", "--output", "{tmp}/a-file"),
+         "--output {tmp}/a-file: is a file", files={"a-file": "mine"}),
+    Case("train-in-docker-output-is-a-file", ("fab", "train", "--output", "{tmp}/a-file"),
+         "--output {tmp}/a-file: is a file", files={"a-file": "mine"}, env=NO_ENGINE),
+    Case("python-train-output-is-a-file",
+         ("python", "-m", "trainer", "train", "--variant", "deep_v1", "--output", "{tmp}/a-file"),
+         "--output {tmp}/a-file: is a file", files={"a-file": "mine"}),
+    Case("tune-output-is-a-file",
+         ("fab", "tune", "--output", "{tmp}/a-file", "--storage", "sqlite:///{out}/tuning.db"),
+         "--output {tmp}/a-file: is a file", files={"a-file": "mine"}),
+    Case("sanity-output-is-a-file", ("fab", "test_sanity", "--local", "--output", "{tmp}/a-file"),
+         "--output {tmp}/a-file: is a file", files={"a-file": "mine"}),
+    Case("runs-output-is-a-file", ("fab", "runs", "--output", "{tmp}/a-file"),
+         "--output {tmp}/a-file: is a file", files={"a-file": "mine"}),
+    Case("score-output-is-a-folder", (*SCORE_SAMPLE, "{tmp}/absent.zip", "--output", "{out}"),
+         "--output {out}: is a folder; name the file"),
+    # --- configuration ---
+    Case("unknown-variant", ("fab", "train", "--local", "--variant", "nope", "--output", "{out}"),
+         "unknown variant 'nope'"),
+    Case("unknown-trainer-key", TRAIN_LOCAL, "unknown key 'epoch' (environment TRAINER_EPOCH); did you mean 'epochs'?",
+         env={"TRAINER_EPOCH": "3"}),
+    Case("wrong-type-trainer-value", TRAIN_LOCAL, "epochs (environment TRAINER_EPOCHS): expected an integer",
+         env={"TRAINER_EPOCHS": "many"}),
+    Case("variants-with-a-broken-variant-file", ("fab", "variants"), NOT_JSON_VARIANT_FILE,
+         files=BROKEN_VARIANT_FILE, project_copy=True),
+    Case("keys-with-a-broken-variant-file", ("fab", "keys"), NOT_JSON_VARIANT_FILE,
+         files=BROKEN_VARIANT_FILE, project_copy=True),
+    # --- the Docker engine ---
+    Case("build-without-an-engine", ("fab", "build"), "point DOCKER_HOST at a running engine",
+         env=NO_ENGINE, hidden=("--local",)),  # build has no --local to suggest
+    Case("train-without-an-engine", ("fab", "train", "--output", "{out}"),
+         "point DOCKER_HOST at a running engine, or train in this process with --local", env=NO_ENGINE),
+    # --- datasets ---
+    Case("missing-dataset-file", (*TRAIN_LOCAL, "--dataset", "{tmp}/absent.json"), "{tmp}/absent.json: no such file"),
+    Case("unknown-dataset-scheme", (*TRAIN_LOCAL, "--dataset", "s3://bucket/rows.json"),
+         "unsupported storage scheme 's3://'"),
+    Case("malformed-json-line", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"),
+         "{tmp}/rows.json line 3: not valid JSON",
+         files={"rows.json": first_sample_rows(2) + "{broken\n"}),
+    Case("dataset-missing-a-column", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"), "category",
+         files={"rows.json": first_sample_rows(50, drop="category")}),
+    Case("gpu-without-a-gpu", (*TRAIN_LOCAL, "--gpu"), "a GPU was asked for (--gpu) but TensorFlow sees none"),
+    # --- packages ---
+    Case("missing-package", (*SCORE_SAMPLE, "{tmp}/absent.zip"), "{tmp}/absent.zip: no such package"),
+    Case("python-score-missing-package",
+         ("python", "-m", "trainer", "score", "--package", "{tmp}/absent.zip", "--input", "{sample}"),
+         "{tmp}/absent.zip: no such package"),
+    Case("package-not-a-zip", (*SCORE_SAMPLE, "{tmp}/junk.zip"), "not a zip file, so not a package",
+         files={"junk.zip": "these are not zip bytes"}),
+    Case("package-incomplete", (*SCORE_SAMPLE, "{tmp}/part.zip"), "not a complete package (missing config.json",
+         files={"part.zip": incomplete_package}),
+    Case("package-member-with-a-bad-crc", (*SCORE_SAMPLE, "{tmp}/damaged.zip"),
+         f"the package is corrupt ({MODEL_FILE} does not read back", files={"damaged.zip": package_with_bad_crc}),
+    Case("score-missing-input", ("fab", "score", "--package", "{package}", "--input", "{tmp}/absent.json"),
+         "{tmp}/absent.json: no such file"),
+    # --- tuning studies ---
+    Case("storage-url-with-an-unknown-scheme", ("fab", "tune_report", "--study", "s", "--storage", "redis://u:pw1@db/0"),
+         "--storage redis://***@db/0: expected postgresql://", hidden=("pw1",)),
+    Case("storage-password-with-an-at", ("fab", "tune_report", "--study", "s", "--storage", STORAGE_WITH_AT),
+         "cannot open the study storage postgresql://***@127.0.0.1:1/studies", hidden=("tuner", "se@", "cret")),
+    Case("tune-report-of-a-missing-study", ("fab", "tune_report", "--study", "absent"),
+         "no study 'absent': {project}/runs/tuning.db does not exist", project_copy=True),
+    Case("tune-report-of-a-missing-study-file",
+         ("fab", "tune_report", "--study", "absent", "--storage", "sqlite:///{out}/tuning.db"),
+         "no study 'absent': {out}/tuning.db does not exist"),
+]
+
+
+def prepare(case: Case, tmp_path: Path) -> dict[str, str]:
+    """Write the case's files (and the project copy); return the placeholders' values."""
+    project = copy_of_project(tmp_path / "project") if case.project_copy else PROJECT_ROOT
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / EARLIER_PACKAGE).write_bytes(b"a package from an earlier run")
+    for name, content in case.files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if callable(content):
+            content(path)
+        else:
+            path.write_text(content)
+    return {"tmp": str(tmp_path), "out": str(out), "sample": str(SAMPLE), "project": str(project)}
+
+
+def copy_of_project(project: Path) -> Path:
+    """The code and configs of the project under `project`: fab and python -m trainer run there as here."""
+    project.mkdir()
+    for part in PROJECT_PARTS:
+        if (PROJECT_ROOT / part).is_dir():
+            shutil.copytree(PROJECT_ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(PROJECT_ROOT / part, project / part)
+    return project
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under `folder` with its size and modification time: what "nothing new" is checked against."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def command(case: Case, values: dict[str, str]) -> list[str]:
+    program = {"fab": [str(FAB)], "python": [sys.executable]}[case.argv[0]]
+    return program + [word.format(**values) for word in case.argv[1:]]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_bad_input_is_one_error_line_and_nothing_written(
+    case: Case, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    values = prepare(case, tmp_path)
+    if any("{package}" in word for word in case.argv):
+        values["package"] = str(request.getfixturevalue("trained").zip_path)
+    before = snapshot(tmp_path)
+    env = {**{k: v.format(**values) for k, v in case.env.items()}, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(command(case, values), cwd=values["project"], env=clean_env(env), capture_output=True,
+                          text=True, timeout=TIMEOUT_S, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == case.status, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, f"expected one error line:\n{output[-3000:]}"
+    assert case.error.format(**values) in errors[0]
+    assert not [text for text in case.hidden if text in output], f"printed what it must not:\n{output}"
+    assert snapshot(tmp_path) == before, "the command wrote, changed or removed files"

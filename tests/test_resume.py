@@ -1,0 +1,131 @@
+"""Exact resume and nothing lost after training: a run killed at a fixed point
+(the FAB_TEST_KILL_AT hook SIGKILLs the trainer there) and run again with the
+same arguments ends with the package an uninterrupted run writes."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import signal
+import subprocess
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from trainer.data import storage
+from trainer.data.dataset import load_dataset
+from trainer.errors import TrainerError
+from trainer.package.loader import load_package
+from trainer.run import TrainRequest, train
+from trainer.training.backup import KILL_POINT_VARIABLE
+
+Runner = Callable[..., subprocess.CompletedProcess]
+# Early stopping with patience 2 and dropout (its seed generators must resume too).
+STOPPING_ENV = {"TRAINER_EPOCHS": "8", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "2",
+                "TRAINER_DROPOUT": "0.2"}
+QUICK = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128"}
+EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+\b", re.MULTILINE)
+SCORE_COLUMNS = ["train_loss", "train_auc", "validation_auc", "validation_logloss"]
+
+
+def train_args(sample_path: Path, output: Path) -> list[str]:
+    return ["-m", "trainer", "train", "--variant", "deep_v1", "--dataset", str(sample_path), "--output", str(output)]
+
+
+def killed_at(run_python: Runner, args: list[str], env: dict[str, str], point: str) -> None:
+    proc = run_python(*args, env={**env, KILL_POINT_VARIABLE: point})
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+
+
+def package_of(output: Path) -> tuple[Path, dict[str, Any], pd.DataFrame]:
+    [package] = output.glob("*.zip")
+    with zipfile.ZipFile(package) as archive:
+        return package, json.loads(archive.read("manifest.json")), pd.read_csv(archive.open("metrics.csv"))
+
+
+def tensorboard_steps(package: Path, tmp_path: Path) -> dict[str, list[int]]:
+    """Per split, the steps of the epoch_auc scalar in the package's event files."""
+    folder = tmp_path / f"unzipped-{package.stem}"
+    with zipfile.ZipFile(package) as archive:
+        archive.extractall(folder)
+    steps: dict[str, list[int]] = {}
+    for events in sorted((folder / "tensorboard").rglob("*tfevents*")):
+        for record in tf.data.TFRecordDataset(str(events)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            if any(value.tag == "epoch_auc" for value in event.summary.value):
+                steps.setdefault(events.parent.name, []).append(event.step)
+    return steps
+
+
+def test_a_run_killed_after_its_best_epoch_resumes_to_the_same_package(
+    tmp_path: Path, sample_path: Path, run_python: Runner
+) -> None:
+    clean = run_python(*train_args(sample_path, tmp_path / "clean"), env=STOPPING_ENV)
+    assert clean.returncode == 0, clean.stderr
+    clean_package, clean_manifest, clean_epochs = package_of(tmp_path / "clean")
+    best, trained = clean_manifest["best_epoch"], clean_manifest["epochs_trained"]
+    kill = best + 1  # after the best epoch, while early stopping is still waiting
+    assert kill < trained <= 8, f"early stopping must stop after epoch {kill} for this test: {clean.stdout}"
+
+    output = tmp_path / "resumed"
+    killed_at(run_python, train_args(sample_path, output), STOPPING_ENV, f"epoch:{kill}")
+    assert not list(output.glob("*.zip"))
+    again = run_python(*train_args(sample_path, output), env=STOPPING_ENV)
+    assert again.returncode == 0, again.stderr
+    assert re.search(rf"^resuming run deep_v1-\S+ after epoch {kill}/8$", again.stdout, re.MULTILINE), again.stdout
+    assert [int(n) for n in EPOCH_LINE.findall(again.stdout)] == list(range(kill + 1, trained + 1))
+
+    package, manifest, epochs = package_of(output)
+    assert (manifest["epochs_trained"], manifest["best_epoch"]) == (trained, best)
+    for split in ("validation_metrics", "test_metrics"):
+        for name, value in clean_manifest[split].items():
+            assert manifest[split][name] == pytest.approx(value, abs=1e-6), (split, name)
+    np.testing.assert_allclose(epochs[SCORE_COLUMNS], clean_epochs[SCORE_COLUMNS], atol=1e-6)
+    frame, _ = load_dataset(str(sample_path), load_package(str(package)).config, with_label=False)
+    np.testing.assert_allclose(load_package(str(package)).score(frame), load_package(str(clean_package)).score(frame),
+                               atol=1e-6)
+    # One coherent history: each epoch once, not the killed attempt's events beside the rerun's.
+    assert tensorboard_steps(package, tmp_path) == {split: list(range(1, trained + 1))
+                                                    for split in ("train", "validation")}
+    assert not list(output.glob(".work/*"))
+
+
+def test_a_kill_during_packaging_packages_the_run_without_retraining(
+    tmp_path: Path, sample_path: Path, run_python: Runner
+) -> None:
+    output = tmp_path / "runs"
+    killed_at(run_python, train_args(sample_path, output), QUICK, "packaging")
+    assert not list(output.glob("*.zip")) and not list(output.glob(".*.partial"))
+    again = run_python(*train_args(sample_path, output), env=QUICK)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"^run deep_v1-\S+ finished training earlier \(weights of epoch [12]\); packaging it without "
+                     r"retraining$", again.stdout, re.MULTILINE), again.stdout
+    assert not EPOCH_LINE.search(again.stdout), "the finished run was trained again"
+    _, manifest, epochs = package_of(output)
+    assert manifest["epochs_trained"] == 2 and list(epochs["epoch"]) == [1, 2]
+
+
+def test_a_failed_upload_keeps_the_trained_model_for_the_rerun(
+    tmp_path: Path, sample_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = TrainRequest("deep_v1", dataset=str(sample_path), output=str(tmp_path / "runs"), environ=QUICK)
+
+    def refused(local_file: Path, uri: str) -> None:
+        raise TrainerError(f"{uri}: upload refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(storage, "publish", refused)
+        with pytest.raises(TrainerError, match="upload refused"):
+            train(request, io.StringIO())
+    log = io.StringIO()
+    result = train(request, log)
+    assert "packaging it without retraining" in log.getvalue()
+    assert not EPOCH_LINE.search(log.getvalue())
+    assert Path(result.package_uri).is_file() and len(result.epochs) == 2

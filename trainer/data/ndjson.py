@@ -1,0 +1,214 @@
+"""One NDJSON file (plain or gzip) into an Arrow table of the configured columns.
+
+Parsing is pyarrow's multi-threaded JSON reader, block by block, with an
+explicit schema of just the columns the config uses (each column's JSON type
+read off the file's first lines), so unused columns cost nothing and memory
+holds only the kept rows. A gzip file (found by its magic bytes, whatever its
+name) streams through a decompressor: no decompressed copy is written.
+
+When pyarrow refuses the file (a syntax error, a column that mixes numbers
+and strings) or a value is one its role refuses, the file is read again line
+by line in Python: that reader accepts what pyarrow could not type, and
+otherwise names the exact line. It only runs on such files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import re
+import zlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pj
+
+from trainer.data import values
+from trainer.data.values import BadValue, ColumnRoles
+from trainer.errors import DatasetError
+
+SCHEMA_SAMPLE_LINES = 1000
+READ_BLOCK_BYTES = 16 << 20
+SLOW_BLOCK_LINES = 65_536
+SCAN_CHUNK_BYTES = 4 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class FileTable:
+    table: pa.Table  # the decoded columns of the kept rows
+    rows_read: int
+    # Columns with a value in some row; when scoring, the line-by-line reader
+    # also counts a column some row names with null.
+    present: frozenset[str]
+
+
+def read_file(path: Path, roles: ColumnRoles, subsample: float, seed: int) -> FileTable:
+    try:
+        return _read_file(path, roles, subsample, seed)
+    except (EOFError, OSError, zlib.error) as exc:
+        if not is_gzip(path):
+            raise
+        # A download or copy cut short: the bytes are wrong, not the rows.
+        raise DatasetError(f"{path}: a broken gzip file ({exc}); fetch or export it again") from None
+
+
+def _read_file(path: Path, roles: ColumnRoles, subsample: float, seed: int) -> FileTable:
+    schema = _schema_from_first_lines(path, roles)
+    try:
+        return _read_with_pyarrow(path, roles, schema, subsample, seed)
+    except (pa.ArrowInvalid, BadValue):
+        pass  # out of the except block first: its traceback would keep the failed attempt's batches alive
+    return _read_line_by_line(path, roles, subsample, seed)
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def open_lines(path: Path) -> IO[bytes]:
+    """The file's decompressed bytes, streamed."""
+    return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")
+
+
+def mentions_column(path: Path, column: str) -> bool:
+    """Whether any line names the column as a key (even with null): scoring
+    input whose rows are all null there still has the column."""
+    key = re.compile(rb'"' + re.escape(json.dumps(column)[1:-1].encode()) + rb'"\s*:')
+    tail = b""
+    with open_lines(path) as f:
+        while chunk := f.read(SCAN_CHUNK_BYTES):
+            if key.search(tail + chunk):
+                return True
+            tail = chunk[-(len(column) * 2 + 64):]  # a key split across two chunks
+    return False
+
+
+def _read_with_pyarrow(path: Path, roles: ColumnRoles, schema: pa.Schema, subsample: float,
+                       seed: int) -> FileTable:
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    keep = np.random.default_rng(seed)
+    batches, rows_read, present = [], 0, set()
+    with _arrow_source(path) as source:
+        reader = pj.open_json(source, read_options=pj.ReadOptions(block_size=READ_BLOCK_BYTES),
+                              parse_options=options)
+        for parsed in reader:
+            present.update(c for c in roles.required() if parsed.column(c).null_count < parsed.num_rows)
+            # Decoded before any row is subsampled away: every row is checked.
+            batch = _decoded(dict(zip(parsed.schema.names, parsed.columns)), roles)
+            rows_read += batch.num_rows
+            batches.append(batch if subsample >= 1 else batch.filter(keep.random(batch.num_rows) < subsample))
+    return _file_table(path, batches, rows_read, present)
+
+
+def _arrow_source(path: Path) -> AbstractContextManager[Any]:
+    """gzip through Arrow's streaming decompressor; a plain file by its path, as pyarrow reads it fastest."""
+    if is_gzip(path):
+        return pa.input_stream(str(path), compression="gzip")
+    return nullcontext(str(path))
+
+
+def _read_line_by_line(path: Path, roles: ColumnRoles, subsample: float, seed: int) -> FileTable:
+    """As `_read_with_pyarrow`, parsing each line with Python. A refused value is
+    reported once every configured column has been seen, so that a file missing
+    columns names them all rather than the first row lacking one."""
+    keep = np.random.default_rng(seed)
+    batches, rows_read, present = [], 0, set()
+    refused: DatasetError | None = None
+    for numbers, records in _blocks(path):
+        present.update(c for c in roles.required() if c not in present and _has(records, c, roles.scoring))
+        rows_read += len(records)
+        if refused is None:
+            try:
+                batch = _decoded({c: values.from_python([r.get(c) for r in records], c, role)
+                                  for c, role in roles.by_column()}, roles)
+                batches.append(batch if subsample >= 1 else batch.filter(keep.random(batch.num_rows) < subsample))
+            except BadValue as bad:
+                refused = DatasetError(f"{path} line {numbers[bad.row]}: {bad.problem}")
+        if refused is not None and present >= set(roles.required()):
+            raise refused
+    if refused is not None:  # some column never appeared: that, not the row, is what to fix
+        absent = _absent(roles, present)
+        raise DatasetError(missing_columns_message(str(path), absent, roles)) if absent else refused
+    return _file_table(path, batches, rows_read, present)
+
+
+def _has(records: list[dict[str, Any]], column: str, scoring: bool) -> bool:
+    if scoring:
+        return any(column in r for r in records)
+    return any(r.get(column) is not None for r in records)
+
+
+def _absent(roles: ColumnRoles, present: set[str] | frozenset[str]) -> list[str]:
+    return [c for c in roles.required() if c not in present]
+
+
+def missing_columns_message(where: str, absent: list[str], roles: ColumnRoles) -> str:
+    columns = ", ".join(absent)
+    if roles.scoring:
+        # The package fixes the schema: nothing to configure, only data to fix.
+        return (f"{where}: column(s) {columns} missing: the package's schema needs them and no input row "
+                "has them; add them to the input (null values are fine)")
+    return (f"{where}: column(s) {columns} missing: no row has a value (the config's columns; "
+            "point the variant's label_column and *_columns keys at this dataset's columns)")
+
+
+def _file_table(path: Path, batches: list[pa.RecordBatch], rows_read: int, present: set[str]) -> FileTable:
+    if not rows_read:
+        raise DatasetError(f"{path}: no rows; a dataset needs at least one")
+    return FileTable(pa.Table.from_batches(batches), rows_read, frozenset(present))
+
+
+def _decoded(columns: dict[str, pa.Array], roles: ColumnRoles) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict({c: values.decode(columns[c], c, role) for c, role in roles.by_column()})
+
+
+def _blocks(path: Path) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
+    """Parsed lines in blocks: their line numbers and their objects."""
+    with open_lines(path) as f:
+        numbered = ((n, line) for n, line in enumerate(f, 1) if line.strip())
+        while block := list(itertools.islice(numbered, SLOW_BLOCK_LINES)):
+            yield [n for n, _ in block], [_parse_line(path, n, line) for n, line in block]
+
+
+def _schema_from_first_lines(path: Path, roles: ColumnRoles) -> pa.Schema:
+    """Each column's Arrow type from the JSON type of its first non-null value."""
+    found: dict[str, Any] = {}
+    with open_lines(path) as f:
+        lines = [(n, line) for n, line in enumerate(itertools.islice(f, SCHEMA_SAMPLE_LINES), 1) if line.strip()]
+    if not lines:
+        raise DatasetError(f"{path}: the file is empty; a dataset needs at least one row")
+    for number, line in lines:
+        record = _parse_line(path, number, line)
+        for column in roles.all():
+            if found.get(column) is None and record.get(column) is not None:
+                found[column] = record[column]
+    numeric = set(roles.numeric)
+    return pa.schema([(c, _arrow_type(found.get(c), c in numeric)) for c in roles.all()])
+
+
+def _arrow_type(sample: Any, numeric: bool) -> pa.DataType:
+    if isinstance(sample, bool):
+        return pa.bool_()
+    if isinstance(sample, (int, float)):
+        return pa.float64() if numeric or isinstance(sample, float) else pa.int64()
+    # Strings, and columns with no value yet. An array or object fails pyarrow,
+    # and the line-by-line reader names its line.
+    return pa.string()
+
+
+def _parse_line(path: Path, number: int, line: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path} line {number}: not valid JSON ({exc}); fix or drop that line") from None
+    if not isinstance(record, dict):
+        raise DatasetError(f"{path} line {number}: expected a JSON object per line, got {line[:60]!r}")
+    return record

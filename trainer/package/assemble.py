@@ -1,0 +1,78 @@
+"""Assembling a finished run's package: every file written into a staging
+folder, then published as one zip (`writer.publish_package`).
+
+The model file is the one training kept in its work folder, copied as it is,
+so a package written by a rerun after a kill is the same as a first attempt's.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trainer.config import NetConfig, ResolvedConfig
+from trainer.data.dataset import DatasetSource
+from trainer.data.features import Preprocessor
+from trainer.data.splits import Splits, describe_splits
+from trainer.package.layout import MODEL_FILE, PREPROCESSING_FILE
+from trainer.package.writer import manifest, publish_package, write_json
+from trainer.training.backup import kill_point
+from trainer.training.metrics import RunMetrics, plot_epochs, write_tensorboard
+
+
+@dataclass(frozen=True)
+class PackageContents:
+    """What a package is made of, besides the per-run facts of its manifest."""
+
+    model_file: Path
+    preprocessor: Preprocessor
+    resolved: ResolvedConfig
+    dataset: dict[str, Any]
+    epochs: pd.DataFrame
+
+
+def write_package(staging: Path, package_uri: str, contents: PackageContents, run_facts: dict[str, Any],
+                  run_metrics: RunMetrics) -> None:
+    """Write every file of the package into `staging`, then publish it as one zip."""
+    shutil.rmtree(staging, ignore_errors=True)  # a killed attempt's half-written files
+    (staging / "model").mkdir(parents=True)
+    shutil.copyfile(contents.model_file, staging / MODEL_FILE)
+    write_json(staging / PREPROCESSING_FILE, contents.preprocessor.to_json_dict())
+    write_json(staging / "config.json", contents.resolved.to_json_dict())
+    write_json(staging / "dataset.json", contents.dataset)
+    write_json(staging / "manifest.json", manifest(run_facts, run_metrics.snapshot()))
+    contents.epochs.to_csv(staging / "metrics.csv", index=False)
+    plot_epochs(contents.epochs, staging / "metrics.png", title=run_facts["run_id"])
+    write_tensorboard(contents.epochs, staging / "tensorboard")
+    kill_point("packaging")
+    publish_package(staging, package_uri)
+
+
+def dataset_metadata(source: DatasetSource, frame: pd.DataFrame, splits: Splits, preprocessor: Preprocessor,
+                     config: NetConfig) -> dict[str, Any]:
+    """dataset.json: where the rows came from, how they were split, their schema and vocabularies."""
+    shapes = preprocessor.shapes()
+    label_rate = {"all": float(frame[config.label_column].mean())}
+    label_rate.update((name, float(rows[config.label_column].mean())) for name, rows in splits.items())
+    return {
+        "source": source.uri,
+        "files": list(source.files),
+        "sha256": source.sha256,
+        "size_bytes": source.size_bytes,
+        "rows_read": source.rows_read,
+        "rows": len(frame),
+        "subsample": config.subsample,
+        "export": source.export,  # fab dataset's metadata: query hash, job id, rows, schema, time
+        "split": describe_splits(splits, config),
+        "schema": {column: str(dtype) for column, dtype in frame.dtypes.items()},
+        "label": config.label_column,
+        "label_rate": label_rate,
+        "categorical_cardinalities": shapes.categorical_cardinalities,
+        "distinct_values": {c: int(frame[c].nunique()) for c in config.categorical_columns},
+        "text": {"column": config.text_column, "vocabulary_size": shapes.text_vocabulary_size,
+                 "sequence_length": shapes.text_sequence_length},
+    }
