@@ -17,6 +17,7 @@ import fabric
 from invoke import Exit
 from invoke.parser import Argument
 
+from launch import USER_ERROR_STATUS
 from trainer import import_tensorflow_quietly
 from trainer.__main__ import check_output_folder
 from trainer.config import DEFAULT_OUTPUT
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
     from launch.containers import ContainerJob
 
-USER_ERROR_STATUS = 2  # the same status `python -m trainer` gives a user error
 # fab tune's trial packages and fab tune_report's files: one folder per study.
 TUNE_OUTPUT = f"{DEFAULT_OUTPUT}/tune"
 

@@ -21,7 +21,7 @@ from fabric.main import Fab
 from invoke import Collection, Exit, ParseError, Task
 from invoke.parser import Argument, ParserContext
 
-from launch.cli import USER_ERROR_STATUS
+from launch import USER_ERROR_STATUS
 
 TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 FALSE_WORDS = frozenset({"false", "no", "off", "0"})

@@ -19,6 +19,7 @@ Most cases end before TensorFlow is imported; the rest before it trains.
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -62,6 +63,24 @@ def first_sample_rows(count: int, drop: str = "") -> str:
     lines = SAMPLE.read_text().splitlines()[:count]
     rows = [{k: v for k, v in json.loads(line).items() if k != drop} for line in lines]
     return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def sample_rows_with(count: int, **values: object) -> str:
+    """The sample's first `count` rows with `values` set in every row (None: JSON null)."""
+    rows = [{**json.loads(line), **values} for line in SAMPLE.read_text().splitlines()[:count]]
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def sample_rows_clicked_once(count: int) -> str:
+    """`count` rows with a single click: some split is left with one class."""
+    rows = [{**json.loads(line), "is_click": "1" if i == 3 else "0"}
+            for i, line in enumerate(SAMPLE.read_text().splitlines()[:count])]
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def broken_gzip(path: Path) -> None:
+    """The first bytes of a gzip stream: a shard whose download or export was cut short."""
+    path.write_bytes(gzip.compress(SAMPLE.read_bytes()[:100_000])[:2_000])
 
 
 def package_with_bad_crc(path: Path) -> None:
@@ -141,6 +160,24 @@ CASES = [
     Case("dataset-missing-a-column", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"), "category",
          files={"rows.json": first_sample_rows(50, drop="category")}),
     Case("gpu-without-a-gpu", (*TRAIN_LOCAL, "--gpu"), "a GPU was asked for (--gpu) but TensorFlow sees none"),
+    Case("dataset-folder-without-data", (*TRAIN_LOCAL, "--dataset", "{tmp}/export"),
+         "{tmp}/export: a folder without *.json or *.json.gz files", files={"export/notes.txt": "not data"}),
+    Case("dataset-broken-gzip", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json.gz"),
+         "{tmp}/rows.json.gz: a broken gzip file", files={"rows.json.gz": broken_gzip}),
+    Case("label-is-nan", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"),
+         "{tmp}/rows.json line 1: label 'is_click' is 'NaN'; it must be 0 or 1",
+         files={"rows.json": sample_rows_with(50, is_click="NaN")}),
+    Case("one-label-class", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"),
+         "all 50 rows have label 0 in 'is_click'", files={"rows.json": sample_rows_with(50, is_click=False)}),
+    Case("a-split-with-one-label-class", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"),
+         "the validation split has 10 rows and only label class 0",
+         files={"rows.json": sample_rows_clicked_once(100)}),
+    Case("fractions-leave-no-training-rows", TRAIN_LOCAL, "plus test_fraction (0.5) must be below 1",
+         env={"TRAINER_VALIDATION_FRACTION": "0.5", "TRAINER_TEST_FRACTION": "0.5"}),
+    Case("time-split-with-a-null-timestamp", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"),
+         "{tmp}/rows.json line 51: column 'event_time' (split_time_column) is missing",
+         files={"rows.json": first_sample_rows(50) + sample_rows_with(1, event_time=None)},
+         env={"TRAINER_SPLIT_TIME_COLUMN": "event_time"}),
     # --- packages ---
     Case("missing-package", (*SCORE_SAMPLE, "{tmp}/absent.zip"), "{tmp}/absent.zip: no such package"),
     Case("python-score-missing-package",
@@ -154,6 +191,9 @@ CASES = [
          f"the package is corrupt ({MODEL_FILE} does not read back", files={"damaged.zip": package_with_bad_crc}),
     Case("score-missing-input", ("fab", "score", "--package", "{package}", "--input", "{tmp}/absent.json"),
          "{tmp}/absent.json: no such file"),
+    Case("score-input-missing-a-column", ("fab", "score", "--package", "{package}", "--input", "{tmp}/rows.json"),
+         "the package's schema needs them", files={"rows.json": first_sample_rows(20, drop="category")},
+         hidden=("_columns keys",)),  # the package fixes the schema: no training advice
     # --- tuning studies ---
     Case("storage-url-with-an-unknown-scheme", ("fab", "tune_report", "--study", "s", "--storage", "redis://u:pw1@db/0"),
          "--storage redis://***@db/0: expected postgresql://", hidden=("pw1",)),

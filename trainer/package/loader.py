@@ -54,8 +54,8 @@ def load_package(package_uri: str) -> Package:
         missing = [name for name in REQUIRED_FILES if name not in archive.namelist()]
         if missing:
             raise PackageError(f"{package_uri}: not a complete package (missing {', '.join(missing)})")
-        resolved = config_from_json_dict(_read_json(archive, "config.json", package_uri))
         model = _load_model(_read(archive, MODEL_FILE, package_uri))
+        resolved = config_from_json_dict(_read_json(archive, "config.json", package_uri))
         # Predict as training evaluated: compiled by XLA when the run used it. Keras' "auto" leaves a
         # loaded model uncompiled on CPUs, where oneDNN then logs an E0000 line about boolean masks.
         model.jit_compile = resolved.config.xla
