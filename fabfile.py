@@ -19,6 +19,8 @@ from launch.cli import task  # fabric's @task, with every typed option checked (
 from trainer import import_tensorflow_quietly
 from trainer.config import DEFAULT_DATASET, DEFAULT_OUTPUT
 
+VARIANTS_HELP = "a variant file of your own, e.g. beside your data (default: configs/variant_config.json)"
+
 
 @task(
     help={
@@ -47,12 +49,13 @@ def build(c: Context, gpu: bool = False, tag: str = "", base_image: str = "", ex
         "dataset": "NDJSON dataset: a file or shards with * (default: data/sample_2k.json)",
         "output": "where the package zip goes (default: runs/)",
         "image": "the image to train in (default: trainer:cpu, or trainer:gpu with --gpu)",
+        "variants": VARIANTS_HELP,
     }
 )
 @cli.reports_user_errors
 def train(
     c: Context, variant: str = "deep_v1", local: bool = False, gpu: bool = False,
-    dataset: str = DEFAULT_DATASET, output: str = DEFAULT_OUTPUT, image: str = "",
+    dataset: str = DEFAULT_DATASET, output: str = DEFAULT_OUTPUT, image: str = "", variants: str = "",
 ) -> None:
     """Train one variant in the Docker image (or --local) and write its package as one zip.
 
@@ -63,17 +66,18 @@ def train(
     """
     from trainer.config import resolve_config
 
-    resolve_config(variant)  # config errors before TensorFlow's or Docker's start
+    variants_file = cli.variants_file(variants)
+    resolve_config(variant, variants_file)  # config errors before TensorFlow's or Docker's start
     cli.output_folder(output)
     if local:
         run = cli.pipeline()
-        run.train(run.TrainRequest(variant, dataset, output, require_gpu=gpu))
+        run.train(run.TrainRequest(variant, dataset, output, variants_file=variants_file, require_gpu=gpu))
         return
     from launch.containers import training_job
     from launch.engine import connect
     from launch.images import image_to_run
 
-    job = training_job(image_to_run(image, gpu), variant, dataset, output, gpu, os.environ)
+    job = training_job(image_to_run(image, gpu), variant, dataset, output, gpu, os.environ, variants_file)
     cli.run_in_container(connect(without_docker="train in this process with --local"), job)
 
 
@@ -82,11 +86,14 @@ def train(
         "output": "where the sanity packages go (default: runs/sanity)",
         "local": "train in this process even when Docker is available",
         "image": "the image to train in (default: trainer:cpu)",
+        "variants": VARIANTS_HELP,
     }
 )
 @cli.reports_user_errors
-def test_sanity(c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity", local: bool = False, image: str = "") -> None:
-    """Train every shipped variant for a few epochs on data/sample_2k.json and check each package.
+def test_sanity(
+    c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity", local: bool = False, image: str = "", variants: str = "",
+) -> None:
+    """Train every variant (of --variants) for a few epochs on data/sample_2k.json and check each package.
 
     Runs in the CPU image when a Docker engine answers, in this process otherwise
     (or with --local), and says which. Fails unless every package is complete,
@@ -94,6 +101,7 @@ def test_sanity(c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity", local: boo
     overrides a config key for every variant (`fab keys` lists them).
     """
     cli.output_folder(output)
+    variants_file = cli.variants_file(variants)
     engine = None if local else cli.engine_if_running()
     if engine:
         from launch.containers import sanity_job
@@ -101,11 +109,11 @@ def test_sanity(c: Context, output: str = f"{DEFAULT_OUTPUT}/sanity", local: boo
 
         tag = image_to_run(image, gpu=False)
         print(f"runner: the Docker image {tag}")
-        cli.run_in_container(engine, sanity_job(tag, output, os.environ))
+        cli.run_in_container(engine, sanity_job(tag, output, os.environ, variants_file))
         return
     print("runner: this process " + ("(--local)" if local else
                                      "(no Docker engine answers; with one, the CPU image is used)"))
-    cli.exit_with(cli.trainer_main(["sanity", "--output", output]))
+    cli.exit_with(cli.trainer_main(["sanity", "--output", output, "--variants", str(variants_file)]))
 
 
 @task(
@@ -145,16 +153,17 @@ def generate_data(c: Context, rows: int = 1_000_000, out: str = "data/ctr_1m.jso
     print(f"wrote {rows:,} rows to {out}")
 
 
-@task
-def variants(c: Context) -> None:
-    """List the shipped variants and what each overrides."""
-    cli.exit_with(cli.trainer_main(["variants"]))  # a variant file that does not load: its error line, status 2
+@task(help={"variants": VARIANTS_HELP})
+def variants(c: Context, variants: str = "") -> None:
+    """List the variants (shipped, or of --variants) and what each overrides."""
+    # A variant file that does not load: its error line, status 2.
+    cli.exit_with(cli.trainer_main(["variants", "--variants", str(cli.variants_file(variants))]))
 
 
-@task
-def keys(c: Context) -> None:
+@task(help={"variants": VARIANTS_HELP})
+def keys(c: Context, variants: str = "") -> None:
     """List every config key with its type, default and meaning (after checking the variant file loads)."""
-    cli.exit_with(cli.trainer_main(["keys"]))
+    cli.exit_with(cli.trainer_main(["keys", "--variants", str(cli.variants_file(variants))]))
 
 
 @task(
@@ -185,7 +194,7 @@ def dataset(c: Context, sql: str, dest: str, param: list[str] | None = None, pro
 @task(help={"output": "a folder or gs://BUCKET/prefix holding package zips (default: runs/)"})
 @cli.reports_user_errors
 def runs(c: Context, output: str = DEFAULT_OUTPUT) -> None:
-    """List the packages in a folder or gs:// prefix: run, variant, date, epochs and test metrics."""
+    """List the packages in a folder or gs:// prefix: run, variant, date, epochs, AUCs, overrides."""
     from trainer.package.listing import format_runs, list_runs
 
     found = list_runs(cli.output_folder(output))
@@ -206,13 +215,14 @@ def runs(c: Context, output: str = DEFAULT_OUTPUT) -> None:
         "output": "where trial packages go (default: runs/tune/<study>); only the best trial's is kept",
         "gpu": "fail unless TensorFlow sees a GPU",
         "define_only": "only define (or extend) the study, for workers started by fab tune_workers",
+        "variants": VARIANTS_HELP + "; the study stores the variant's keys, so workers need no copy",
     }
 )
 @cli.reports_user_errors
 def tune(
     c: Context, variant: str = "deep_v1", trials: int = 20, sampler: str = "tpe", pruner: str = "median",
     study: str = "", storage: str = "", space: str = "", dataset: str = DEFAULT_DATASET, output: str = "",
-    gpu: bool = False, define_only: bool = False,
+    gpu: bool = False, define_only: bool = False, variants: str = "",
 ) -> None:
     """Search a variant's hyperparameters with Optuna, training trials in this process.
 
@@ -227,7 +237,7 @@ def tune(
     name = study or variant
     url = storage_url(storage)
     spec = study_spec(variant, Path(space or DEFAULT_SPACE_FILE), dataset, cli.study_output(output, name), trials,
-                      sampler, pruner, dict(os.environ))
+                      sampler, pruner, dict(os.environ), cli.variants_file(variants))
     define_study(name, spec, url)
     if define_only:
         print(f"study '{name}' is defined: {trials} trials of {variant}; add workers with "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -20,7 +21,7 @@ from invoke.parser import Argument
 from launch import USER_ERROR_STATUS
 from trainer import import_tensorflow_quietly
 from trainer.__main__ import check_output_folder
-from trainer.config import DEFAULT_OUTPUT
+from trainer.config import DEFAULT_OUTPUT, DEFAULT_VARIANTS_FILE
 from trainer.errors import TrainerError
 
 if TYPE_CHECKING:
@@ -120,6 +121,11 @@ def exit_with(status: int) -> None:
 def study_output(output: str, study: str) -> str:
     """--output when given, else the study's own folder under TUNE_OUTPUT; checked to be a folder."""
     return output_folder(output or f"{TUNE_OUTPUT}/{study}")
+
+
+def variants_file(option: str) -> Path:
+    """--variants as a path: a team's own file, or the checkout's configs/variant_config.json."""
+    return Path(option) if option else DEFAULT_VARIANTS_FILE
 
 
 def output_folder(output: str) -> str:

@@ -88,7 +88,7 @@ class ContainerJob:
             self.environment["XDG_CACHE_HOME"] = CACHE_MOUNT
 
     def mount_variants(self, variants_file: Path) -> str:
-        """This checkout's variant file, so a variant added since the build is found."""
+        """The variant file (this checkout's, or --variants), so a variant added since the build is found."""
         self._mount(variants_file.resolve().parent, CONFIG_MOUNT, read_only=True)
         return f"{CONFIG_MOUNT}/{variants_file.name}"
 
@@ -112,19 +112,20 @@ class ContainerJob:
 
 
 def training_job(image: str, variant: str, dataset: str, output: str, gpu: bool,
-                 environ: Mapping[str, str]) -> ContainerJob:
+                 environ: Mapping[str, str], variants_file: Path = DEFAULT_VARIANTS_FILE) -> ContainerJob:
     job = ContainerJob(image, [], gpu=gpu)
     job.arguments = ["train", "--variant", variant, "--dataset", job.mount_input(dataset),
-                     "--output", job.mount_output(output), "--variants", job.mount_variants(DEFAULT_VARIANTS_FILE),
+                     "--output", job.mount_output(output), "--variants", job.mount_variants(variants_file),
                      *(["--gpu"] if gpu else [])]
     job.mount_cache_for(dataset, output)
     job.pass_environment(environ)
     return job
 
 
-def sanity_job(image: str, output: str, environ: Mapping[str, str]) -> ContainerJob:
+def sanity_job(image: str, output: str, environ: Mapping[str, str],
+               variants_file: Path = DEFAULT_VARIANTS_FILE) -> ContainerJob:
     job = ContainerJob(image, [])
-    job.arguments = ["sanity", "--output", job.mount_output(output)]
+    job.arguments = ["sanity", "--output", job.mount_output(output), "--variants", job.mount_variants(variants_file)]
     job.pass_environment(environ)
     return job
 

@@ -7,6 +7,7 @@ per session, the way a user builds it, and every container test runs in it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -89,12 +90,16 @@ def test_train_in_the_image_writes_the_package_into_the_host_folder(
     built: BuiltImage, run_fab: Runner, sample_path: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "runs"
-    proc = run_fab("train", "--variant", "linear_v1", "--image", built.tag, "--dataset", str(sample_path),
-                   "--output", str(output), env=QUICK)
+    # A team's own variant file beside its data, not in the image: the container gets it mounted.
+    team_file = tmp_path / "team" / "variants.json"
+    team_file.parent.mkdir()
+    team_file.write_text(json.dumps({"team_linear": {"network": "linear_v1"}}))
+    proc = run_fab("train", "--variant", "team_linear", "--variants", str(team_file), "--image", built.tag,
+                   "--dataset", str(sample_path), "--output", str(output), env=QUICK)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.startswith(f"running {built.tag} ")
     assert re.search(r"^epoch 1/1 ", proc.stdout, re.MULTILINE)
-    [package] = output.glob("linear_v1-*.zip")
+    [package] = output.glob("team_linear-*.zip")
     assert f"package {package} " in proc.stdout, "the container's path was not turned back into the host's"
     assert package.stat().st_uid == os.getuid()
     with zipfile.ZipFile(package) as archive:
@@ -103,6 +108,7 @@ def test_train_in_the_image_writes_the_package_into_the_host_folder(
     assert manifest["image"] == {"id": built.id, "tag": built.tag}
     assert manifest["code_commit"] == code_commit()
     assert config["keys"]["epochs"] == {"value": 1, "source": "environment TRAINER_EPOCHS"}
+    assert config["variants_file"]["sha256"] == hashlib.sha256(team_file.read_bytes()).hexdigest()
 
 
 def test_train_in_the_image_reads_and_writes_gcs_through_the_hosts_cache(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -181,3 +183,19 @@ def test_jenkinsfile_stages_call_only_existing_fab_tasks(run_fab: Runner) -> Non
     assert called == {"test", "build", "test_sanity", "train", "tune", "tune_report"}, "the pipeline lost a stage"
     listed = {line.split()[0] for line in run_fab("--list").stdout.splitlines()[1:] if line.strip()}
     assert called <= listed, f"the Jenkinsfile calls tasks fab does not have: {called - listed}"
+
+
+def test_a_variant_file_beside_the_data_trains_and_is_recorded(run_fab: Runner, tmp_path: Path) -> None:
+    team_file = tmp_path / "team-variants.json"
+    team_file.write_text(json.dumps({"team_linear": {"network": "linear_v1", "epochs": 1}}))
+    listed = run_fab("variants", "--variants", str(team_file))
+    assert listed.returncode == 0 and listed.stdout.split()[0] == "team_linear", listed.stdout + listed.stderr
+    proc = run_fab("train", "--local", "--variant", "team_linear", "--variants", str(team_file),
+                   "--output", str(tmp_path / "out"), env={"TRAINER_BATCH_SIZE": "256"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [package] = (tmp_path / "out").glob("team_linear-*.zip")
+    with zipfile.ZipFile(package) as archive:
+        config = json.loads(archive.read("config.json"))
+    assert config["variants_file"] == {"path": str(team_file),
+                                       "sha256": hashlib.sha256(team_file.read_bytes()).hexdigest()}
+    assert config["keys"]["epochs"]["source"] == f"variant 'team_linear' in {team_file.name}"

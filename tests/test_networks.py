@@ -50,6 +50,35 @@ def encoded_sample(sample_path: Path, tmp_path_factory: pytest.TempPathFactory
     return preprocessor.encode(frame), labels, preprocessor.shapes(), no_title
 
 
+def squared_norms(model: keras.Model) -> tuple[float, float]:
+    """(mean squared embedding weight, mean squared dense kernel weight) of a model."""
+    embeddings = [w for layer in model.layers if isinstance(layer, keras.layers.Embedding) for w in layer.weights]
+    kernels = [layer.kernel for layer in model.layers if isinstance(layer, keras.layers.Dense)
+               and layer.name != "click_probability"]
+    def mean_square(weights: list) -> float:
+        return float(np.mean([np.mean(np.square(keras.ops.convert_to_numpy(w))) for w in weights])) if weights else 0.0
+    return mean_square(embeddings), mean_square(kernels)
+
+
+@pytest.mark.parametrize("network", network_names())
+def test_l2_keys_shrink_the_embeddings_and_the_dense_kernels(
+    network: str, encoded_sample: tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes, np.ndarray]
+) -> None:
+    inputs, labels, shapes, _ = encoded_sample
+    norms = {}
+    for name, keys in {"none": {}, "embedding": {"embedding_l2": 0.05}, "dense": {"dense_l2": 0.05}}.items():
+        keras.utils.set_random_seed(0)
+        # Without XLA: compiling costs more than these few steps; the penalty is the same either way.
+        model = build_model_graph(NetConfig(network=network, xla=False, **keys), shapes)
+        history = model.fit(inputs, labels, batch_size=128, epochs=1, verbose=0, shuffle=False)
+        assert np.all(np.isfinite(history.history["loss"]))
+        norms[name] = squared_norms(model)
+    # Each key shrinks its own weights (the other kind may grow to make up for it).
+    assert norms["embedding"][0] < norms["none"][0], norms
+    if norms["none"][1]:  # linear_v1 has no hidden or cross layers
+        assert norms["dense"][1] < norms["none"][1], norms
+
+
 def test_the_four_networks_are_registered() -> None:
     assert {"linear_v1", "deep_v1", "rnn_v1", "dcn_v1"} <= set(network_names())
 

@@ -4,11 +4,11 @@ same arguments ends with the package an uninterrupted run writes."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import signal
 import subprocess
+import uuid
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,12 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from cloud_fixtures import object_names, storage_client
 
-from trainer.data import storage
 from trainer.data.dataset import load_dataset
-from trainer.errors import TrainerError
 from trainer.package.loader import load_package
-from trainer.run import TrainRequest, train
 from trainer.training.backup import KILL_POINT_VARIABLE
 
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -112,20 +110,18 @@ def test_a_kill_during_packaging_packages_the_run_without_retraining(
     assert manifest["epochs_trained"] == 2 and list(epochs["epoch"]) == [1, 2]
 
 
-def test_a_failed_upload_keeps_the_trained_model_for_the_rerun(
-    tmp_path: Path, sample_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_failed_upload_to_gcs_keeps_the_trained_model_for_the_rerun(
+    tmp_path: Path, sample_path: Path, run_python: Runner, cloud_env: dict[str, str]
 ) -> None:
-    request = TrainRequest("deep_v1", dataset=str(sample_path), output=str(tmp_path / "runs"), environ=QUICK)
-
-    def refused(local_file: Path, uri: str) -> None:
-        raise TrainerError(f"{uri}: upload refused")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(storage, "publish", refused)
-        with pytest.raises(TrainerError, match="upload refused"):
-            train(request, io.StringIO())
-    log = io.StringIO()
-    result = train(request, log)
-    assert "packaging it without retraining" in log.getvalue()
-    assert not EPOCH_LINE.search(log.getvalue())
-    assert Path(result.package_uri).is_file() and len(result.epochs) == 2
+    """The real client against the storage emulator: a bucket that is not there yet refuses the upload."""
+    bucket = f"runs-{uuid.uuid4().hex[:8]}"
+    args = [*train_args(sample_path, tmp_path)[:-1], f"gs://{bucket}/deep"]
+    failed = run_python(*args, env={**cloud_env, **QUICK})
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    assert [line for line in failed.stderr.splitlines() if line.startswith("error:")], failed.stderr
+    assert len(EPOCH_LINE.findall(failed.stdout)) == 2  # it trained, then could not publish
+    storage_client().create_bucket(bucket)
+    again = run_python(*args, env={**cloud_env, **QUICK})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "packaging it without retraining" in again.stdout and not EPOCH_LINE.search(again.stdout)
+    assert [name for name in object_names(f"gs://{bucket}/deep") if name.endswith(".zip")], "nothing published"

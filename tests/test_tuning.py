@@ -27,6 +27,7 @@ from service_fixtures import Postgres, Sshd
 
 from launch.workers import STUDY_LABEL
 from trainer.tuning.study import DEFAULT_STORAGE_FILE, storage_url
+from trainer.tuning.worker import trial_label
 
 Runner = Callable[..., subprocess.CompletedProcess]
 Lines = Callable[[subprocess.CompletedProcess], list[str]]
@@ -99,6 +100,7 @@ def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
         assert 0.0 <= trial.value <= 1.0
     best = max(completed, key=lambda t: t.value)
     assert _zips(output) == [Path(best.user_attrs["package"])], "only the best trial's package is kept"
+    assert Path(best.user_attrs["package"]).name.startswith(f"deep_v1-quick-trial{best.number}-")
     with zipfile.ZipFile(best.user_attrs["package"]) as archive:  # the objective reads validation only
         manifest = json.loads(archive.read("manifest.json"))
         per_epoch = pd.read_csv(archive.open("metrics.csv"))["validation_auc"].tolist()
@@ -346,3 +348,8 @@ def test_a_stopped_worker_queues_its_trial_for_the_others(
     # Queued at once, not a grace period later when the heartbeat would have noticed.
     waiting = _trials(url, "stop", TrialState.WAITING)
     assert len(waiting) == 1 and waiting[0].system_attrs["failed_trial"] == stopped_trial
+
+
+def test_a_study_named_after_its_variant_names_trial_packages_once() -> None:
+    assert trial_label("deep_v1", "deep_v1", 7) == "trial7"  # deep_v1-trial7-..., not deep_v1-deep_v1-trial7-...
+    assert trial_label("ctr-nov", "deep_v1", 7) == "ctr-nov-trial7"

@@ -13,12 +13,15 @@ Errors a user can fix print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from trainer import import_tensorflow_quietly
+from trainer.config import KEYS, key_type
 from trainer.data.storage import scheme_of
 from trainer.errors import ConfigError, TrainerError
+from trainer.typed_values import type_words
 
 EXIT_USER_ERROR = 2
 EXIT_SANITY_FAILED = 1
@@ -71,7 +74,7 @@ def _sanity(args: argparse.Namespace) -> int:
     import_tensorflow_quietly()
     from trainer.sanity import run_sanity
 
-    failures = run_sanity(args.output)
+    failures = run_sanity(args.output, variants_file=args.variants)
     if failures:
         print(f"error: sanity training failed for {', '.join(failures)}", file=sys.stderr)
         return EXIT_SANITY_FAILED
@@ -87,12 +90,38 @@ def _tune(args: argparse.Namespace) -> None:
 
 
 def _keys(args: argparse.Namespace) -> None:
-    from trainer.config import describe_keys, load_variants
+    from trainer.config import load_variants
 
     # The keys are listed to write variants with: a variant file that does not
     # load is the first thing to fix, and a listing that ends 0 would hide it.
     load_variants(args.variants)
     print(describe_keys())
+
+
+DEFAULT_COLUMN_WIDTH = 30  # `keys`: a longer default puts its help on the next line
+
+
+def describe_keys() -> str:
+    """One line per key: name, type, default, what it does (for `python -m trainer keys`).
+
+    The help starts in the same column on every line: a default too long for
+    its column (a list of columns) gets a line of its own, its help below it.
+    """
+    rows = [(key, type_words(key_type(key)), _default_as_json(f.default), f.metadata["help"])
+            for key, f in KEYS.items()]
+    key_width, type_width = (max(len(row[i]) for row in rows) for i in (0, 1))
+    lines = []
+    for key, type_name, default, help_text in rows:
+        start = f"{key:<{key_width}}  {type_name:<{type_width}}  "
+        if len(default) > DEFAULT_COLUMN_WIDTH:
+            lines += [start + default, " " * (len(start) + DEFAULT_COLUMN_WIDTH + 2) + help_text]
+        else:
+            lines.append(f"{start}{default:<{DEFAULT_COLUMN_WIDTH}}  {help_text}")
+    return "\n".join(lines)
+
+
+def _default_as_json(default: object) -> str:
+    return json.dumps(list(default) if isinstance(default, tuple) else default)  # a list key's default is a tuple
 
 
 def _variants(args: argparse.Namespace) -> None:
@@ -133,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("keys", help="list every config key").set_defaults(command=_keys)
     commands.add_parser("variants", help="list the variants").set_defaults(command=_variants)
-    for sub in (train, commands.choices["variants"], commands.choices["keys"]):
+    for sub in (train, sanity, commands.choices["variants"], commands.choices["keys"]):
         sub.add_argument("--variants", type=Path, default=DEFAULT_VARIANTS_FILE,
                          help="variant file (default: configs/variant_config.json)")
     return parser

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import json
 import os
 import typing
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import ConfigError
-from trainer.typed_values import json_value, string_value, type_words
+from trainer.typed_values import json_value, string_value
 
 ENV_PREFIX = "TRAINER_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +100,10 @@ class NetConfig:
     dropout: float = _key(0.0, "dropout after each MLP layer")
     rnn_units: int = _key(32, "GRU width over title tokens (rnn_* networks)")
     cross_layers: int = _key(2, "explicit feature-cross layers (dcn_* networks)")
+    embedding_l2: float = _key(
+        0.0, "L2 penalty on the embedding rows a batch looks up (mean over its rows; untouched rows cost nothing)"
+    )
+    dense_l2: float = _key(0.0, "L2 penalty on the kernels of the MLP tower and the cross layers")
 
 
 KEYS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(NetConfig)}
@@ -115,11 +120,14 @@ class ResolvedConfig:
     variant: str
     config: NetConfig
     sources: dict[str, str]
+    # The variant file as it was read: a team's file beside its data can change after the run.
+    variants_file: dict[str, str] | None = None  # {"path", "sha256"}
 
     def to_json_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self.config)
         return {
             "variant": self.variant,
+            "variants_file": self.variants_file,
             "keys": {k: {"value": _jsonable(v), "source": self.sources[k]} for k, v in values.items()},
         }
 
@@ -136,7 +144,8 @@ def config_from_json_dict(data: dict[str, Any]) -> ResolvedConfig:
     """Read back what `ResolvedConfig.to_json_dict` wrote (a package's config.json)."""
     keys = data["keys"]
     values = {k: tuple(v["value"]) if isinstance(v["value"], list) else v["value"] for k, v in keys.items()}
-    return ResolvedConfig(data["variant"], NetConfig(**values), {k: v["source"] for k, v in keys.items()})
+    return ResolvedConfig(data["variant"], NetConfig(**values), {k: v["source"] for k, v in keys.items()},
+                          data.get("variants_file"))
 
 
 def _jsonable(value: Any) -> Any:
@@ -172,7 +181,8 @@ def resolve_config(
     ]
     if problems:
         raise ConfigError("; ".join(problems))
-    return ResolvedConfig(variant=variant, config=config, sources=sources)
+    record = {"path": str(variants_file.resolve()), "sha256": hashlib.sha256(variants_file.read_bytes()).hexdigest()}
+    return ResolvedConfig(variant=variant, config=config, sources=sources, variants_file=record)
 
 
 def _merge(
@@ -241,6 +251,7 @@ def check_values(config: NetConfig) -> list[tuple[str, str]]:
     problems = [(k, "must be at least 1") for k in positive if getattr(config, k) < 1]
     non_negative = ["batch_size", "early_stopping_patience", "hidden_layers", "cross_layers"]
     problems += [(k, "must not be negative") for k in non_negative if getattr(config, k) < 0]
+    problems += [(k, "must not be negative") for k in ("embedding_l2", "dense_l2") if getattr(config, k) < 0]
     if not config.learning_rate > 0:
         problems.append(("learning_rate", "must be positive"))
     if not 0 < config.subsample <= 1:
@@ -277,25 +288,3 @@ def _column_problems(config: NetConfig) -> list[tuple[str, str]]:
                 problems.append((key, f"column '{column}' is also in {seen[column]}"))
             seen[column] = key
     return problems
-
-
-DEFAULT_COLUMN_WIDTH = 30  # `keys`: a longer default puts its help on the next line
-
-
-def describe_keys() -> str:
-    """One line per key: name, type, default, what it does (for `python -m trainer keys`).
-
-    The help starts in the same column on every line: a default too long for
-    its column (a list of columns) gets a line of its own, its help below it.
-    """
-    rows = [(key, type_words(key_type(key)), json.dumps(_jsonable(f.default)), f.metadata["help"])
-            for key, f in KEYS.items()]
-    key_width, type_width = (max(len(row[i]) for row in rows) for i in (0, 1))
-    lines = []
-    for key, type_name, default, help_text in rows:
-        start = f"{key:<{key_width}}  {type_name:<{type_width}}  "
-        if len(default) > DEFAULT_COLUMN_WIDTH:
-            lines += [start + default, " " * (len(start) + DEFAULT_COLUMN_WIDTH + 2) + help_text]
-        else:
-            lines.append(f"{start}{default:<{DEFAULT_COLUMN_WIDTH}}  {help_text}")
-    return "\n".join(lines)

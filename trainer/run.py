@@ -37,6 +37,7 @@ from trainer.data.features import Preprocessor
 from trainer.data.splits import Splits, split_dataset
 from trainer.errors import ConfigError, RunAbandonedError, TrainingDivergedError
 from trainer.networks import build_model_graph, get_network
+from trainer.networks.compile import use_xla
 from trainer.package.assemble import PackageContents, dataset_metadata, write_package
 from trainer.package.loader import load_package
 from trainer.package.writer import write_json
@@ -157,7 +158,9 @@ def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, 
     if (outcome := work.finished_training()) is not None:
         print(f"run {run_id} finished training earlier (weights of epoch {outcome.best_epoch}); "
               f"packaging it without retraining", file=out)
-        return keras.saving.load_model(work.trained_model, compile=False), outcome
+        model = keras.saving.load_model(work.trained_model, compile=False)
+        model.jit_compile = use_xla(config)  # evaluated as the fitted model would be: the same numbers
+        return model, outcome
     if completed := work.completed_epochs():
         print(f"resuming run {run_id} after epoch {completed}/{config.epochs}", file=out)
     with run_metrics.stage("build"):

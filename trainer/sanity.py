@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import zipfile
+from pathlib import Path
 from typing import TextIO
 
 import numpy as np
@@ -25,12 +26,14 @@ from trainer.run import TrainRequest, TrainResult, train
 SANITY_OVERRIDES = {f"{ENV_PREFIX}EPOCHS": "3"}
 
 
-def run_sanity(output: str, dataset: str = DEFAULT_DATASET, out: TextIO = sys.stdout) -> list[str]:
-    """Train and check every variant; returns the variants that failed."""
+def run_sanity(output: str, dataset: str = DEFAULT_DATASET, out: TextIO = sys.stdout,
+               variants_file: Path = DEFAULT_VARIANTS_FILE) -> list[str]:
+    """Train and check every variant of the file; returns the variants that failed."""
     failed, lines = [], []
-    for variant in load_variants(DEFAULT_VARIANTS_FILE):
+    for variant in load_variants(variants_file):
         started = time.perf_counter()
-        result = train(TrainRequest(variant, dataset, output, environ={**os.environ, **SANITY_OVERRIDES}), out)
+        result = train(TrainRequest(variant, dataset, output, variants_file=variants_file,
+                                    environ={**os.environ, **SANITY_OVERRIDES}), out)
         problems = package_problems(result, dataset)
         losses = result.epochs["train_loss"]
         lines.append(

@@ -31,28 +31,40 @@ def embedding_width(cardinality: int, config: NetConfig) -> int:
     return max(1, min(config.embedding_dim, cardinality))
 
 
+def looked_up_rows_l2(config: NetConfig) -> keras.regularizers.Regularizer | None:
+    """`embedding_l2` on the rows a batch looks up, as an activity penalty (Keras averages it over
+    the batch): a penalty on the whole table would give every row a gradient at every step."""
+    return keras.regularizers.L2(config.embedding_l2) if config.embedding_l2 else None
+
+
+def kernel_l2(config: NetConfig) -> keras.regularizers.Regularizer | None:
+    return keras.regularizers.L2(config.dense_l2) if config.dense_l2 else None
+
+
 def embed_categoricals(
     inputs: dict[str, KerasTensor], shapes: DatasetShapes, config: NetConfig, width: int | None = None
 ) -> list[KerasTensor]:
     """A (batch, width) embedding per categorical column; `width` fixes it for all."""
     return [
-        layers.Embedding(card, width or embedding_width(card, config), name=f"embed_{column}")(inputs[column])
+        layers.Embedding(card, width or embedding_width(card, config), name=f"embed_{column}",
+                         activity_regularizer=looked_up_rows_l2(config))(inputs[column])
         for column, card in shapes.categorical_cardinalities.items()
     ]
 
 
-def embed_tokens(inputs: dict[str, KerasTensor], shapes: DatasetShapes, width: int) -> KerasTensor:
+def embed_tokens(inputs: dict[str, KerasTensor], shapes: DatasetShapes, width: int,
+                 config: NetConfig) -> KerasTensor:
     """(batch, sequence, width) token embeddings; padding is masked downstream.
     Every row has at least one unmasked token: a title without any is the
     preprocessor's "no text" token, so means and GRUs never see an empty row."""
-    return layers.Embedding(shapes.text_vocabulary_size, width, mask_zero=True, name="embed_tokens")(
-        inputs[TEXT_INPUT]
-    )
+    return layers.Embedding(shapes.text_vocabulary_size, width, mask_zero=True, name="embed_tokens",
+                            activity_regularizer=looked_up_rows_l2(config))(inputs[TEXT_INPUT])
 
 
-def bag_of_tokens(inputs: dict[str, KerasTensor], shapes: DatasetShapes, width: int) -> KerasTensor:
+def bag_of_tokens(inputs: dict[str, KerasTensor], shapes: DatasetShapes, width: int,
+                  config: NetConfig) -> KerasTensor:
     """The mean of a title's token embeddings (padding excluded): (batch, width)."""
-    return layers.GlobalAveragePooling1D(name="mean_tokens")(embed_tokens(inputs, shapes, width))
+    return layers.GlobalAveragePooling1D(name="mean_tokens")(embed_tokens(inputs, shapes, width, config))
 
 
 def numeric_features(inputs: dict[str, KerasTensor]) -> list[KerasTensor]:
@@ -66,7 +78,8 @@ def concatenate(features: list[KerasTensor], name: str = "features") -> KerasTen
 def mlp_tower(x: KerasTensor, config: NetConfig) -> KerasTensor:
     """`hidden_layers` ReLU layers, the first `hidden_width` wide, each next half as wide."""
     for depth in range(config.hidden_layers):
-        x = layers.Dense(max(8, config.hidden_width >> depth), activation="relu", name=f"hidden_{depth}")(x)
+        x = layers.Dense(max(8, config.hidden_width >> depth), activation="relu", name=f"hidden_{depth}",
+                         kernel_regularizer=kernel_l2(config))(x)
         if config.dropout:
             x = layers.Dropout(config.dropout, seed=config.seed + depth)(x)
     return x

@@ -19,11 +19,12 @@ def build_dcn(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
     inputs = blocks.model_inputs(shapes)
     features = blocks.embed_categoricals(inputs, shapes, config) + blocks.numeric_features(inputs)
     if shapes.has_text:
-        features.append(blocks.bag_of_tokens(inputs, shapes, config.embedding_dim))
+        features.append(blocks.bag_of_tokens(inputs, shapes, config.embedding_dim, config))
     x0 = blocks.concatenate(features)
     crossed = x0
     for depth in range(config.cross_layers):
-        projected = layers.Dense(x0.shape[-1], name=f"cross_{depth}")(crossed)
+        projected = layers.Dense(x0.shape[-1], name=f"cross_{depth}", kernel_regularizer=blocks.kernel_l2(config))(
+            crossed)
         crossed = layers.Add(name=f"cross_residual_{depth}")([layers.Multiply()([x0, projected]), crossed])
     deep = blocks.mlp_tower(x0, config)
     x = blocks.concatenate([crossed, deep], name="cross_and_deep") if config.hidden_layers else crossed

@@ -1,9 +1,10 @@
 """fab runs: the packages in a folder or gs:// prefix, with variant, date, the
-epoch whose weights were packaged, and validation and test metrics.
+epoch whose weights were packaged, validation and test metrics, and the keys
+a run set beyond its variant's definition (its `TRAINER_*` overrides).
 
-Each package's manifest.json holds what is listed. It is read through a
-seekable stream, so from gs:// only the zip's directory and that one member
-are fetched, not the model.
+Each package's manifest.json and config.json hold what is listed. They are
+read through a seekable stream, so from gs:// only the zip's directory and
+those two small members are fetched, not the model.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class RunSummary:
     best_epoch: int | None  # None in packages written before the validation split
     validation_metrics: dict[str, float]
     test_metrics: dict[str, float]
+    overrides: dict[str, tuple[object, str]]  # key -> (value, level) beyond the variant's definition
 
 
 def list_runs(output_uri: str) -> list[RunSummary]:
@@ -42,24 +44,38 @@ def read_summary(package_uri: str) -> RunSummary:
         with storage.open_for_reading(package_uri) as stream, zipfile.ZipFile(stream) as archive:
             manifest = json.loads(archive.read("manifest.json"))
             written = dt.datetime(*archive.getinfo("manifest.json").date_time)
+            config = json.loads(archive.read("config.json"))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
         raise PackageError(f"{package_uri}: not a package (no readable manifest.json); move it out of the folder") \
             from None
     return RunSummary(package_uri, manifest["run_id"], manifest["variant"], written,
                       manifest.get("epochs_trained", 0), manifest.get("best_epoch"),
-                      manifest.get("validation_metrics", {}), manifest.get("test_metrics", {}))
+                      manifest.get("validation_metrics", {}), manifest.get("test_metrics", {}),
+                      _beyond_the_variant(config))
+
+
+def _beyond_the_variant(config: dict) -> dict[str, tuple[object, str]]:
+    """The keys set above the variant's level (config.json records each key's level)."""
+    return {key: (entry["value"], entry["source"].split()[0]) for key, entry in config["keys"].items()
+            if entry["source"] != "default" and not entry["source"].startswith("variant ")}
 
 
 def format_runs(runs: list[RunSummary]) -> str:
     """One aligned line per run under a header."""
     header = ["run", "variant", "written", "epochs", "best_epoch", "validation_auc",
-              *(f"test_{m}" for m in METRICS)]
+              *(f"test_{m}" for m in METRICS), "beyond_the_variant"]
     lines = [[run.run_id, run.variant, run.written.strftime("%Y-%m-%d %H:%M"), str(run.epochs),
               "-" if run.best_epoch is None else str(run.best_epoch), _metric(run.validation_metrics.get("auc")),
-              *(_metric(run.test_metrics.get(m)) for m in METRICS)] for run in runs]
+              *(_metric(run.test_metrics.get(m)) for m in METRICS), _overrides(run.overrides)] for run in runs]
     widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
                      for row in [header, *lines])
+
+
+def _overrides(overrides: dict[str, tuple[object, str]]) -> str:
+    """`learning_rate=0.01 (environment)`, ...; `-` for a run of the variant as defined."""
+    return ", ".join(f"{key}={json.dumps(value)} ({level})" for key, (value, level) in sorted(overrides.items())) \
+        or "-"
 
 
 def _metric(value: float | None) -> str:

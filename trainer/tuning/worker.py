@@ -52,6 +52,12 @@ class WorkerResult:
     target: int
 
 
+
+def trial_label(study: str, variant: str, number: int) -> str:
+    """What a trial's package is named by, after its variant: the study joins in only when its name
+    says more than the variant's (study deep_v1's trial 7 is deep_v1-trial7-..., not deep_v1-deep_v1-...)."""
+    return f"trial{number}" if study == variant else f"{study}-trial{number}"
+
 def run_worker(name: str, url: str, require_gpu: bool = False, out: TextIO = sys.stdout,
                poll_s: float = HEARTBEAT_INTERVAL_S) -> WorkerResult:
     """Run trials of the study until it has its target of finished trials.
@@ -211,7 +217,7 @@ class TrialObjective:
             self.spec.variant, self.spec.dataset, self.spec.output, variants_file=self._variants_file,
             environ=as_environment(overrides) | {f"{ENV_PREFIX}{k.upper()}": v for k, v in
                                                  self.spec.fixed_overrides.items()},
-            require_gpu=self.require_gpu, run_label=f"{self.name}-trial{origin}",
+            require_gpu=self.require_gpu, run_label=trial_label(self.name, self.spec.variant, origin),
             callbacks=(EpochToTrial(trial, self.spec.pruner, self.stop),),
         )
         try:
