@@ -4,7 +4,7 @@
                                 [--large-networks linear_v1,deep_v1] [--seeds 42,43] [--extra-steps 64,128]
 
 Baseline: the rule before this benchmark, 1/16 of the training rows between
-64 and 8192 (`OLD_RULE`, 16 steps per epoch until the cap). Candidate: the
+64 and 8192 (`old_rule`, 16 steps per epoch until the cap). Candidate: the
 pipeline's `effective_batch_size` as the code stands. `--extra-steps S` adds
 arms of clamp(train_rows // S, 64, 8192) to explore other floors on the steps
 per epoch. Every arm trains with the default config of its network (8 epochs,

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from trainer.config import NetConfig
 from trainer.run import TrainRequest, train
 from trainer.training.backup import KILL_POINT_VARIABLE
+from trainer.training.fit import effective_batch_size
 
 # Early stopping off: the run must go through all six epochs.
 RESUME_ENV = {"TRAINER_EPOCHS": "6", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "0"}
@@ -116,3 +118,12 @@ def test_a_second_process_training_the_same_run_is_refused(
         first.wait()
     assert second.returncode == 2
     assert "error: the same run (same config, same data) is already training in another process" in second.stderr
+
+
+def test_auto_batch_size_gives_small_data_many_steps_and_large_data_large_batches() -> None:
+    auto = NetConfig()  # batch_size = 0
+    assert effective_batch_size(auto, 1_400) == 64  # the 2K sample's training split: the smallest batch
+    assert effective_batch_size(auto, 70_000) == 1_093  # 100K rows: 65 steps per epoch, not 16
+    assert effective_batch_size(auto, 700_000) == 8_192  # 1M rows: the largest batch, as before
+    assert effective_batch_size(auto, 10_000_000) == 8_192
+    assert effective_batch_size(NetConfig(batch_size=128), 700_000) == 128  # a set batch size is kept

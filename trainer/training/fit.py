@@ -33,11 +33,12 @@ from trainer.training.batches import EpochShuffledBatches
 from trainer.training.callbacks import DivergenceGuard, EpochEvaluation, EpochReport, KillPoint
 from trainer.training.metrics import RunMetrics
 
-# batch_size = 0 picks 1/64 of the training rows within these bounds: at
-# least 64 steps per epoch until the batch reaches 8192 (about 750K training
-# rows), where large batches keep the CPU's matrix units busy. 16 steps per
-# epoch (1/16) left 100K rows underfitted after 8 epochs: validation AUC
-# 0.04 lower for deep_v1, linear_v1 still improving (bench/bench_batch.py).
+# batch_size = 0 picks 1/64 of the training rows within these bounds: 64 steps
+# per epoch up to 524K training rows, more beyond, where the batch stays at
+# 8192 (large batches keep the CPU's matrix units busy: 1M rows train as
+# before). 1/16 (16 steps per epoch) underfitted 100K rows in 8 epochs:
+# linear_v1 was still improving, deep_v1 0.04 validation AUC lower; 1/128
+# was no better there and slower on 1M (bench/bench_batch.py).
 AUTO_BATCH_RANGE = (64, 8192)
 AUTO_BATCH_STEPS = 64
 
