@@ -126,7 +126,7 @@ def build_tiny(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
     """A network a user might add: width-2 embeddings, the numbers and a bag of words into one unit."""
     inputs = blocks.model_inputs(shapes)
     features = blocks.embed_categoricals(inputs, shapes, config, width=2) + blocks.numeric_features(inputs)
-    features.append(blocks.bag_of_tokens(inputs, shapes, width=2))
+    features.append(blocks.bag_of_tokens(inputs, shapes, config, width=2))
     return keras.Model(inputs, blocks.click_probability(blocks.concatenate(features)), name="tiny_test_v1")
 
 

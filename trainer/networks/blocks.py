@@ -52,8 +52,8 @@ def embed_categoricals(
     ]
 
 
-def embed_tokens(inputs: dict[str, KerasTensor], shapes: DatasetShapes, width: int,
-                 config: NetConfig) -> KerasTensor:
+def embed_tokens(inputs: dict[str, KerasTensor], shapes: DatasetShapes, config: NetConfig,
+                 width: int) -> KerasTensor:
     """(batch, sequence, width) token embeddings; padding is masked downstream.
     Every row has at least one unmasked token: a title without any is the
     preprocessor's "no text" token, so means and GRUs never see an empty row."""
@@ -61,10 +61,10 @@ def embed_tokens(inputs: dict[str, KerasTensor], shapes: DatasetShapes, width: i
                             activity_regularizer=looked_up_rows_l2(config))(inputs[TEXT_INPUT])
 
 
-def bag_of_tokens(inputs: dict[str, KerasTensor], shapes: DatasetShapes, width: int,
-                  config: NetConfig) -> KerasTensor:
+def bag_of_tokens(inputs: dict[str, KerasTensor], shapes: DatasetShapes, config: NetConfig,
+                  width: int) -> KerasTensor:
     """The mean of a title's token embeddings (padding excluded): (batch, width)."""
-    return layers.GlobalAveragePooling1D(name="mean_tokens")(embed_tokens(inputs, shapes, width, config))
+    return layers.GlobalAveragePooling1D(name="mean_tokens")(embed_tokens(inputs, shapes, config, width))
 
 
 def numeric_features(inputs: dict[str, KerasTensor]) -> list[KerasTensor]:

@@ -19,7 +19,7 @@ def build_dcn(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
     inputs = blocks.model_inputs(shapes)
     features = blocks.embed_categoricals(inputs, shapes, config) + blocks.numeric_features(inputs)
     if shapes.has_text:
-        features.append(blocks.bag_of_tokens(inputs, shapes, config.embedding_dim, config))
+        features.append(blocks.bag_of_tokens(inputs, shapes, config, config.embedding_dim))
     x0 = blocks.concatenate(features)
     crossed = x0
     for depth in range(config.cross_layers):

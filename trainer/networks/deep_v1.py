@@ -14,6 +14,6 @@ def build_deep(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
     inputs = blocks.model_inputs(shapes)
     features = blocks.embed_categoricals(inputs, shapes, config) + blocks.numeric_features(inputs)
     if shapes.has_text:
-        features.append(blocks.bag_of_tokens(inputs, shapes, config.embedding_dim, config))
+        features.append(blocks.bag_of_tokens(inputs, shapes, config, config.embedding_dim))
     x = blocks.mlp_tower(blocks.concatenate(features), config)
     return keras.Model(inputs, blocks.click_probability(x), name="deep_v1")

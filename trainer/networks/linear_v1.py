@@ -18,5 +18,5 @@ def build_linear(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
     terms = blocks.embed_categoricals(inputs, shapes, config, width=1)
     terms += blocks.numeric_features(inputs)
     if shapes.has_text:
-        terms.append(blocks.bag_of_tokens(inputs, shapes, 1, config))
+        terms.append(blocks.bag_of_tokens(inputs, shapes, config, width=1))
     return keras.Model(inputs, blocks.click_probability(blocks.concatenate(terms)), name="linear_v1")

@@ -15,7 +15,7 @@ def build_rnn(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
     inputs = blocks.model_inputs(shapes)
     features = blocks.embed_categoricals(inputs, shapes, config) + blocks.numeric_features(inputs)
     if shapes.has_text:
-        tokens = blocks.embed_tokens(inputs, shapes, config.embedding_dim, config)
+        tokens = blocks.embed_tokens(inputs, shapes, config, config.embedding_dim)
         features.append(layers.GRU(config.rnn_units, name="title_gru")(tokens))
     x = blocks.mlp_tower(blocks.concatenate(features), config)
     return keras.Model(inputs, blocks.click_probability(x), name="rnn_v1")
