@@ -120,14 +120,19 @@ def test_sanity(
     help={
         "package": "a package zip written by fab train",
         "input": "NDJSON rows in the training schema (the label may be absent)",
-        "output": "NDJSON file of {id, score} per row (default: print to stdout)",
+        "output": "NDJSON file of {id, score} per row (default: print to stdout); the drift summary goes "
+                  "beside it as <output>.drift.json",
+        "engine": "export: the package's serving SavedModel, streamed; keras: the project's preprocessing "
+                  "and the Keras model (the reference, to debug skew)",
     }
 )
 @cli.reports_user_errors
-def score(c: Context, package: str, input: str, output: str = "") -> None:
-    """Score raw JSON rows with a trained package, preprocessing them exactly as in training."""
-    run = cli.pipeline()
-    rows = run.score(package, input, output or None)
+def score(c: Context, package: str, input: str, output: str = "", engine: str = "export") -> None:
+    """Score raw JSON rows with a trained package through its serving export (what TF Serving would answer)."""
+    cli.pipeline()  # TensorFlow imported quietly
+    from trainer.score import score as score_rows
+
+    rows = score_rows(package, input, output or None, engine=engine)
     if output:
         print(f"scored {rows:,} rows into {output}")
 
@@ -140,17 +145,52 @@ def test(c: Context, pytest_args: str = "") -> None:
 
 @task(
     help={
+        "gpu": "fail (exit status 2) unless the GPU checks pass too; without it they are shown, not counted",
+        "storage": "also check that this study storage answers from here (postgresql://USER:PASSWORD@HOST/DB)",
+    }
+)
+def doctor(c: Context, gpu: bool = False, storage: str = "") -> None:
+    """Check this machine before a long run: one ✓ or ✗ line per check, each ✗ with its fix.
+
+    Docker and the trainer images (with their commits), nvidia-smi and the driver's CUDA,
+    the NVIDIA container runtime, TensorFlow's CUDA build and a matmul on the GPU (in the
+    GPU image when built, else here), the CUDA versions against the driver, Google
+    credentials and the --storage database. Exit status 0 when the CPU path works
+    (with --gpu: the GPU path too), else 2.
+    """
+    from launch import doctor as checks
+
+    found = checks.run_checks(storage)
+    for check in found:
+        print(check.line())
+    print(checks.summary(found, gpu))
+    cli.exit_with(checks.exit_status(found, gpu))
+
+
+@task(
+    help={
         "rows": "how many impressions to generate",
         "out": "the NDJSON file to write",
         "seed": "random seed (the same seed gives the same file)",
+        "items": "distinct item ids in the catalog, e.g. 2000000 for a production-size embedding table",
+        "publishers": "distinct publisher ids in the catalog",
+        "item_zipf": "Zipf exponent of item popularity, >= 0 (0: uniform; higher: fewer items get most traffic)",
     }
 )
-def generate_data(c: Context, rows: int = 1_000_000, out: str = "data/ctr_1m.json", seed: int = 0) -> None:
-    """Generate a synthetic click-through dataset in BigQuery's NDJSON export format."""
+@cli.reports_user_errors
+def generate_data(
+    c: Context, rows: int = 1_000_000, out: str = "data/ctr_1m.json", seed: int = 0,
+    items: int = 200_000, publishers: int = 2_000, item_zipf: float = 0.9,
+) -> None:
+    """Generate a synthetic click-through dataset in BigQuery's NDJSON export format.
+
+    The catalog options' defaults are those of data/sample_2k.json; other values make another world.
+    """
+    from trainer.data.synthetic.world import Catalog
     from trainer.data.synthetic.writer import generate
 
-    generate(rows, Path(out), seed=seed)
-    print(f"wrote {rows:,} rows to {out}")
+    generate(rows, Path(out), seed=seed, catalog=Catalog(items=items, publishers=publishers, item_zipf=item_zipf))
+    print(f"wrote {rows:,} rows ({items:,} items, {publishers:,} publishers) to {out}")
 
 
 @task(help={"variants": VARIANTS_HELP})
@@ -199,6 +239,30 @@ def runs(c: Context, output: str = DEFAULT_OUTPUT) -> None:
 
     found = list_runs(cli.output_folder(output))
     print(format_runs(found) if found else f"no packages in {output}")
+
+
+@task(
+    positional=["package"],
+    iterable=["package"],
+    help={
+        "package": "a package zip, local or gs://; list two or more after compare (the first is the baseline), "
+                   "or repeat --package",
+        "output": "the PNG of the overlaid epoch curves (default: runs/compare-<short ids>.png)",
+    },
+)
+@cli.reports_user_errors
+def compare(c: Context, package: list[str] | None = None, output: str = "") -> None:
+    """Compare packages: config diff with each key's level, datasets, metrics, overlaid curves, AUC difference.
+
+    fab compare runs/A.zip runs/B.zip [runs/C.zip ...]. Manifests are read with ranged reads; where
+    packages share a test split (same dataset sha256 and split), the dataset is loaded and each model
+    scores those rows: the AUC difference vs the first package, with a 95% paired bootstrap interval.
+    """
+    from trainer.comparison.read import check_count
+
+    packages = list(package or [])
+    check_count(packages)
+    cli.exit_with(cli.trainer_main(["compare", *packages, *(["--output", output] if output else [])]))
 
 
 @task(
@@ -255,7 +319,10 @@ def tune(
     help={
         "study": "the study to work on (made by fab tune)",
         "storage": "its shared storage: postgresql://USER:PASSWORD@HOST/DB, reachable from every host",
-        "gpu": "train on the host's GPUs (the image gets --gpus all; trainer:gpu by default)",
+        "gpu": "train on the host's GPUs, as its nvidia-smi lists them: one worker per GPU, each given its own "
+               "(trainer:gpu by default)",
+        "workers_per_host": "workers to start on each host (default: 0, one per GPU with --gpu, else 1); with "
+                            "fewer workers than GPUs each gets several and trains on all of them",
         "image": "the image to run (default: trainer:cpu, or trainer:gpu with --gpu)",
         "workdir": "where hosts without Docker have a checkout with its .venv (default: this checkout's path)",
         "no_docker": "run the worker as a process in --workdir even where Docker answers",
@@ -265,11 +332,11 @@ def tune(
 @cli.reports_user_errors
 def tune_workers(
     c: Context, study: str, storage: str, gpu: bool = False, image: str = "", workdir: str = "",
-    no_docker: bool = False, stop: bool = False,
+    no_docker: bool = False, stop: bool = False, workers_per_host: int = 0,
 ) -> None:
     """Start a detached tuning worker on each host of -H over SSH; it runs trials until the study is done.
 
-    fab -H gpu1,gpu2 tune_workers --study S --storage postgresql://... [--gpu]
+    fab -H gpu1,gpu2 tune_workers --study S --storage postgresql://... [--gpu] [--workers-per-host N]
     Workers run in the trainer image where the host's Docker engine answers (build it
     there first), else in a checkout at --workdir. Run it again to add hosts at any time.
     """
@@ -286,8 +353,9 @@ def tune_workers(
         return
     _, spec = load_study(study, url)
     request = workers.WorkerRequest(study, url, spec, gpu, image_to_run(image, gpu), workdir or str(PROJECT_ROOT),
-                                    workers.passed_environment(os.environ), not no_docker)
-    print(f"{connection.host}: {workers.start_worker(connection, request)}")
+                                    workers.passed_environment(os.environ), not no_docker, workers_per_host)
+    for line in workers.start_workers(connection, request):
+        print(f"{connection.host}: {line}")
 
 
 @task(

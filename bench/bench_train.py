@@ -1,6 +1,6 @@
 """deep_v1 training throughput on 1M rows against a naive baseline, same run.
 
-    python bench/bench_train.py [--rows 1000000] [--epochs 2] [--networks linear_v1,deep_v1,dcn_v1]
+    python bench/bench_train.py [--rows 1000000] [--epochs 4] [--networks linear_v1,deep_v1,dcn_v1]
 
 Baseline: the same Keras model, `model.fit` on numpy arrays, batch 1024,
 default Adam, default compile options. Ours: `build_model_graph` with the
@@ -8,16 +8,21 @@ config defaults (auto batch size, scaled learning rate, XLA, several steps per
 call). Both train the same epochs on the same split; the test AUC after each
 epoch shows whether speed cost quality. `--networks` adds a quality table:
 each network's best test AUC with the default config (early stopping on).
+
+Each arm's speed is the median and range of its steady epochs (every epoch
+after the first, which compiles), so `--epochs` is at least 4. Beside it: the
+model's Dense FLOPs per training example (`common.flops_per_example`), the
+GFLOP/s that makes, and this run's `tf.matmul` peak at the model's Dense
+shapes and our batch size, through oneDNN and through XLA.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
-from common import dataset, save
+from common import dataset, dense_shapes, flops_per_example, matmul_peak, save, steady_summary
 
 from trainer import import_tensorflow_quietly
 
@@ -33,6 +38,8 @@ from trainer.training.arrays import SplitArrays  # noqa: E402
 from trainer.training.batches import EpochShuffledBatches  # noqa: E402
 from trainer.training.callbacks import EpochEvaluation  # noqa: E402
 from trainer.training.fit import effective_batch_size  # noqa: E402
+
+MIN_EPOCHS = 4  # epoch 1 compiles; a median and range need 3 steady epochs after it
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -68,9 +75,13 @@ def fit(model: keras.Model, data: dict, batches: int | EpochShuffledBatches, epo
     model.fit(**arrays, epochs=epochs, verbose=0, callbacks=[clock, *evaluation, read_auc], **validation)
     batch_size = batches if isinstance(batches, int) else batches.batch_size
     rows = len(data["train_y"])
-    steady = clock.seconds[1:] or clock.seconds
+    steady = steady_summary([rows / seconds for seconds in clock.seconds[1:]])
+    flops = flops_per_example(dense_shapes(model), training=True)
     return {"batch_size": batch_size, "epoch_train_seconds": [round(s, 2) for s in clock.seconds],
-            "examples_per_second": round(rows / statistics.median(steady)),
+            "examples_per_second": steady["median"], "examples_per_second_range": steady["range"],
+            "steady_epochs": steady["epochs"], "dense_shapes": dense_shapes(model), "flops_per_example": flops,
+            "gflops": round(steady["median"] * flops / 1e9, 1),
+            "gflops_range": [round(rate * flops / 1e9, 1) for rate in steady["range"]],
             "test_auc_per_epoch": clock.test_auc}
 
 
@@ -126,21 +137,36 @@ def quality(networks: list[str], shapes, data: dict, max_epochs: int = 6) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=MIN_EPOCHS, help=f"at least {MIN_EPOCHS}")
     parser.add_argument("--networks", default="", help="comma-separated networks for the quality table")
     args = parser.parse_args()
+    if args.epochs < MIN_EPOCHS:
+        parser.error(f"--epochs must be at least {MIN_EPOCHS}: epoch 1 compiles, and the median needs 3 steady epochs")
     config = resolve_config("deep_v1", environ={}).config
     shapes, data = prepare(str(dataset(args.rows)), config)
     baseline = naive_baseline(config, shapes, data, args.epochs)
     print(f"baseline: {baseline}")
     fast = ours(config, shapes, data, args.epochs)
     print(f"ours:     {fast}")
+    peak = matmul_peak(fast["dense_shapes"], fast["batch_size"])
     result = {"rows": args.rows, "train_rows": len(data["train_y"]), "epochs": args.epochs,
-              "cpu_cores": os.cpu_count(), "baseline": baseline, "ours": fast,
+              "cpu_cores": os.cpu_count(), "baseline": baseline, "ours": fast, "matmul_peak": peak,
+              "fraction_of_matmul_peak": round(fast["gflops"] / peak["best_gflops"], 3),
               "speedup": round(fast["examples_per_second"] / baseline["examples_per_second"], 2)}
     if args.networks:
         result["quality"] = quality(args.networks.split(","), shapes, data)
     save("train", result)
+    for name, arm in (("baseline", baseline), ("ours", fast)):
+        print(speed_line(name, arm))
+    print(f"matmul peak at deep_v1's Dense shapes, batch {fast['batch_size']:,}: oneDNN {peak['oneDNN_gflops']} "
+          f"GFLOP/s, XLA {peak['xla_gflops']} GFLOP/s; ours reaches "
+          f"{result['fraction_of_matmul_peak']:.0%} of the best")
+
+
+def speed_line(name: str, arm: dict) -> str:
+    low, high = arm["examples_per_second_range"]
+    return (f"{name + ':':<9} {arm['examples_per_second']:,} examples/s (median of {arm['steady_epochs']} steady "
+            f"epochs; {low:,}-{high:,}), {arm['gflops']} GFLOP/s at {arm['flops_per_example']:,} FLOP per example")
 
 
 if __name__ == "__main__":

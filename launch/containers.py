@@ -233,9 +233,17 @@ def _start(container: docker.models.containers.Container, job: ContainerJob) -> 
 
 def _start_failure(exc: APIError, job: ContainerJob) -> ContainerStartError:
     reason = (exc.explanation or str(exc)).strip()
-    if job.gpu and ("device driver" in reason or "nvidia" in reason.lower()):
-        return ContainerStartError(NO_GPU_RUNTIME.format(reason=reason))
+    if job.gpu and (refusal := gpu_refusal(reason)):
+        return ContainerStartError(refusal)
     return ContainerStartError(f"the Docker engine could not start {job.image}: {reason}")
+
+
+def gpu_refusal(reason: str) -> str | None:
+    """NO_GPU_RUNTIME's line when the engine's `reason` for refusing a container is its GPU request
+    ("could not select device driver" without the NVIDIA runtime); None for any other reason."""
+    if "device driver" in reason or "nvidia" in reason.lower():
+        return NO_GPU_RUNTIME.format(reason=reason)
+    return None
 
 
 def _lines(chunks: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[tuple[str, bool]]:

@@ -2,6 +2,7 @@
 
     fab train:variant=deep_v1,gpu=True      the design card's form (Fabric 1)
     fab train --variant deep_v1 --gpu       Fabric 3's form, unchanged
+    fab compare a.zip b.zip                 a positional list takes every bare word (--package a.zip ...)
 
 Each `TASK:key=value,...` word is rewritten into Fabric 3's words for that task
 before invoke parses them, so both forms go through the same parser, types and
@@ -34,7 +35,8 @@ class TrainerFab(Fab):
     """Fabric's `fab`, reading Fabric 1's `TASK:key=value` words and explaining unknown options."""
 
     def parse_tasks(self) -> None:
-        self.core.unparsed = expand_fabric1_words(self.core.unparsed, self.collection)
+        words = expand_fabric1_words(self.core.unparsed, self.collection)
+        self.core.unparsed = expand_positional_lists(words, self.collection)
         try:
             super().parse_tasks()
         except ParseError as exc:
@@ -48,6 +50,31 @@ def expand_fabric1_words(words: list[str], collection: Collection) -> list[str]:
         name, colon, rest = word.partition(":")
         if colon and not word.startswith("-") and name in collection.task_names:
             expanded += [name, *_task_words(collection[name], name, rest)]
+        else:
+            expanded.append(word)
+    return expanded
+
+
+def expand_positional_lists(words: list[str], collection: Collection) -> list[str]:
+    """Bare words after a task whose positional argument is a list, as `--NAME WORD` each.
+
+    `@task(positional=["package"], iterable=["package"])` means "every bare word is a
+    package": fab compare a.zip b.zip. invoke fills a positional with one word and never
+    counts a list as missing, so it would take none ("No idea what 'a.zip' is!").
+    """
+    expanded: list[str] = []
+    takes_value: set[str] = set()
+    listed: Argument | None = None
+    for word in words:
+        if expanded and expanded[-1] in takes_value:  # the value of the option before it
+            expanded.append(word)
+        elif word in collection.task_names:
+            arguments = collection[word].get_arguments()
+            takes_value = {f"--{flag_name(a)}" for a in arguments if a.kind is not bool}
+            listed = next((a for a in arguments if a.positional and a.kind is list), None)
+            expanded.append(word)
+        elif listed is not None and not word.startswith("-"):
+            expanded += [f"--{flag_name(listed)}", word]
         else:
             expanded.append(word)
     return expanded

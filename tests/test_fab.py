@@ -20,7 +20,7 @@ from trainer.config import DEFAULT_VARIANTS_FILE, KEYS, PROJECT_ROOT, load_varia
 
 Runner = Callable[..., subprocess.CompletedProcess]
 Lines = Callable[[subprocess.CompletedProcess], list[str]]
-TASKS = ["build", "train", "test_sanity", "score", "test", "generate_data", "variants", "keys"]
+TASKS = ["build", "train", "test_sanity", "score", "test", "generate_data", "variants", "keys", "doctor"]
 VARIANTS = sorted(load_variants(DEFAULT_VARIANTS_FILE))
 TENSORFLOW_NOISE = ("oneDNN", "absl", "cuda", "TF_ENABLE_ONEDNN_OPTS", "tensorflow/core")
 
@@ -120,7 +120,8 @@ def test_score_into_a_folder_that_does_not_exist_creates_it(
     proc = run_fab("score", "--package", str(trained.zip_path), "--input", str(sample_path), "--output", str(scores))
     assert proc.returncode == 0, proc.stderr
     assert len(scores.read_text().splitlines()) == 2000
-    assert [p.name for p in scores.parent.iterdir()] == ["scores.json"]  # no temporary file left beside it
+    # The scores and their drift summary, and no temporary file left beside them.
+    assert sorted(p.name for p in scores.parent.iterdir()) == ["scores.drift.json", "scores.json"]
 
 
 def test_every_task_checks_its_typed_options() -> None:

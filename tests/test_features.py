@@ -74,15 +74,16 @@ def test_cardinality_is_vocabulary_plus_one_and_sizes_shapes(fitted: Preprocesso
     assert shapes.has_text
 
 
-def test_numbers_are_standardised_and_missing_ones_become_zero(
+def test_numbers_are_clipped_to_the_training_range_standardised_and_missing_ones_become_zero(
     fitted: Preprocessor, train_frame: pd.DataFrame
 ) -> None:
     known = train_frame["size"].dropna().to_numpy(np.float64)
-    mean, std = known.mean(), known.std()
-    rows = frame(colors=["red"] * 3, sizes=[mean, mean + 2 * std, np.nan], titles=["x"] * 3)
+    mean, std, low, high = known.mean(), known.std(), known.min(), known.max()
+    rows = frame(colors=["red"] * 5, sizes=[mean, high, high + 1e6, low - 1e6, np.nan], titles=["x"] * 5)
     encoded = fitted.encode(rows)[NUMERIC_INPUT]
-    assert encoded.dtype == np.float32 and encoded.shape == (3, 1)
-    np.testing.assert_allclose(encoded[:, 0], [0.0, 2.0, 0.0], atol=1e-5)
+    assert encoded.dtype == np.float32 and encoded.shape == (5, 1)
+    top, bottom = (high - mean) / std, (low - mean) / std
+    np.testing.assert_allclose(encoded[:, 0], [0.0, top, top, bottom, 0.0], atol=1e-5)
 
 
 def test_title_tokens_are_lower_cased_without_punctuation(fitted: Preprocessor) -> None:

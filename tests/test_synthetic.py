@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from trainer.data.synthetic.world import DEFAULT_CATALOG, Catalog
 from trainer.data.synthetic.writer import COLUMNS, generate, generate_frame, write_ndjson
 
 Runner = Callable[..., subprocess.CompletedProcess]
+Lines = Callable[[subprocess.CompletedProcess], list[str]]
 INT64_COLUMNS = ("hour", "day_of_week", "position", "is_click")  # BigQuery writes these as "3"
 STRING_COLUMNS = ("impression_id", "event_time", "publisher_id", "item_id", "category", "country", "platform",
                   "title")
@@ -95,3 +97,37 @@ def test_hour_and_day_of_week_agree_with_event_time(records: list[dict[str, Any]
         assert int(record["hour"]) == when.hour
         # BigQuery's EXTRACT(DAYOFWEEK): Sunday = 1 ... Saturday = 7.
         assert int(record["day_of_week"]) == when.isoweekday() % 7 + 1
+
+
+def test_a_large_catalog_makes_item_ids_beyond_the_default_catalog() -> None:
+    frame = generate_frame(5000, seed=0, catalog=Catalog(items=2_000_000, item_zipf=0.5))
+    numbers = frame["item_id"].str.removeprefix("item-").astype(int)
+    assert numbers.max() >= DEFAULT_CATALOG.items
+    assert (numbers >= DEFAULT_CATALOG.items).mean() > 0.5  # a flat tail: most rows show items the default lacks
+    assert frame["item_id"].nunique() > 4000
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--items", "0", "items must be at least 1, got 0"),
+    ("--publishers", "-3", "publishers must be at least 1, got -3"),
+    ("--item-zipf", "-1", "item_zipf must be a finite number >= 0"),
+])
+def test_a_bad_catalog_option_is_one_line_and_status_2(
+    option: str, value: str, says: str, tmp_path: Path, run_python: Runner, run_fab: Runner, lines_of: Lines
+) -> None:
+    out = tmp_path / "never.json"
+    for proc in (run_python("-m", "trainer.data.synthetic", "--rows", "10", "--out", str(out), option, value),
+                 run_fab("generate_data", "--rows", "10", "--out", str(out), option, value)):
+        assert proc.returncode == 2, proc.stderr
+        [line] = lines_of(proc)
+        assert line.startswith("error: ") and says in line
+    assert not out.exists()
+
+
+def test_fab_generate_data_defaults_are_the_shipped_catalog(run_fab: Runner) -> None:
+    proc = run_fab("--help", "generate_data")
+    assert proc.returncode == 0, proc.stderr
+    help_text = " ".join(proc.stdout.split())  # help wraps long lines
+    for option, default in (("items", DEFAULT_CATALOG.items), ("publishers", DEFAULT_CATALOG.publishers),
+                            ("item-zipf", DEFAULT_CATALOG.item_zipf)):
+        assert re.search(rf"--{option}\b.*?\(default: {default}\)", help_text), option

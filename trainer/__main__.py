@@ -1,9 +1,10 @@
 """Command line of the trainer (the container's entry point).
 
     python -m trainer train --variant deep_v1 [--dataset URI] [--output URI] [--gpu]
-    python -m trainer score --package URI --input URI [--output FILE]
+    python -m trainer score --package URI --input URI [--output FILE] [--engine export|keras]
     python -m trainer sanity [--output URI]   every variant, 3 epochs on the sample (fab test_sanity)
     python -m trainer tune --study NAME [--storage URL] [--gpu]   a worker of a study made by fab tune
+    python -m trainer compare A B [C ...] [--output PNG]   packages side by side (fab compare)
     python -m trainer keys        every config key, its type, default and meaning
     python -m trainer variants    the variants in configs/variant_config.json
 
@@ -62,9 +63,9 @@ def _train(args: argparse.Namespace) -> None:
 
 def _score(args: argparse.Namespace) -> None:
     import_tensorflow_quietly()
-    from trainer.run import score
+    from trainer.score import score
 
-    rows = score(args.package, args.input, args.output)
+    rows = score(args.package, args.input, args.output, engine=args.engine)
     if args.output:
         print(f"scored {rows:,} rows into {args.output}", file=sys.stderr)
 
@@ -87,6 +88,12 @@ def _tune(args: argparse.Namespace) -> None:
     from trainer.tuning.worker import run_worker
 
     run_worker(args.study, storage_url(args.storage), require_gpu=args.gpu)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from trainer.comparison.compare import compare_packages
+
+    compare_packages(args.packages, args.output)
 
 
 def _keys(args: argparse.Namespace) -> None:
@@ -147,7 +154,11 @@ def _parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="score raw JSON rows with a package")
     score.add_argument("--package", required=True, help="a package zip written by train")
     score.add_argument("--input", required=True, help="NDJSON rows in the training schema (label optional)")
-    score.add_argument("--output", help="NDJSON of {id, score} per row (default: stdout)")
+    score.add_argument("--output", help="NDJSON of {id, score} per row (default: stdout); the drift summary "
+                                        "goes beside it as <output>.drift.json")
+    score.add_argument("--engine", default="export", choices=("export", "keras"),
+                       help="export: the package's serving SavedModel, streamed (default); keras: the "
+                            "project's Preprocessor and the Keras model, the reference to debug skew with")
     score.set_defaults(command=_score)
 
     sanity = commands.add_parser("sanity", help="train every variant briefly on the sample and check each package")
@@ -159,6 +170,11 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--storage", default="", help="its storage URL (default: runs/tuning.db, this machine only)")
     tune.add_argument("--gpu", action="store_true", help="fail unless TensorFlow sees a GPU")
     tune.set_defaults(command=_tune)
+
+    compare = commands.add_parser("compare", help="compare packages: config, data, metrics, curves, AUC difference")
+    compare.add_argument("packages", nargs="+", metavar="PACKAGE", help="package zips; the first is the baseline")
+    compare.add_argument("--output", default="", help="the curves' PNG (default: runs/compare-<short ids>.png)")
+    compare.set_defaults(command=_compare)
 
     commands.add_parser("keys", help="list every config key").set_defaults(command=_keys)
     commands.add_parser("variants", help="list the variants").set_defaults(command=_variants)

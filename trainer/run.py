@@ -1,4 +1,4 @@
-"""The pipeline, stage by stage: what `python -m trainer train` and `score` do.
+"""The pipeline, stage by stage: what `python -m trainer train` does (`trainer.score` scores).
 
     resolve config -> load dataset -> split (train, validation, test) -> fit preprocessing
     -> encode -> build_model_graph -> fit (validation picks the epoch) -> score test once
@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -22,6 +21,7 @@ from typing import TextIO
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from trainer.config import (
     DEFAULT_DATASET,
@@ -39,10 +39,19 @@ from trainer.errors import ConfigError, RunAbandonedError, TrainingDivergedError
 from trainer.networks import build_model_graph, get_network
 from trainer.networks.compile import use_xla
 from trainer.package.assemble import PackageContents, dataset_metadata, write_package
-from trainer.package.loader import load_package
 from trainer.package.writer import write_json
+from trainer.serving.contract import fit_contract
+from trainer.serving.export import raw_columns
+from trainer.serving.tokenizer import Agreement, agreement
 from trainer.training.arrays import SplitArrays, predict
-from trainer.training.fit import FitOutcome, WorkFolders, describe_device, effective_batch_size, fit_model
+from trainer.training.fit import (
+    FitOutcome,
+    WorkFolders,
+    describe_device,
+    effective_batch_size,
+    fit_model,
+    training_strategy,
+)
 from trainer.training.metrics import RunMetrics, binary_metrics, epoch_table
 
 
@@ -92,17 +101,20 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
     resolved = _resolve(request)
     config = resolved.config
     device = describe_device(request.require_gpu)
+    strategy = training_strategy()  # None on one device: Keras' default path
     keras.utils.set_random_seed(config.seed)
     run_metrics = RunMetrics()
     print(f"variant {resolved.variant} (network {config.network}) on {device}", file=out)
 
     data = _prepare(request.dataset, config, run_metrics, out)
-    batch_size = effective_batch_size(config, len(data.train))
+    # The batch is per device: with N replicas each step takes N batches, one per device.
+    batch_size = effective_batch_size(config, len(data.train)) * _replicas(strategy)
     print(f"{len(data.train):,} train / {len(data.validation):,} validation / {len(data.test):,} test rows, "
-          f"batch size {batch_size}" + ("" if config.batch_size else " (auto)"), file=out)
-    work, run_id = _work_folder(request, resolved, data.source)
+          f"batch size {batch_size}" + ("" if config.batch_size else " (auto)")
+          + (f", {batch_size // _replicas(strategy)} per device" if strategy else ""), file=out)
+    work, run_id = _work_folder(request, resolved, data.source, _replicas(strategy))
     with work.exclusive():
-        model, outcome = _fit_or_reuse(request, config, data, work, run_metrics, out, batch_size, run_id)
+        model, outcome = _fit_or_reuse(request, config, data, work, run_metrics, out, batch_size, run_id, strategy)
         with run_metrics.stage("evaluate"):
             validation_metrics = binary_metrics(data.validation.labels, predict(model, data.validation.inputs))
             test_metrics = binary_metrics(data.test.labels, predict(model, data.test.inputs))  # the only time
@@ -112,16 +124,49 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
         run_facts = {"run_id": run_id, "variant": resolved.variant, "device": device, "batch_size": batch_size,
                      "xla": outcome.xla, "epochs_trained": len(epochs), "best_epoch": outcome.best_epoch,
                      "validation_metrics": validation_metrics, "test_metrics": test_metrics}
-        contents = PackageContents(work.trained_model, data.preprocessor, resolved,
-                                   dataset_metadata(data.source, data.frame, data.splits, data.preprocessor, config),
-                                   epochs)
         with run_metrics.stage("package"):
+            tokenizer = _check_serving_tokenizer(data, out)
+            run_facts["serving_tokenizer"] = tokenizer.summary() if tokenizer else None
+            contents = PackageContents(
+                work.trained_model, data.preprocessor, resolved,
+                dataset_metadata(data.source, data.frame, data.splits, data.preprocessor, config), epochs,
+                tokenizer.overrides if tokenizer else {},
+                fit_contract(data.preprocessor, data.splits.train, data.splits.validation),
+                _raw_row(data.splits.train, data.preprocessor))
             write_package(work.root / "package", package_uri, contents, run_facts, run_metrics)
         _remove_work(work)
     print(f"package {package_uri}  (weights of epoch {outcome.best_epoch}; validation auc "
           f"{validation_metrics['auc']:.4f}; test: {_summary(test_metrics)})", file=out)
     return TrainResult(package_uri, run_id, model, data.preprocessor, epochs, outcome.best_epoch,
                        validation_metrics, test_metrics)
+
+
+def _check_serving_tokenizer(data: PreparedData, out: TextIO) -> Agreement | None:
+    """The export's tokenizer against spaCy on every distinct training title; one warning line if they differ."""
+    if not data.preprocessor.text_column:
+        return None
+    titles = data.splits.train[data.preprocessor.text_column].dropna().unique().tolist()
+    tokenizer = agreement(titles, data.preprocessor.tokens_of(titles))
+    if tokenizer.overrides:
+        examples = "; ".join(repr(t) for t in list(tokenizer.overrides)[:3])
+        print(f"warning: the serving export's tokenizer splits {len(tokenizer.overrides):,} of {tokenizer.titles:,} "
+              f"training titles unlike spaCy (e.g. {examples}); the export carries spaCy's tokens for those, and "
+              f"an unseen title like them may score differently than with --engine keras (README: Serving)",
+              file=out)
+    return tokenizer
+
+
+def _raw_row(frame: pd.DataFrame, preprocessor: Preprocessor) -> dict[str, object]:
+    """One row as a serving request sends it (model/README.md's example)."""
+    row = frame.iloc[0]
+    values: dict[str, object] = {}
+    for column in raw_columns(preprocessor):
+        value, text = row[column], column not in preprocessor.numeric_columns
+        if pd.isna(value):
+            values[column] = "" if text else float("nan")  # json.dumps writes NaN, which TF Serving reads
+        else:
+            values[column] = str(value) if text else float(value)
+    return values
 
 
 def _summary(metrics: dict[str, float]) -> str:
@@ -153,7 +198,8 @@ def _prepare(dataset: str, config: NetConfig, run_metrics: RunMetrics, out: Text
 
 
 def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, work: WorkFolders,
-                  run_metrics: RunMetrics, out: TextIO, batch_size: int, run_id: str) -> tuple[keras.Model, FitOutcome]:
+                  run_metrics: RunMetrics, out: TextIO, batch_size: int, run_id: str,
+                  strategy: tf.distribute.Strategy | None = None) -> tuple[keras.Model, FitOutcome]:
     """The trained model: fitted now (resuming a killed attempt), or kept by an attempt that finished training."""
     if (outcome := work.finished_training()) is not None:
         print(f"run {run_id} finished training earlier (weights of epoch {outcome.best_epoch}); "
@@ -163,7 +209,8 @@ def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, 
         return model, outcome
     if completed := work.completed_epochs():
         print(f"resuming run {run_id} after epoch {completed}/{config.epochs}", file=out)
-    with run_metrics.stage("build"):
+    # Variables made under a strategy's scope are mirrored on its devices, and fit then splits each batch.
+    with run_metrics.stage("build"), strategy.scope() if strategy else contextlib.nullcontext():
         model = build_model_graph(config, data.preprocessor.shapes())
     try:
         with run_metrics.stage("fit"):
@@ -176,15 +223,22 @@ def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, 
     return model, outcome
 
 
+def _replicas(strategy: tf.distribute.Strategy | None) -> int:
+    return strategy.num_replicas_in_sync if strategy else 1
+
+
 def _encode(preprocessor: Preprocessor, frame: pd.DataFrame, label: str) -> SplitArrays:
     # Labels as a (rows, 1) float column, the shape of the model's output.
     return SplitArrays(preprocessor.encode(frame), frame[label].to_numpy(np.float32).reshape(-1, 1))
 
 
-def _work_folder(request: TrainRequest, resolved: ResolvedConfig, source: DatasetSource) -> tuple[WorkFolders, str]:
+def _work_folder(request: TrainRequest, resolved: ResolvedConfig, source: DatasetSource,
+                 replicas: int = 1) -> tuple[WorkFolders, str]:
     """The same config on the same data is the same run: it finds its earlier work."""
     identity = json.dumps({"config": resolved.to_json_dict()["keys"], "data": source.sha256,
-                           **({"label": request.run_label} if request.run_label else {})}, sort_keys=True)
+                           **({"label": request.run_label} if request.run_label else {}),
+                           # Several devices take another batch per step: not the same run to resume.
+                           **({"replicas": replicas} if replicas > 1 else {})}, sort_keys=True)
     key = hashlib.sha256(identity.encode()).hexdigest()[:10]
     work = WorkFolders(storage.work_folder(request.output) / f"{resolved.variant}-{key}")
     run_file = work.root / "run.json"
@@ -200,37 +254,3 @@ def _remove_work(work: WorkFolders) -> None:
     shutil.rmtree(work.root, ignore_errors=True)
     with contextlib.suppress(OSError):  # other runs' work may still be there
         work.root.parent.rmdir()
-
-
-def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sys.stdout) -> int:
-    """Score raw rows with a package; writes NDJSON {id, score} lines. Returns the row count.
-
-    `output` (a file, local or gs://) appears whole, its folder created as fab train
-    creates its --output; without it, the lines go to `out`.
-    """
-    if output and not storage.scheme_of(output) and Path(output).is_dir():
-        raise ConfigError(f"--output {output}: is a folder; name the file the scores go to, "
-                          f"e.g. --output {storage.join(output, 'scores.json')}")
-    package = load_package(package_uri)
-    config = dataclasses.replace(package.config, subsample=1.0)
-    frame, _ = load_dataset(input_uri, config, with_label=False)
-    scores = package.score(frame)
-    result = pd.DataFrame({"score": scores})
-    if config.id_column and frame.get(config.id_column) is not None and frame[config.id_column].notna().any():
-        result.insert(0, config.id_column, frame[config.id_column].to_numpy())
-    text = result.to_json(orient="records", lines=True)
-    if output:
-        _publish_scores(text, output)
-    else:
-        out.write(text)
-    return len(result)
-
-
-def _publish_scores(text: str, output: str) -> None:
-    """Write through the storage backend: missing folders are made, and the file is whole or absent."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        written = Path(folder) / "scores.json"
-        written.write_text(text)
-        storage.publish(written, output)

@@ -6,8 +6,10 @@ Rules, the same at training and at scoring time:
   than `min_category_count` in the training split, values never seen, and
   nulls; the rest are numbered by descending frequency, capped at
   `max_categories`. The vocabulary size (cardinality) sizes the embedding.
-- numeric: standardised with the training split's mean and standard
-  deviation; a missing number becomes the mean (0 after standardising).
+- numeric: clipped to the training split's range, then standardised with its
+  mean and standard deviation; a missing number becomes the mean (0 after
+  standardising). A number beyond anything training saw scores as the
+  nearest one it did see, not as an extrapolation no weight was fitted for.
 - text: spaCy's rule-based English tokenizer (`spacy.blank("en")`, no model
   download), lower-cased, punctuation dropped; token 0 pads, token 1 is
   out-of-vocabulary, token 2 is "no text". Each distinct title is tokenized
@@ -67,6 +69,9 @@ class Preprocessor:
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
     numeric_mean: list[float] = field(default_factory=list)
     numeric_std: list[float] = field(default_factory=list)
+    # The training split's range; empty in packages written before numbers were clipped.
+    numeric_min: list[float] = field(default_factory=list)
+    numeric_max: list[float] = field(default_factory=list)
     token_vocabulary: list[str] = field(default_factory=list)
     sequence_length: int = 0
     # None in packages written before the "no text" token: their words start at 2.
@@ -84,6 +89,7 @@ class Preprocessor:
             )
         if pre.numeric_columns:
             pre.numeric_mean, pre.numeric_std = _fit_standardisation(train, pre.numeric_columns)
+            pre.numeric_min, pre.numeric_max = _fit_range(train, pre.numeric_columns)
         if pre.text_column:
             pre.token_vocabulary, pre.sequence_length = _fit_tokens(train[pre.text_column], config, pre.tokens_of)
             pre.empty_text_token = EMPTY_TEXT_TOKEN
@@ -93,7 +99,7 @@ class Preprocessor:
         return DatasetShapes(
             categorical_cardinalities={c: len(v) + 1 for c, v in self.vocabularies.items()},
             numeric_features=self.numeric_columns,
-            text_vocabulary_size=len(self.token_vocabulary) + self._first_word_token if self.text_column else 0,
+            text_vocabulary_size=len(self.token_vocabulary) + self.first_word_token if self.text_column else 0,
             text_sequence_length=self.sequence_length,
         )
 
@@ -108,12 +114,14 @@ class Preprocessor:
 
     def _encode_numeric(self, frame: pd.DataFrame) -> np.ndarray:
         values = np.stack([frame[c].to_numpy(np.float32) for c in self.numeric_columns], axis=1)
+        if self.numeric_min:
+            values = np.clip(values, np.float32(self.numeric_min), np.float32(self.numeric_max))  # NaN stays NaN
         standardised = (values - np.float32(self.numeric_mean)) / np.float32(self.numeric_std)
         return np.nan_to_num(standardised, nan=0.0).astype(np.float32)
 
     def _encode_text(self, titles: pd.Series) -> np.ndarray:
         categories, codes = _categories_and_codes(titles)
-        token_index = {token: i for i, token in enumerate(self.token_vocabulary, start=self._first_word_token)}
+        token_index = {token: i for i, token in enumerate(self.token_vocabulary, start=self.first_word_token)}
         per_title = np.zeros((len(categories) + 1, self.sequence_length), np.int32)
         for row, tokens in enumerate(self.tokens_of(categories)):
             ids = [token_index.get(t, OOV_TOKEN) for t in tokens[: self.sequence_length]]
@@ -124,7 +132,7 @@ class Preprocessor:
         return per_title[codes]
 
     @property
-    def _first_word_token(self) -> int:
+    def first_word_token(self) -> int:
         return OOV_TOKEN + 1 if self.empty_text_token is None else self.empty_text_token + 1
 
     def tokens_of(self, titles: Iterable[str]) -> list[list[str]]:
@@ -159,6 +167,12 @@ def _fit_standardisation(train: pd.DataFrame, columns: tuple[str, ...]) -> tuple
     mean = values.mean().fillna(0.0)
     std = values.std(ddof=0).fillna(1.0).replace(0.0, 1.0)
     return mean.tolist(), std.tolist()
+
+
+def _fit_range(train: pd.DataFrame, columns: tuple[str, ...]) -> tuple[list[float], list[float]]:
+    values = train[list(columns)].astype(np.float64)
+    # A column with no number at all: any value is outside it; its mean (0) is then what it scores as.
+    return values.min().fillna(0.0).tolist(), values.max().fillna(0.0).tolist()
 
 
 def _fit_tokens(

@@ -93,19 +93,56 @@ def mentions_column(path: Path, column: str) -> bool:
 
 def _read_with_pyarrow(path: Path, roles: ColumnRoles, schema: pa.Schema, subsample: float,
                        seed: int) -> FileTable:
-    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     keep = np.random.default_rng(seed)
     batches, rows_read, present = [], 0, set()
+    for parsed, batch in _pyarrow_blocks(path, roles, schema):
+        present.update(c for c in roles.required() if parsed.column(c).null_count < parsed.num_rows)
+        rows_read += batch.num_rows
+        # Decoded before any row is subsampled away: every row is checked.
+        batches.append(batch if subsample >= 1 else batch.filter(keep.random(batch.num_rows) < subsample))
+    return _file_table(path, batches, rows_read, present)
+
+
+def _pyarrow_blocks(path: Path, roles: ColumnRoles, schema: pa.Schema) -> Iterator[tuple[pa.RecordBatch,
+                                                                                          pa.RecordBatch]]:
+    """Each block as pyarrow parsed it, and decoded."""
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     with _arrow_source(path) as source:
         reader = pj.open_json(source, read_options=pj.ReadOptions(block_size=READ_BLOCK_BYTES),
                               parse_options=options)
         for parsed in reader:
-            present.update(c for c in roles.required() if parsed.column(c).null_count < parsed.num_rows)
-            # Decoded before any row is subsampled away: every row is checked.
-            batch = _decoded(dict(zip(parsed.schema.names, parsed.columns)), roles)
-            rows_read += batch.num_rows
-            batches.append(batch if subsample >= 1 else batch.filter(keep.random(batch.num_rows) < subsample))
-    return _file_table(path, batches, rows_read, present)
+            yield parsed, _decoded(dict(zip(parsed.schema.names, parsed.columns)), roles)
+
+
+def stream_file(path: Path, roles: ColumnRoles) -> Iterator[pa.RecordBatch]:
+    """Every row of the file, decoded, a block at a time: memory holds one block, whatever the file's
+    size (scoring). A block pyarrow refuses continues line by line from that block's first row."""
+    schema = _schema_from_first_lines(path, roles)  # an empty file is refused first
+    check_columns_named(path, roles)
+    streamed = 0
+    try:
+        for _, batch in _pyarrow_blocks(path, roles, schema):
+            yield batch
+            streamed += batch.num_rows
+        return
+    except (pa.ArrowInvalid, BadValue):
+        pass
+    for numbers, records in _blocks(path, skip=streamed):
+        try:
+            yield _decoded({c: values.from_python([r.get(c) for r in records], c, role)
+                            for c, role in roles.by_column()}, roles)
+        except BadValue as bad:
+            raise DatasetError(f"{path} line {numbers[bad.row]}: {bad.problem}") from None
+
+
+def check_columns_named(path: Path, roles: ColumnRoles) -> None:
+    """Refuse a file no line of which names some required column (its first lines, else a scan)."""
+    with open_lines(path) as f:
+        first = [(n, line) for n, line in enumerate(itertools.islice(f, SCHEMA_SAMPLE_LINES), 1) if line.strip()]
+    named = set().union(*(_parse_line(path, n, line).keys() for n, line in first))
+    absent = [c for c in roles.required() if c not in named and not mentions_column(path, c)]
+    if absent:
+        raise DatasetError(missing_columns_message(str(path), absent, roles))
 
 
 def _arrow_source(path: Path) -> AbstractContextManager[Any]:
@@ -170,10 +207,10 @@ def _decoded(columns: dict[str, pa.Array], roles: ColumnRoles) -> pa.RecordBatch
     return pa.RecordBatch.from_pydict({c: values.decode(columns[c], c, role) for c, role in roles.by_column()})
 
 
-def _blocks(path: Path) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
-    """Parsed lines in blocks: their line numbers and their objects."""
+def _blocks(path: Path, skip: int = 0) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
+    """Parsed lines in blocks, after the first `skip` rows: their line numbers and their objects."""
     with open_lines(path) as f:
-        numbered = ((n, line) for n, line in enumerate(f, 1) if line.strip())
+        numbered = itertools.islice(((n, line) for n, line in enumerate(f, 1) if line.strip()), skip, None)
         while block := list(itertools.islice(numbered, SLOW_BLOCK_LINES)):
             yield [n for n, _ in block], [_parse_line(path, n, line) for n, line in block]
 

@@ -10,7 +10,9 @@ null or no key at all. Each role accepts every form its values can take:
 - numeric: numbers, numeric strings, booleans (1/0); null and non-finite
   values are missing, which preprocessing fills with the training mean;
 - categorical, text, row id: strings; numbers and booleans become their
-  strings, so a categorical id written as 3 and as "3" is one category;
+  strings, so a categorical id written as 3 and as "3" is one category; an
+  empty categorical string is missing, like a null (a serving request cannot
+  send a null string, and sends "" for an unknown value);
 - time (`split_time_column`): TIMESTAMP strings, or ISO 8601 with a zone;
   null or unparsable is refused (the row could not be placed in a split).
 
@@ -138,6 +140,11 @@ def _string(column: pa.Array, name: str) -> pa.Array:
                                                    "expected strings, numbers or booleans") from None
 
 
+def _category(column: pa.Array, name: str) -> pa.Array:
+    strings = _string(column, name)
+    return pc.if_else(pc.equal(strings, ""), pa.scalar(None, pa.string()), strings)
+
+
 def _timestamp(column: pa.Array, name: str) -> pa.Array:
     what = f"column '{name}' (split_time_column)"
     if column.null_count:
@@ -158,7 +165,7 @@ def _zoned(column: pa.Array) -> pa.Array:
 
 
 _DECODERS: dict[str, Callable[[pa.Array, str], pa.Array]] = {
-    LABEL: _label, NUMERIC: _numeric, CATEGORICAL: _string, TEXT: _string, ROW_ID: _string, TIME: _timestamp,
+    LABEL: _label, NUMERIC: _numeric, CATEGORICAL: _category, TEXT: _string, ROW_ID: _string, TIME: _timestamp,
 }
 
 

@@ -15,8 +15,17 @@ STEPS_PER_EXECUTION = 8
 
 def use_xla(config: NetConfig) -> bool:
     """XLA unless dropout would run on the CPU: XLA's CPU random-number
-    generator made a Dropout model 17x slower here (7K vs 128K examples/s)."""
-    return config.xla and not (config.dropout and not tf.config.list_physical_devices("GPU"))
+    generator made a Dropout model 17x slower here (7K vs 128K examples/s).
+    Nor under a MirroredStrategy: XLA then failed to reach the other devices'
+    variables (tested on two logical CPUs)."""
+    cpu_dropout = config.dropout and not tf.config.list_physical_devices("GPU")
+    return config.xla and not cpu_dropout and not tf.distribute.has_strategy()
+
+
+def steps_per_execution() -> int:
+    """STEPS_PER_EXECUTION, or 1 under a MirroredStrategy: Keras 3.15's several-step loop over a
+    distributed dataset fails there ("You must feed a value for placeholder tensor")."""
+    return 1 if tf.distribute.has_strategy() else STEPS_PER_EXECUTION
 
 
 def build_model_graph(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
@@ -35,6 +44,6 @@ def build_model_graph(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
         # Adam's whole-table embedding updates and the MLP (about 1.2x alone,
         # more with large batches). Several steps per call cut Python overhead.
         jit_compile=use_xla(config),
-        steps_per_execution=STEPS_PER_EXECUTION,
+        steps_per_execution=steps_per_execution(),
     )
     return model

@@ -1,8 +1,10 @@
 """Assembling a finished run's package: every file written into a staging
 folder, then published as one zip (`writer.publish_package`).
 
-The model file is the one training kept in its work folder, copied as it is,
-so a package written by a rerun after a kill is the same as a first attempt's.
+The model is the one training kept in its work folder, saved again without
+its optimizer (so plain Keras loads it, whatever optimizer trained it), and
+exported for serving with its preprocessing (`trainer.serving.export`): a
+package written by a rerun after a kill holds the same model as a first attempt's.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import pandas as pd
 
 from trainer.config import NetConfig, ResolvedConfig
 from trainer.data.dataset import DatasetSource
 from trainer.data.features import Preprocessor
 from trainer.data.splits import Splits, describe_splits
-from trainer.package.layout import MODEL_FILE, PREPROCESSING_FILE
+from trainer.package.layout import CONTRACT_FILE, MODEL_FILE, PREPROCESSING_FILE, SERVING_FOLDER, SERVING_README
 from trainer.package.writer import manifest, publish_package, write_json
+from trainer.serving.export import serving_readme, write_serving_export
 from trainer.training.backup import kill_point
 from trainer.training.metrics import RunMetrics, plot_epochs, write_tensorboard
 
@@ -33,6 +37,9 @@ class PackageContents:
     resolved: ResolvedConfig
     dataset: dict[str, Any]
     epochs: pd.DataFrame
+    tokenizer_overrides: dict[str, list[str]]  # training titles the export's rules split unlike spaCy
+    contract: dict[str, Any]  # trainer.serving.contract.fit_contract
+    example_row: dict[str, Any]  # a raw row, for model/README.md's request
 
 
 def write_package(staging: Path, package_uri: str, contents: PackageContents, run_facts: dict[str, Any],
@@ -40,8 +47,12 @@ def write_package(staging: Path, package_uri: str, contents: PackageContents, ru
     """Write every file of the package into `staging`, then publish it as one zip."""
     shutil.rmtree(staging, ignore_errors=True)  # a killed attempt's half-written files
     (staging / "model").mkdir(parents=True)
-    shutil.copyfile(contents.model_file, staging / MODEL_FILE)
+    model = keras.saving.load_model(contents.model_file, compile=False)
+    model.save(staging / MODEL_FILE)  # loaded uncompiled: saved without the optimizer
+    write_serving_export(model, contents.preprocessor, contents.tokenizer_overrides, staging / SERVING_FOLDER)
+    (staging / SERVING_README).write_text(serving_readme(contents.preprocessor, contents.example_row))
     write_json(staging / PREPROCESSING_FILE, contents.preprocessor.to_json_dict())
+    write_json(staging / CONTRACT_FILE, contents.contract)
     write_json(staging / "config.json", contents.resolved.to_json_dict())
     write_json(staging / "dataset.json", contents.dataset)
     write_json(staging / "manifest.json", manifest(run_facts, run_metrics.snapshot()))

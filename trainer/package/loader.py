@@ -1,5 +1,11 @@
 """Reading a package back: `load_package` gives a `Package` whose `score` takes
-raw rows, exactly as the training run encoded them."""
+raw rows, exactly as the training run encoded them.
+
+`score` goes through the package's serving export (the SavedModel that TF
+Serving would load); `score_with_keras` is the reference it is checked
+against: the project's `Preprocessor` and the Keras model. Packages written
+before the export existed score with Keras.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import keras
@@ -19,7 +25,8 @@ from trainer.config import NetConfig, ResolvedConfig, config_from_json_dict
 from trainer.data import storage
 from trainer.data.features import Preprocessor
 from trainer.errors import PackageError
-from trainer.package.layout import MODEL_FILE, PREPROCESSING_FILE, REQUIRED_FILES
+from trainer.package.layout import CONTRACT_FILE, CORE_FILES, MODEL_FILE, PREPROCESSING_FILE, SERVING_FOLDER
+from trainer.serving.scoring import ServingModel
 
 
 @dataclass
@@ -30,13 +37,21 @@ class Package:
     preprocessor: Preprocessor
     resolved: ResolvedConfig
     manifest: dict[str, Any]
+    serving: ServingModel | None  # None in packages written before the serving export
+    contract: dict[str, Any] | None
 
     @property
     def config(self) -> NetConfig:
         return self.resolved.config
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
-        """Click probability for each raw row (a DataFrame as `load_dataset` reads it)."""
+        """Click probability for each raw row (a DataFrame as `load_dataset` reads it), through the export."""
+        if self.serving is None:
+            return self.score_with_keras(frame)
+        return self.serving.score_frame(frame)
+
+    def score_with_keras(self, frame: pd.DataFrame) -> np.ndarray:
+        """The same, encoded by `Preprocessor` and predicted by the Keras model: training's own path."""
         from trainer.training.arrays import predict
 
         return predict(self.model, self.preprocessor.encode(frame))
@@ -51,7 +66,7 @@ def load_package(package_uri: str) -> Package:
     except zipfile.BadZipFile:
         raise PackageError(f"{package_uri}: not a zip file, so not a package") from None
     with archive:
-        missing = [name for name in REQUIRED_FILES if name not in archive.namelist()]
+        missing = [name for name in CORE_FILES if name not in archive.namelist()]
         if missing:
             raise PackageError(f"{package_uri}: not a complete package (missing {', '.join(missing)})")
         model = _load_model(_read(archive, MODEL_FILE, package_uri))
@@ -64,6 +79,8 @@ def load_package(package_uri: str) -> Package:
             preprocessor=Preprocessor.from_json_dict(_read_json(archive, PREPROCESSING_FILE, package_uri)),
             resolved=resolved,
             manifest=_read_json(archive, "manifest.json", package_uri),
+            serving=_load_serving(archive, package_uri),
+            contract=_read_json(archive, CONTRACT_FILE, package_uri) if CONTRACT_FILE in archive.namelist() else None,
         )
 
 
@@ -86,3 +103,15 @@ def _load_model(model_bytes: bytes) -> keras.Model:
         model_file = Path(folder) / Path(MODEL_FILE).name
         model_file.write_bytes(model_bytes)
         return keras.saving.load_model(model_file, compile=False)
+
+
+def _load_serving(archive: zipfile.ZipFile, package_uri: str) -> ServingModel | None:
+    members = [name for name in archive.namelist() if name.startswith(f"{SERVING_FOLDER}/")]
+    if not members:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        for name in members:
+            target = Path(folder, *PurePosixPath(name).relative_to(SERVING_FOLDER).parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(_read(archive, name, package_uri))
+        return ServingModel(Path(folder))  # loading reads the variables in: the folder can go

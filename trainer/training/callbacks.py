@@ -13,7 +13,14 @@ from trainer.config import NetConfig
 from trainer.errors import TrainingDivergedError
 from trainer.training.arrays import SplitArrays, predict
 from trainer.training.backup import kill_point
-from trainer.training.metrics import RunMetrics, binary_metrics, format_epoch_line
+from trainer.training.metrics import (
+    EPOCH_SECONDS,
+    RunMetrics,
+    StepCall,
+    binary_metrics,
+    format_epoch_line,
+    split_compile_seconds,
+)
 
 
 class EpochEvaluation(keras.callbacks.Callback):
@@ -26,6 +33,7 @@ class EpochEvaluation(keras.callbacks.Callback):
     alike, from the same weights. `loss` stays Keras' mean training loss over
     the epoch. The test split is not looked at here: it is scored once, on
     the packaged weights. Keras' `val_` prefix is the validation split.
+    Its own seconds go into the logs as `evaluation_seconds`.
     """
 
     def __init__(self, train: SplitArrays, validation: SplitArrays, seed: int) -> None:
@@ -36,11 +44,13 @@ class EpochEvaluation(keras.callbacks.Callback):
         self.validation = validation
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        started = time.perf_counter()
         logs = logs if logs is not None else {}
         logs.update(binary_metrics(self.train_sample.labels, predict(self.model, self.train_sample.inputs)))
         validation = binary_metrics(self.validation.labels, predict(self.model, self.validation.inputs))
         logs.update({f"val_{name}": value for name, value in validation.items()})
         logs["val_loss"] = validation["logloss"]
+        logs["evaluation_seconds"] = time.perf_counter() - started
 
 
 class DivergenceGuard(keras.callbacks.Callback):
@@ -65,25 +75,59 @@ class DivergenceGuard(keras.callbacks.Callback):
 
 
 class EpochReport(keras.callbacks.Callback):
-    """Times each epoch into pyformance, adds its speed to the epoch's logs
-    (so the CSV has it) and prints one readable line per epoch."""
+    """Each epoch's seconds, apart, into its logs (so the CSV has them), pyformance and one printed line.
 
-    def __init__(self, run_metrics: RunMetrics, train_rows: int, epochs: int, out: TextIO) -> None:
+    - `training_seconds`: the train-function calls, timed one by one from
+      `on_train_batch_begin` to `on_train_batch_end`, minus their compile
+      time; `examples_per_second` is the training rows over it. The steps are
+      done by batch end: a callback with `on_train_batch_end` (this one) makes
+      Keras call them in line, after turning the loss into a Python number.
+    - `compile_seconds`: tracing and XLA compiling in the calls that met a new
+      batch shape (`metrics.split_compile_seconds` says how it is estimated).
+    - `evaluation_seconds`: EpochEvaluation's scoring (put it before this).
+    - `epoch_seconds`: the epoch's wall time, all of the above included.
+    """
+
+    def __init__(self, run_metrics: RunMetrics, train_rows: int, batch_size: int, epochs: int, out: TextIO) -> None:
         super().__init__()
         self.run_metrics, self.train_rows, self.epochs, self.out = run_metrics, train_rows, epochs, out
-        self._started = 0.0
+        self.batch_size = batch_size
+        self.steps_per_epoch = math.ceil(train_rows / batch_size)
+        self._trained_shapes: set[int] = set()  # batch sizes this process has already compiled
+        self._calls: list[StepCall] = []
+        self._started = self._call_started = 0.0
+        self._call_first_step = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._started = time.perf_counter()
+        self._calls = []
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._call_first_step = batch
+        self._call_started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        seconds = time.perf_counter() - self._call_started
+        # Keras reports the call's last step as first + steps_per_execution - 1, even past the epoch's end.
+        end = min(batch + 1, self.steps_per_epoch)
+        shapes = {self._batch_rows(step) for step in range(self._call_first_step, end)}
+        self._calls.append(StepCall(end - self._call_first_step, seconds, not shapes <= self._trained_shapes))
+        self._trained_shapes |= shapes
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        seconds = time.perf_counter() - self._started
-        self.run_metrics.registry.timer("epoch").hist.add(seconds)
-        self.run_metrics.count("examples_trained", self.train_rows, seconds)
         logs = logs if logs is not None else {}
-        logs["epoch_seconds"] = seconds
-        logs["examples_per_second"] = self.train_rows / seconds
+        training, compile_seconds = split_compile_seconds(self._calls)
+        logs.update(training_seconds=training, compile_seconds=compile_seconds,
+                    examples_per_second=self.train_rows / max(training, 1e-9))
+        logs.setdefault("evaluation_seconds", math.nan)
+        logs["epoch_seconds"] = time.perf_counter() - self._started
+        for part in EPOCH_SECONDS:
+            self.run_metrics.time(f"epoch.{part}_seconds", logs[f"{part}_seconds"])
+        self.run_metrics.count("examples_trained", self.train_rows, training)
         print(format_epoch_line(epoch + 1, self.epochs, logs), file=self.out, flush=True)
+
+    def _batch_rows(self, step: int) -> int:
+        return min(self.batch_size, self.train_rows - step * self.batch_size)
 
 
 class KillPoint(keras.callbacks.Callback):

@@ -41,6 +41,8 @@ from trainer.training.metrics import RunMetrics
 # was no better there and slower on 1M (bench/bench_batch.py).
 AUTO_BATCH_RANGE = (64, 8192)
 AUTO_BATCH_STEPS = 64
+# A test hook, like FAB_TEST_KILL_AT: split the CPU into this many logical devices.
+LOGICAL_CPUS_VARIABLE = "FAB_TEST_LOGICAL_CPUS"
 
 
 def effective_batch_size(config: NetConfig, train_rows: int) -> int:
@@ -120,7 +122,8 @@ class WorkFolders:
 
 
 def describe_device(require_gpu: bool) -> str:
-    """The device TensorFlow will train on, in words; fails if a GPU was required but none is seen."""
+    """The devices TensorFlow will train on, in words; fails if a GPU was required but none is seen."""
+    split_cpu_for_tests()
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         if require_gpu:
@@ -128,9 +131,48 @@ def describe_device(require_gpu: bool) -> str:
                 "a GPU was asked for (--gpu) but TensorFlow sees none: check `nvidia-smi` and that the "
                 "CUDA build of TensorFlow is installed, or drop --gpu to train on the CPU"
             )
+        if _logical_cpus() > 1:  # only the test hook splits the CPU
+            cpus = replica_devices()
+            return f"CPU ({os.cpu_count()} cores) as {len(cpus)} logical devices, mirrored: {_short(cpus)}"
         return f"CPU ({os.cpu_count()} cores)"
-    name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "unknown model")
-    return f"GPU:0 ({name})" + (f" and {len(gpus) - 1} more" if len(gpus) > 1 else "")
+    names = [tf.config.experimental.get_device_details(gpu).get("device_name", "unknown model") for gpu in gpus]
+    if len(gpus) == 1:
+        return f"GPU:0 ({names[0]})"
+    listed = ", ".join(f"GPU:{index} ({name})" for index, name in enumerate(names))
+    return f"{len(gpus)} GPUs, mirrored: {listed}"
+
+
+def split_cpu_for_tests() -> None:
+    """The test hook FAB_TEST_LOGICAL_CPUS=N: the CPU as N logical devices, so the multi-device
+    path runs on a machine without GPUs. It must run before TensorFlow initialises its devices."""
+    if (count := _logical_cpus()) < 2:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    if tf.config.get_logical_device_configuration(cpu) is None:  # a tuning worker's next trial: already split
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+def _logical_cpus() -> int:
+    return int(os.environ.get(LOGICAL_CPUS_VARIABLE) or 0)
+
+
+def replica_devices() -> list[str]:
+    """The devices one run trains on: every GPU TensorFlow sees, else the CPU (or the hook's logical CPUs)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return [device.name for device in gpus or tf.config.list_logical_devices("CPU")]
+
+
+def training_strategy() -> tf.distribute.Strategy | None:
+    """MirroredStrategy over the devices when there are several (one model copy each, gradients
+    summed); None for one device, where Keras' default path is kept exactly as it was."""
+    # Physical devices first: listing logical ones starts TensorFlow's runtime, which one device leaves to Keras.
+    if len(tf.config.list_physical_devices("GPU")) < 2 and _logical_cpus() < 2:
+        return None
+    return tf.distribute.MirroredStrategy(replica_devices())
+
+
+def _short(devices: Sequence[str]) -> str:
+    return ", ".join(name.rsplit("device:", 1)[-1] for name in devices)
 
 
 def fit_model(
@@ -154,7 +196,7 @@ def fit_model(
         batches,
         DivergenceGuard(config),
         EpochEvaluation(train, validation, config.seed),
-        EpochReport(run_metrics, len(train), config.epochs, out),
+        EpochReport(run_metrics, len(train), batch_size, config.epochs, out),  # after EpochEvaluation: its seconds
         # The CSV row is written before the backup: a kill between the two
         # repeats an epoch's row (deduplicated later) instead of losing it.
         keras.callbacks.CSVLogger(str(work.keras_csv), append=True),

@@ -18,7 +18,10 @@ The "world" (catalog of items with their categories, titles and quality,
 publisher effects, interaction tables, the bias that sets the click rate) is
 built once from a fixed seed, so files made with different seeds share it:
 seed 1 is a fair test set for a model trained on seed 0. `seed` only picks
-which impressions are drawn.
+which impressions are drawn. The catalog's size is a parameter (`Catalog`:
+items, publishers, the Zipf exponent of item popularity), so a benchmark can
+make millions of distinct item ids; each catalog is a world of its own, and
+the default one is that of data/sample_2k.json.
 
 Generation is numpy-vectorised and strings are built and serialised with
 pyarrow compute kernels; no Python runs per row.
@@ -35,4 +38,5 @@ generate`); this package re-exports nothing. The first line above is the
 command line's help text.
 
     python -m trainer.data.synthetic --rows 2000 --seed 0 --out data/sample_2k.json
+    python -m trainer.data.synthetic --rows 1000000 --items 2000000 --out data/ctr_1m_2m_items.json
 """

@@ -1,4 +1,4 @@
-"""`python -m trainer.data.synthetic --rows N [--seed S] --out FILE`: see `writer.main`."""
+"""`python -m trainer.data.synthetic --rows N [--seed S] [--items N] ... --out FILE`: see `writer.main`."""
 
 from trainer.data.synthetic.writer import main
 

@@ -1,10 +1,11 @@
 """The world every seed shares, the impressions drawn from it, and their click probability.
 
-`shared_world()` builds the catalog (items with their categories, titles and
-quality), the publisher, country and category effects, the interaction tables
-and the sampling tables once, from `WORLD_SEED`, then calibrates the bias to
-`TARGET_CLICK_RATE`. `sample_impressions` draws a block of rows as integer codes
-and `click_probability` is the planted signal the labels are drawn from.
+`shared_world(catalog)` builds the catalog (items with their categories, titles
+and quality), the publisher, country and category effects, the interaction
+tables and the sampling tables once per `Catalog`, from `WORLD_SEED`, then
+calibrates the bias to `TARGET_CLICK_RATE`. `sample_impressions` draws a block
+of rows as integer codes and `click_probability` is the planted signal the
+labels are drawn from.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from trainer.data.synthetic.titles import CATEGORIES, item_titles
+from trainer.errors import TrainerError
 
 # Independent of the `seed` argument, so every file shares one catalog.
 WORLD_SEED = 20261001
@@ -28,6 +30,7 @@ TARGET_CLICK_RATE = 0.08
 
 WINDOW_START = np.datetime64("2026-10-01", "D")
 WINDOW_DAYS = 30
+# The default catalog: the one data/sample_2k.json was made from.
 N_PUBLISHERS = 2_000
 N_ITEMS = 200_000
 PUBLISHER_ZIPF = 1.1
@@ -62,6 +65,36 @@ MOBILE_FOLD_POSITION = 4
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+
+
+class SyntheticDataError(TrainerError, ValueError):
+    """A generator argument out of range (rows, seed, a catalog option): one line at the command line."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """How large the world's catalog is and how skewed its item traffic; each value makes a different world.
+
+    The default is the catalog every shipped file was made from; a benchmark of
+    large embedding tables raises `items` to millions of distinct ids.
+    """
+
+    items: int = N_ITEMS  # distinct item ids
+    publishers: int = N_PUBLISHERS  # distinct publisher ids
+    # Zipf exponent of item popularity: the item of rank r is shown in
+    # proportion to r ** -item_zipf (0 is uniform; higher, a shorter tail).
+    item_zipf: float = ITEM_ZIPF
+
+    def __post_init__(self) -> None:
+        problems = [f"{name} must be at least 1, got {value}" for name, value in
+                    (("items", self.items), ("publishers", self.publishers)) if value < 1]
+        if not (math.isfinite(self.item_zipf) and self.item_zipf >= 0):
+            problems.append(f"item_zipf must be a finite number >= 0 (0 is uniform), got {self.item_zipf}")
+        if problems:
+            raise SyntheticDataError("; ".join(problems))
+
+
+DEFAULT_CATALOG = Catalog()
 
 
 @dataclass(frozen=True)
@@ -107,21 +140,21 @@ class Impressions:
 
 
 @cache
-def shared_world() -> World:
-    """The one world, built on first use: every chunk of every seed draws from it."""
+def shared_world(catalog: Catalog = DEFAULT_CATALOG) -> World:
+    """The catalog's world, built on first use: every chunk of every seed draws from it."""
     rng = np.random.default_rng(WORLD_SEED)
     # The draw order below is part of the world's identity: reordering these
     # calls changes every generated file.
-    category = _draw(rng, _zipf_cdf(len(CATEGORIES), CATEGORY_ZIPF), N_ITEMS)
+    category = _draw(rng, _zipf_cdf(len(CATEGORIES), CATEGORY_ZIPF), catalog.items)
     titles, title_effect = item_titles(rng, category)
     world = World(
-        publisher_cdf=_zipf_cdf(N_PUBLISHERS, PUBLISHER_ZIPF),
-        publisher_by_rank=rng.permutation(N_PUBLISHERS),
-        publisher_effect=rng.normal(0.0, PUBLISHER_STD, N_PUBLISHERS),
-        item_cdf=_zipf_cdf(N_ITEMS, ITEM_ZIPF),
-        item_by_rank=rng.permutation(N_ITEMS),
+        publisher_cdf=_zipf_cdf(catalog.publishers, PUBLISHER_ZIPF),
+        publisher_by_rank=rng.permutation(catalog.publishers),
+        publisher_effect=rng.normal(0.0, PUBLISHER_STD, catalog.publishers),
+        item_cdf=_zipf_cdf(catalog.items, catalog.item_zipf),
+        item_by_rank=rng.permutation(catalog.items),
         item_category=category,
-        item_effect=rng.normal(0.0, ITEM_QUALITY_STD, N_ITEMS) + title_effect,
+        item_effect=rng.normal(0.0, ITEM_QUALITY_STD, catalog.items) + title_effect,
         titles=titles,
         country_cdf=_cdf(np.array(list(COUNTRY_SHARES.values()))),
         platform_cdf=_cdf(np.array(PLATFORM_SHARES)),

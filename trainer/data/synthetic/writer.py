@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -27,14 +28,15 @@ from trainer.data import synthetic
 from trainer.data.synthetic.titles import CATEGORIES
 from trainer.data.synthetic.world import (
     COUNTRY_SHARES,
-    N_ITEMS,
-    N_PUBLISHERS,
+    DEFAULT_CATALOG,
     PLATFORMS,
     POSITIONS,
     WINDOW_DAYS,
     WINDOW_START,
+    Catalog,
     Impressions,
     IntArray,
+    SyntheticDataError,
     World,
     click_probability,
     sample_impressions,
@@ -60,14 +62,14 @@ CHUNK_ROWS = 250_000
 ID_DIGITS = 10
 
 
-def generate_frame(rows: int, seed: int = 0) -> pd.DataFrame:
+def generate_frame(rows: int, seed: int = 0, catalog: Catalog = DEFAULT_CATALOG) -> pd.DataFrame:
     """`rows` impressions in export representation: strings and one float column.
 
     Rows come in chunks of `CHUNK_ROWS`, each from its own random stream, so
     the frame is exactly what `generate` writes for the same arguments.
     """
     _check_arguments(rows, seed)
-    frames = [_chunk_frame(seed, index, start, stop) for index, start, stop in _chunks(rows)]
+    frames = [_chunk_frame(seed, index, start, stop, catalog) for index, start, stop in _chunks(rows)]
     if len(frames) == 1:
         return frames[0]
     return pd.concat(frames, ignore_index=True)
@@ -79,34 +81,53 @@ def write_ndjson(frame: pd.DataFrame, path: Path) -> None:
         _write_lines(out, frame)
 
 
-def generate(rows: int, path: Path, seed: int = 0) -> None:
+def generate(rows: int, path: Path, seed: int = 0, catalog: Catalog = DEFAULT_CATALOG) -> None:
     """Generate and write `rows` impressions chunk by chunk, so memory stays flat."""
     _check_arguments(rows, seed)
     with _atomic_output(path) as out:
         for index, start, stop in _chunks(rows):
-            _write_lines(out, _chunk_frame(seed, index, start, stop))
+            _write_lines(out, _chunk_frame(seed, index, start, stop, catalog))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: `python -m trainer.data.synthetic --rows N [--seed S] --out FILE`."""
+    """Command line: `python -m trainer.data.synthetic --rows N [--seed S] [--items ...] --out FILE`.
+
+    A value out of range ends as one `error:` line and status 2, as `python -m trainer` does.
+    """
+    args = _parser().parse_args(argv)
+    try:
+        catalog = Catalog(items=args.items, publishers=args.publishers, item_zipf=args.item_zipf)
+        generate(args.rows, args.out, args.seed, catalog)
+    except SyntheticDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
     # The help text is the package's summary line, so the two cannot drift.
     description = synthetic.__doc__.splitlines()[0]
     parser = argparse.ArgumentParser(prog="python -m trainer.data.synthetic", description=description)
     parser.add_argument("--rows", type=int, required=True, help="number of impressions")
     parser.add_argument("--seed", type=int, default=0, help="picks the impressions drawn")
     parser.add_argument("--out", type=Path, required=True, help="NDJSON file to write")
-    args = parser.parse_args(argv)
-    generate(args.rows, args.out, args.seed)
+    parser.add_argument("--items", type=int, default=DEFAULT_CATALOG.items,
+                        help="distinct item ids in the catalog (default: %(default)s)")
+    parser.add_argument("--publishers", type=int, default=DEFAULT_CATALOG.publishers,
+                        help="distinct publisher ids (default: %(default)s)")
+    parser.add_argument("--item-zipf", type=float, default=DEFAULT_CATALOG.item_zipf,
+                        help="Zipf exponent of item popularity, >= 0 (0 is uniform; default: %(default)s)")
+    return parser
 
 
 # --- chunks -----------------------------------------------------------------
 
 
 def _check_arguments(rows: int, seed: int) -> None:
+    # A ValueError for callers, and a user's error (one line) at the command lines.
     if rows < 0:
-        raise ValueError(f"rows must be >= 0, got {rows}")
+        raise SyntheticDataError(f"rows must be >= 0, got {rows}")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise SyntheticDataError(f"seed must be >= 0, got {seed}")
 
 
 def _chunks(rows: int) -> Iterator[tuple[int, int, int]]:
@@ -116,26 +137,28 @@ def _chunks(rows: int) -> Iterator[tuple[int, int, int]]:
         yield index, start, min(start + CHUNK_ROWS, rows)
 
 
-def _chunk_frame(seed: int, index: int, start: int, stop: int) -> pd.DataFrame:
-    world = shared_world()
+def _chunk_frame(seed: int, index: int, start: int, stop: int, catalog: Catalog) -> pd.DataFrame:
+    world = shared_world(catalog)
     # Seeding by (seed, chunk) keeps chunks independent and reproducible
     # without drawing all earlier chunks first.
     rng = np.random.default_rng([seed, index])
     impressions = sample_impressions(world, rng, stop - start)
     clicks = rng.random(stop - start) < click_probability(world, impressions)
-    return _to_frame(world, impressions, clicks, _row_ids(seed, start, stop))
+    return _to_frame(world, impressions, clicks, _row_ids(seed, start, stop), catalog)
 
 
 # --- export representation --------------------------------------------------
 
 
 def _row_ids(seed: int, start: int, stop: int) -> pa.Array:
-    numbers = pc.cast(pa.array(np.arange(start, stop, dtype=np.int64)), pa.large_string())
-    return _join(f"imp-{seed}-", pc.utf8_lpad(numbers, ID_DIGITS, "0"))
+    return _padded_numbers(f"imp-{seed}-", np.arange(start, stop), ID_DIGITS)
 
 
-def _to_frame(world: World, imp: Impressions, clicks: NDArray[np.bool_], row_ids: pa.Array) -> pd.DataFrame:
+def _to_frame(
+    world: World, imp: Impressions, clicks: NDArray[np.bool_], row_ids: pa.Array, catalog: Catalog
+) -> pd.DataFrame:
     tables = _string_tables()
+    ids = _catalog_ids(catalog)
     hour = imp.hour
     columns = {
         "impression_id": row_ids,
@@ -143,8 +166,8 @@ def _to_frame(world: World, imp: Impressions, clicks: NDArray[np.bool_], row_ids
             _lookup(tables["date_hour"], imp.day * 24 + hour),
             _lookup(tables["minute_second"], imp.second_of_day % 3600),
         ),
-        "publisher_id": _lookup(tables["publisher"], imp.publisher),
-        "item_id": _lookup(tables["item"], imp.item),
+        "publisher_id": _lookup(ids["publisher"], imp.publisher),
+        "item_id": _lookup(ids["item"], imp.item),
         "category": _lookup(tables["category"], world.item_category[imp.item]),
         "country": _lookup(tables["country"], imp.country),
         "platform": _lookup(tables["platform"], imp.platform),
@@ -166,13 +189,26 @@ def _string_tables() -> dict[str, pa.Array]:
     return {
         "date_hour": _strings(f"{day} {hour:02d}:" for day in days for hour in range(24)),
         "minute_second": _strings(f"{s // 60:02d}:{s % 60:02d} UTC" for s in range(3600)),
-        "publisher": _strings(f"pub-{i:05d}" for i in range(N_PUBLISHERS)),
-        "item": _strings(f"item-{i:07d}" for i in range(N_ITEMS)),
         "category": _strings(CATEGORIES),
         "country": _strings(COUNTRY_SHARES),
         "platform": _strings(PLATFORMS),
         "number": _strings(str(i) for i in range(max(POSITIONS, 24) + 1)),
     }
+
+
+@cache
+def _catalog_ids(catalog: Catalog) -> dict[str, pa.Array]:
+    """Every publisher and item id string of a catalog (built by kernels: millions of items take a second)."""
+    return {
+        "publisher": _padded_numbers("pub-", np.arange(catalog.publishers), 5),
+        "item": _padded_numbers("item-", np.arange(catalog.items), 7),
+    }
+
+
+def _padded_numbers(prefix: str, numbers: IntArray, digits: int) -> pa.Array:
+    # Zero-padded to `digits`, longer where a number needs more (an 8-digit item of a 10M catalog).
+    text = pc.cast(pa.array(numbers.astype(np.int64)), pa.large_string())
+    return _join(prefix, pc.utf8_lpad(text, digits, "0"))
 
 
 def _bigquery_day_of_week(day: IntArray) -> IntArray:

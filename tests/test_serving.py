@@ -1,0 +1,329 @@
+"""The serving export: raw rows in, the Keras path's scores out, for every network,
+loaded by TensorFlow alone and by `saved_model_cli`; `score` streams through it."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from conftest import TrainedPackage
+
+from trainer.config import NetConfig
+from trainer.data import ndjson
+from trainer.data.dataset import load_dataset
+from trainer.data.features import TEXT_INPUT, tokenize
+from trainer.networks import network_names
+from trainer.package.layout import SERVING_FOLDER
+from trainer.package.loader import Package, load_package
+from trainer.run import TrainRequest, train
+from trainer.score import score
+from trainer.serving.encoding import RawRowEncoder
+from trainer.serving.tokenizer import agreement
+
+SCORE_PARITY = 1e-5  # the issue's bound between the export and the Keras path
+# Titles the export's rules split unlike spaCy (abbreviations, "C++", one-letter hyphen chains).
+EXOTIC_TITLES = ["U.S. stocks rally after Dr. Smith speaks", "C++ tips for a-b-c testing", "N.Y. weekend :)"]
+UNSEEN_EXOTIC = "Mr. Jones's U.K. trip"
+
+
+def messy_rows(sample_path: Path) -> list[dict[str, Any]]:
+    """The sample with what real exports hold: null, empty, missing and punctuation-only titles,
+    titles spaCy tokenizes its own way, null and missing numbers and categories."""
+    rows = [json.loads(line) for line in sample_path.read_text().splitlines()]
+    for number, row in enumerate(rows):
+        kind = number % 20
+        if kind == 0:
+            row["title"] = [None, "", "!!! ..."][number // 20 % 3]
+        elif kind == 1:
+            del row["title"]
+        elif kind == 2:
+            row["title"] = EXOTIC_TITLES[number // 20 % len(EXOTIC_TITLES)]
+        elif kind == 3:
+            row["item_age_hours"] = None
+        elif kind == 4:
+            del row["position"]
+        elif kind == 5:
+            row["category"] = None
+    return rows
+
+
+def scoring_rows(sample_path: Path) -> list[dict[str, Any]]:
+    """Messy rows, plus values training never saw: unknown and empty categories, numbers far outside
+    the training range, an unseen title of the kind the rules split differently."""
+    rows = messy_rows(sample_path)
+    for number, row in enumerate(rows[:200]):
+        row.pop("is_click", None)
+        kind = number % 5
+        if kind == 0:
+            row["publisher_id"], row["item_id"] = "pub-never-seen", ""
+        elif kind == 1:
+            row["item_age_hours"], row["position"] = 1e9, -1e9
+        elif kind == 2:
+            row["title"] = UNSEEN_EXOTIC
+        elif kind == 3:
+            row["item_age_hours"] = "NaN"
+    return rows
+
+
+def write_rows(rows: list[dict[str, Any]], path: Path) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def messy_sample(sample_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_rows(messy_rows(sample_path), tmp_path_factory.mktemp("messy") / "messy.json")
+
+
+@pytest.fixture(scope="module")
+def scoring_input(sample_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_rows(scoring_rows(sample_path), tmp_path_factory.mktemp("scoring") / "rows.json")
+
+
+@pytest.fixture(scope="module")
+def network_packages(messy_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
+    """One package per registered network trained one epoch on the messy sample: (zip, training log)."""
+    output = tmp_path_factory.mktemp("networks")
+    packages = {}
+    for network in network_names():
+        log = io.StringIO()
+        environ = {"TRAINER_EPOCHS": "1", "TRAINER_BATCH_SIZE": "256", "TRAINER_NETWORK": network}
+        if network == "deep_v1":  # and one with lazy_adam, which plain Keras must load too
+            environ |= {"TRAINER_OPTIMIZER": "lazy_adam", "TRAINER_XLA": "false"}
+        result = train(TrainRequest("deep_v1", dataset=str(messy_sample), output=str(output), environ=environ),
+                       log)
+        packages[network] = (result.package_uri, log.getvalue())
+    return packages
+
+
+def raw_frame(package: Package, path: Path) -> Any:
+    config = package.config
+    frame, _ = load_dataset(str(path), config, with_label=False)
+    return frame
+
+
+@pytest.mark.parametrize("network", network_names())
+def test_the_export_scores_every_row_as_the_keras_path_does(
+    network_packages: dict[str, tuple[str, str]], scoring_input: Path, network: str
+) -> None:
+    package = load_package(network_packages[network][0])
+    assert package.serving is not None
+    frame = raw_frame(package, scoring_input)
+    exported, reference = package.score(frame), package.score_with_keras(frame).reshape(-1)
+    assert len(exported) == len(frame) == 2000
+    assert np.all(np.isfinite(exported))
+    np.testing.assert_allclose(exported, reference, atol=SCORE_PARITY, rtol=0)
+
+
+def test_every_training_title_is_tokenized_by_the_export_as_spacy_did(
+    network_packages: dict[str, tuple[str, str]], messy_sample: Path
+) -> None:
+    package_uri, log = network_packages["deep_v1"]
+    package = load_package(package_uri)
+    titles = pd.Series(raw_frame(package, messy_sample)[package.config.text_column].dropna().unique())
+    # The export's encoder, built as packaging builds it, against the Preprocessor's spaCy encoding.
+    encoder = RawRowEncoder(package.preprocessor, agreement(titles.tolist(), tokenize(titles)).overrides)
+    in_graph = encoder(_raw_columns(package, titles))[TEXT_INPUT].numpy()
+    np.testing.assert_array_equal(in_graph, package.preprocessor.encode(_frame_of(package, titles))[TEXT_INPUT])
+    # The rules alone miss the exotic titles: the manifest says how often, and the run warned once.
+    with zipfile.ZipFile(package_uri) as archive:
+        tokenizer = json.loads(archive.read("manifest.json"))["serving_tokenizer"]
+    assert tokenizer["carried_as_overrides"] == len(EXOTIC_TITLES)
+    assert tokenizer["rules_agreement_rate"] == pytest.approx(1 - len(EXOTIC_TITLES) / tokenizer["distinct_titles"])
+    warnings = [line for line in log.splitlines() if line.startswith("warning: the serving export's tokenizer")]
+    assert len(warnings) == 1
+    assert any(title in warnings[0] for title in EXOTIC_TITLES)
+
+
+def _frame_of(package: Package, titles: pd.Series) -> pd.DataFrame:
+    """Rows holding only these titles, every other column missing."""
+    config = package.config
+    frame = pd.DataFrame({c: pd.Series([None] * len(titles), dtype="category") for c in config.categorical_columns})
+    for column in config.numeric_columns:
+        frame[column] = np.float32("nan")
+    frame[config.text_column] = titles.astype("category")
+    return frame
+
+
+def _raw_columns(package: Package, titles: pd.Series) -> dict[str, tf.Tensor]:
+    frame = _frame_of(package, titles)
+    return {c: tf.constant(frame[c].astype(object).where(frame[c].notna(), "").to_numpy(), tf.string)
+            if c not in package.config.numeric_columns else tf.constant(frame[c].to_numpy(np.float32))
+            for c in package.serving.columns}
+
+
+def test_the_rules_agree_with_spacy_on_ordinary_titles_and_name_the_rest(sample_path: Path) -> None:
+    titles = sorted({json.loads(line)["title"] for line in sample_path.read_text().splitlines()})
+    ordinary = agreement(titles, tokenize(titles))
+    assert ordinary.rate == 1.0 and not ordinary.overrides
+    exotic = agreement([*titles, *EXOTIC_TITLES], tokenize([*titles, *EXOTIC_TITLES]))
+    assert sorted(exotic.overrides) == sorted(EXOTIC_TITLES)
+    assert exotic.overrides["U.S. stocks rally after Dr. Smith speaks"][0] == "u.s."
+
+
+LOAD_WITHOUT_PROJECT = r"""
+import json, sys
+
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"trainer", "spacy", "pandas"}:
+            raise ImportError(f"{name} may not be imported here")
+
+sys.meta_path.insert(0, Refuse())
+import keras
+import tensorflow as tf
+
+folder, rows_file = sys.argv[1], sys.argv[2]
+rows = json.load(open(rows_file))
+serving = tf.saved_model.load(folder + "/model/serving/1").signatures["serving_default"]
+inputs = {name: tf.constant([row[name] for row in rows], spec.dtype)
+          for name, spec in serving.structured_input_signature[1].items()}
+scores = serving(**inputs)["click_probability"].numpy().tolist()
+model = keras.saving.load_model(folder + "/model/model.keras")
+print(json.dumps({"scores": scores, "model_inputs": len(model.inputs), "pandas": "pandas" in sys.modules}))
+"""
+
+
+def request_rows(package: Package, path: Path, count: int) -> list[dict[str, Any]]:
+    """Rows as a client sends them: every input named, "" and NaN for missing values."""
+    rows = []
+    for line in path.read_text().splitlines()[:count]:
+        record = json.loads(line)
+        row = {}
+        for name in package.serving.columns:
+            value = record.get(name)
+            numeric = name in package.config.numeric_columns
+            row[name] = (float("nan") if value in (None, "NaN") else float(value)) if numeric else \
+                ("" if value is None else str(value))
+        rows.append(row)
+    return rows
+
+
+# deep_v1's package was trained with lazy_adam, rnn_v1's with adam: plain Keras loads both models.
+@pytest.mark.parametrize("network", ["deep_v1", "rnn_v1"])
+def test_the_export_loads_without_the_project_and_saved_model_cli_agrees(
+    network_packages: dict[str, tuple[str, str]], scoring_input: Path, tmp_path: Path, network: str
+) -> None:
+    package_uri = network_packages[network][0]
+    package = load_package(package_uri)
+    with zipfile.ZipFile(package_uri) as archive:
+        archive.extractall(tmp_path / "package")
+    rows = request_rows(package, scoring_input, 12)
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    plain = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_PROJECT, str(tmp_path / "package"),
+                            str(tmp_path / "rows.json")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    loaded = json.loads(plain.stdout.strip().splitlines()[-1])
+    assert loaded["pandas"] is False
+    expected = package.score_with_keras(raw_frame(package, scoring_input).head(12)).reshape(-1)
+    np.testing.assert_allclose(loaded["scores"], expected, atol=SCORE_PARITY, rtol=0)
+
+    cli = saved_model_cli_scores(tmp_path / "package" / SERVING_FOLDER, rows, tmp_path)
+    np.testing.assert_allclose(cli, loaded["scores"], atol=1e-6, rtol=0)
+
+
+def saved_model_cli_scores(folder: Path, rows: list[dict[str, Any]], tmp_path: Path) -> np.ndarray:
+    """TensorFlow's own `saved_model_cli run` on the rows: inputs as .npy files, the output read back."""
+    arrays = {}
+    for name in rows[0]:
+        values = [row[name] for row in rows]
+        arrays[name] = tmp_path / f"{name}.npy"
+        is_number = isinstance(values[0], float)
+        np.save(arrays[name], np.array(values, np.float32) if is_number else np.array([v.encode() for v in values]))
+    tool = Path(sys.executable).parent / "saved_model_cli"
+    out = tmp_path / "cli"
+    proc = subprocess.run([str(tool), "run", "--dir", str(folder), "--tag_set", "serve", "--signature_def",
+                           "serving_default", "--inputs", ";".join(f"{n}={p}" for n, p in arrays.items()),
+                           "--outdir", str(out)], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return np.load(out / "click_probability.npy")
+
+
+def test_the_package_documents_its_signature(trained: TrainedPackage) -> None:
+    with zipfile.ZipFile(trained.zip_path) as archive:
+        readme = archive.read("model/README.md").decode()
+    config = NetConfig()
+    for column in (*config.categorical_columns, *config.numeric_columns, config.text_column):
+        assert f"`{column}`" in readme
+    request = json.loads(readme.split("```json\n")[1].split("```")[0])
+    assert request["signature_name"] == "serving_default"
+    assert set(request["instances"][0]) == {*config.categorical_columns, *config.numeric_columns,
+                                            config.text_column}
+    assert ":predict" in readme
+
+
+def scored_lines(text: str) -> dict[str, float]:
+    return {row["impression_id"]: row["score"] for row in map(json.loads, text.splitlines())}
+
+
+def test_score_streams_blocks_through_the_export_and_equals_the_keras_engine(
+    trained: TrainedPackage, scoring_input: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = scoring_rows_with_mixed_types(scoring_input, tmp_path / "mixed.json")
+    monkeypatch.setattr(ndjson, "READ_BLOCK_BYTES", 64 << 10)  # about ten blocks, and a mixed-type one late
+    exported, keras_engine = io.StringIO(), io.StringIO()
+    assert score(str(trained.zip_path), str(rows), None, out=exported, err=io.StringIO()) == 2000
+    assert score(str(trained.zip_path), str(rows), None, out=keras_engine, engine="keras", err=io.StringIO()) == 2000
+    streamed, reference = scored_lines(exported.getvalue()), scored_lines(keras_engine.getvalue())
+    assert list(streamed) == list(reference)  # every row, in the input's order
+    np.testing.assert_allclose(list(streamed.values()), list(reference.values()), atol=SCORE_PARITY, rtol=0)
+
+
+def scoring_rows_with_mixed_types(source: Path, path: Path) -> Path:
+    """The rows, where the last hundred write publisher_id as a number (pyarrow refuses the block)."""
+    rows = [json.loads(line) for line in source.read_text().splitlines()]
+    for row in rows[-100:]:
+        row["publisher_id"] = int(row["publisher_id"].removeprefix("pub-"))
+    return write_rows(rows, path)
+
+
+def test_score_prints_and_writes_the_columns_that_drifted(
+    trained: TrainedPackage, sample_path: Path, tmp_path: Path
+) -> None:
+    rows = [json.loads(line) for line in sample_path.read_text().splitlines()]
+    for number, row in enumerate(rows):
+        row["item_age_hours"] = row["item_age_hours"] * 1000  # far outside the training range
+        row["publisher_id"] = f"pub-new-{number}"  # a catalog training never saw
+        if number % 2:
+            row["category"] = None  # half the categories lost upstream
+    drifted = write_rows(rows, tmp_path / "drifted.json")
+    err = io.StringIO()
+    score(str(trained.zip_path), str(drifted), str(tmp_path / "scores.json"), err=err)
+    lines = err.getvalue().splitlines()
+    assert [line.split("'")[1] for line in lines] == ["publisher_id", "category", "item_age_hours"]
+    assert "null rate 50.0%" in lines[1] and "outside the training range" in lines[2]
+    summary = json.loads((tmp_path / "scores.drift.json").read_text())
+    assert summary["drift"] == lines
+    assert summary["columns"]["item_age_hours"]["scored"]["above_training_max"] > 1900
+
+    calm = io.StringIO()
+    score(str(trained.zip_path), str(sample_path), str(tmp_path / "calm.json"), err=calm)
+    assert calm.getvalue() == ""  # the data it was trained on has not drifted
+
+
+def test_the_export_equals_the_keras_path_on_the_test_split_of_200k_generated_rows(
+    tmp_path: Path
+) -> None:
+    from trainer.data.splits import split_dataset
+    from trainer.data.synthetic.writer import generate
+
+    path = tmp_path / "ctr_200k.json"
+    generate(200_000, path, seed=1)
+    result = train(TrainRequest("deep_v1", dataset=str(path), output=str(tmp_path / "runs"),
+                                environ={"TRAINER_EPOCHS": "1"}), io.StringIO())
+    package = load_package(result.package_uri)
+    frame, _ = load_dataset(str(path), package.config)
+    test = split_dataset(frame, package.config).test
+    assert len(test) == 40_000
+    np.testing.assert_allclose(package.score(test), package.score_with_keras(test).reshape(-1),
+                               atol=SCORE_PARITY, rtol=0)

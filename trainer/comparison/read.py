@@ -1,0 +1,76 @@
+"""A package's small members, read through a seekable stream: from gs:// only the
+zip's directory and these few kilobytes are fetched, never the model (as `fab runs` does)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from trainer.data import storage
+from trainer.errors import PackageError
+
+SMALL_MEMBERS = ("manifest.json", "config.json", "dataset.json", "metrics.csv")
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    """What one package says about its run, without its model."""
+
+    uri: str
+    letter: str  # A, B, C, ... in the order given: the first is the baseline the others are measured against
+    manifest: dict[str, Any]
+    config: dict[str, Any]  # config.json: {"variant", "keys": {key: {"value", "source"}}, ...}
+    dataset: dict[str, Any]  # dataset.json: source, sha256, rows, subsample, split
+    epochs: pd.DataFrame  # metrics.csv: one row per epoch
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id", self.uri))
+
+    @property
+    def short_id(self) -> str:
+        """The run id's last part (a hash of config and data), to name files after a comparison."""
+        return self.run_id.rsplit("-", 1)[-1]
+
+
+def read_records(uris: list[str]) -> list[PackageRecord]:
+    """Every package's record, in the order given; fewer than two is the user's mistake."""
+    check_count(uris)
+    return [read_record(uri, letter) for uri, letter in zip(uris, LETTERS)]
+
+
+def check_count(uris: list[str]) -> None:
+    """A comparison needs a baseline and at least one package to measure against it."""
+    if len(uris) < 2:
+        given = f"only {uris[0]}" if uris else "none"
+        raise PackageError(f"compare needs two or more packages ({given} given), e.g. "
+                           "fab compare runs/A.zip runs/B.zip")
+    if len(uris) > len(LETTERS):
+        raise PackageError(f"compare takes at most {len(LETTERS)} packages ({len(uris)} given)")
+
+
+def read_record(uri: str, letter: str) -> PackageRecord:
+    """The manifest, config, dataset record and epoch table of one package zip."""
+    if not storage.exists(uri):
+        raise PackageError(f"{uri}: no such package; `fab runs` or `ls runs/` lists them")
+    try:
+        with storage.open_for_reading(uri) as stream, zipfile.ZipFile(stream) as archive:
+            missing = [name for name in SMALL_MEMBERS if name not in archive.namelist()]
+            if missing:
+                raise PackageError(f"{uri}: not a complete package (missing {', '.join(missing)})")
+            members = {name: archive.read(name) for name in SMALL_MEMBERS}
+    except zipfile.BadZipFile:
+        raise PackageError(f"{uri}: not a zip file, so not a package") from None
+    try:
+        manifest, config, dataset = (json.loads(members[name]) for name in SMALL_MEMBERS[:3])
+        epochs = pd.read_csv(io.BytesIO(members["metrics.csv"]))
+    except (json.JSONDecodeError, pd.errors.ParserError, UnicodeDecodeError):
+        raise PackageError(f"{uri}: its manifest, config, dataset or metrics do not read back; "
+                           "train it again with fab train") from None
+    return PackageRecord(uri, letter, manifest, config, dataset, epochs)

@@ -1,0 +1,86 @@
+"""The shared test rows of a group of packages, rebuilt from the data and scored by each.
+
+The dataset named in dataset.json is loaded with the package's own config, its
+hash checked against the recorded one, and split as the run split it; the test
+split's size is checked against the record too. Then the rows are the very rows
+each package was tested on, and their AUCs are the manifests' test AUCs. Data
+that cannot be read, or has changed, is a reason printed instead of an interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from trainer import import_tensorflow_quietly
+from trainer.comparison.datasets import TestGroup
+from trainer.comparison.read import PackageRecord
+from trainer.config import NetConfig, config_from_json_dict
+from trainer.data.dataset import load_dataset
+from trainer.data.splits import split_dataset
+from trainer.data.values import ColumnRoles
+from trainer.errors import TrainerError
+
+
+@dataclass(frozen=True)
+class ScoredTest:
+    """The test labels and each package's scores for them, by package letter."""
+
+    labels: np.ndarray
+    scores: dict[str, np.ndarray]
+
+
+@dataclass
+class TestRowsCache:
+    """Each distinct (dataset hash, split, columns read) is loaded and split once, however many packages share it."""
+
+    frames: dict[tuple[str, ColumnRoles], pd.DataFrame | str] = field(default_factory=dict)
+
+    def test_rows(self, group: TestGroup, record: PackageRecord) -> pd.DataFrame | str:
+        config = config_from_json_dict(record.config).config
+        key = (group.key, ColumnRoles.of(config, with_label=True))
+        if key not in self.frames:
+            self.frames[key] = rebuild_test_rows(record, config)
+        return self.frames[key]
+
+
+def score_group(group: TestGroup, cache: TestRowsCache) -> ScoredTest | str:
+    """Every package of the group scored on the shared test rows, or why they cannot be."""
+    labels, scores = None, {}
+    for record in group.records:
+        rows = cache.test_rows(group, record)
+        if isinstance(rows, str):
+            return rows
+        if labels is None:
+            labels = rows[config_from_json_dict(record.config).config.label_column].to_numpy()
+        scores[record.letter] = score_rows(record.uri, rows)
+    return ScoredTest(labels, scores)
+
+
+def rebuild_test_rows(record: PackageRecord, config: NetConfig) -> pd.DataFrame | str:
+    """The package's test split rebuilt from its dataset, or one line saying why it cannot be."""
+    recorded = record.dataset
+    source = recorded.get("source")
+    try:
+        frame, loaded = load_dataset(source, config)
+        splits = split_dataset(frame, config)
+    except (TrainerError, OSError) as exc:
+        return f"the dataset {source} does not load ({exc})"
+    if loaded.sha256 != recorded.get("sha256"):
+        return (f"the dataset {source} has changed since {record.letter} was trained "
+                f"(sha256 {loaded.sha256[:12]}, recorded {str(recorded.get('sha256'))[:12]})")
+    expected = (recorded.get("split") or {}).get("test", {}).get("rows")
+    if len(splits.test) != expected:
+        return (f"the test split rebuilt from {source} has {len(splits.test):,} rows, and {record.letter}'s "
+                f"dataset.json records {expected}")
+    return splits.test
+
+
+def score_rows(package_uri: str, rows: pd.DataFrame) -> np.ndarray:
+    """A package's click probabilities for raw rows (this loads its model, from gs:// a download)."""
+    import_tensorflow_quietly()
+    from trainer.package.loader import load_package
+
+    return np.asarray(load_package(package_uri).score(rows)).reshape(-1)

@@ -1,0 +1,88 @@
+"""`python -m trainer score` and `fab score`: a package's click probabilities for raw rows.
+
+    load package -> stream the input's NDJSON blocks -> serving export (or --engine keras)
+    -> NDJSON {id, score} lines and the drift summary -> publish both whole
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import pyarrow as pa
+
+from trainer.data import storage
+from trainer.data.dataset import load_dataset
+from trainer.data.values import ColumnRoles
+from trainer.errors import ConfigError
+from trainer.package.loader import Package, load_package
+from trainer.package.writer import write_json
+from trainer.serving.contract import Profile
+from trainer.serving.scoring import score_lines, score_stream
+
+
+def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sys.stdout,
+          engine: str = "export", err: TextIO = sys.stderr) -> int:
+    """Score raw rows with a package; writes NDJSON {id, score} lines. Returns the row count.
+
+    `engine` "export" streams the input through the package's serving export, a block at a time;
+    "keras" reads it whole and scores with `Preprocessor` and the Keras model (the reference the export
+    is checked against). `output` (a file, local or gs://) appears whole, its folder created as fab
+    train creates its --output, with the drift summary beside it (`<output>.drift.json`); without it,
+    the lines go to `out`. Columns that drifted from the package's data contract are printed to `err`.
+    """
+    if engine not in SCORING_ENGINES:
+        raise ConfigError(f"--engine {engine}: unknown; use one of {', '.join(SCORING_ENGINES)}")
+    if output and not storage.scheme_of(output) and Path(output).is_dir():
+        raise ConfigError(f"--output {output}: is a folder; name the file the scores go to, "
+                          f"e.g. --output {storage.join(output, 'scores.json')}")
+    package = load_package(package_uri)
+    roles = ColumnRoles.of(package.config, with_label=False)
+    with tempfile.TemporaryDirectory() as folder:
+        scores_file = Path(folder) / "scores.json"
+        with scores_file.open("wb") as lines:
+            rows, drift = _score_into(package, input_uri, roles, engine, lines.write)
+        for line in drift.get("drift", []):
+            print(line, file=err)
+        if output:
+            storage.publish(scores_file, output)
+            if drift:
+                write_json(Path(folder) / "drift.json", drift)
+                storage.publish(Path(folder) / "drift.json", drift_summary_uri(output))
+        else:
+            out.write(scores_file.read_text())  # scores are ASCII, ids as the input's UTF-8
+    return rows
+
+
+SCORING_ENGINES = ("export", "keras")
+
+
+def drift_summary_uri(scores_uri: str) -> str:
+    return f"{scores_uri.removesuffix('.json')}.drift.json"
+
+
+def _score_into(package: Package, input_uri: str, roles: ColumnRoles, engine: str,
+                write: Callable[[bytes], None]) -> tuple[int, dict[str, object]]:
+    """Score every input row into `write`; the rows and the drift summary ({} without a data contract)."""
+    profile = Profile(package.contract) if package.contract else None
+    if engine == "export" and package.serving is not None and profile is not None:
+        rows = score_stream(package.serving, input_uri, roles, profile, write)
+        return rows, profile.summary()
+    frame, _ = load_dataset(input_uri, dataclasses.replace(package.config, subsample=1.0), with_label=False)
+    batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
+    scores = package.score_with_keras(frame) if engine == "keras" else package.score(frame)
+    write(score_lines(batch, np.asarray(scores).reshape(-1), roles.row_id))
+    if profile is None:
+        return len(frame), {}
+    profile.add({c: _plain(batch.column(c)) for c in profile.contract["columns"]})
+    return len(frame), profile.summary()
+
+
+def _plain(values: pa.Array) -> pa.Array:
+    """A pandas categorical arrives as an Arrow dictionary array; the profile reads plain values."""
+    return values.dictionary_decode() if pa.types.is_dictionary(values.type) else values

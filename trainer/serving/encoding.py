@@ -1,0 +1,94 @@
+"""`Preprocessor.encode` as TensorFlow ops: raw rows in, model inputs out.
+
+Each rule matches `trainer.data.features` exactly (the export's scores equal
+the Keras path's, tested to 1e-5 for every network):
+- categorical: a hash table from each vocabulary value to its index (from 1);
+  anything else, the empty string (a missing value) included, is index 0;
+- numeric: a missing or non-finite number becomes the training mean, then is
+  clipped to the training range and standardised, in float32 as training does;
+- text: `tokenizer.rule_tokens`, or spaCy's tokens for the training titles the
+  rules split differently, looked up in the token vocabulary (1 when unknown),
+  truncated to the sequence length and padded with 0; a title with no token
+  is the one "no text" token. Each distinct title of a batch is tokenized once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.data.features import NUMERIC_INPUT, OOV_INDEX, OOV_TOKEN, PAD_TOKEN, TEXT_INPUT, Preprocessor
+from trainer.serving.tokenizer import TOKEN_SEPARATOR, rule_tokens
+
+NO_OVERRIDE = "\x1e"  # the override table's default: no title maps to it
+
+
+def index_table(keys: list[str], first: int, default: int) -> tf.lookup.StaticHashTable:
+    """keys[i] -> first + i; anything else -> default."""
+    values = np.arange(first, first + len(keys), dtype=np.int64)
+    initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string), tf.constant(values))
+    return tf.lookup.StaticHashTable(initializer, default_value=default)
+
+
+class RawRowEncoder(tf.Module):
+    """Callable on a dict of raw columns: (batch,) string or float32 tensors by column name."""
+
+    def __init__(self, preprocessor: Preprocessor, overrides: dict[str, list[str]]) -> None:
+        super().__init__(name="raw_row_encoder")
+        self.categorical_columns = preprocessor.categorical_columns
+        self.numeric_columns = preprocessor.numeric_columns
+        self.text_column = preprocessor.text_column
+        self.categories = {c: index_table(preprocessor.vocabularies[c], 1, OOV_INDEX)
+                           for c in self.categorical_columns}
+        if self.numeric_columns:
+            self.mean = tf.constant(preprocessor.numeric_mean, tf.float32)
+            self.std = tf.constant(preprocessor.numeric_std, tf.float32)
+            self.low, self.high = _clip_range(preprocessor)
+        if self.text_column:
+            self.sequence_length = preprocessor.sequence_length
+            self.empty_text_token = preprocessor.empty_text_token
+            self.tokens = index_table(preprocessor.token_vocabulary, preprocessor.first_word_token, OOV_TOKEN)
+            titles = sorted(overrides)
+            self.overrides = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+                tf.constant(titles or [NO_OVERRIDE], tf.string),
+                tf.constant([TOKEN_SEPARATOR.join(overrides[t]) for t in titles] or [""], tf.string)),
+                default_value=NO_OVERRIDE)
+
+    def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        inputs = {c: tf.cast(self.categories[c].lookup(features[c]), tf.int32) for c in self.categorical_columns}
+        if self.numeric_columns:
+            inputs[NUMERIC_INPUT] = self._numeric(features)
+        if self.text_column:
+            inputs[TEXT_INPUT] = self._text(features[self.text_column])
+        return inputs
+
+    def _numeric(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+        values = tf.stack([tf.cast(features[c], tf.float32) for c in self.numeric_columns], axis=1)
+        known = tf.where(tf.math.is_finite(values), values, self.mean)
+        if self.low is not None:
+            known = tf.clip_by_value(known, self.low, self.high)
+        return (known - self.mean) / self.std
+
+    def _text(self, titles: tf.Tensor) -> tf.Tensor:
+        distinct, position = tf.unique(titles)
+        ids = self.tokens.lookup(self._tokens(distinct))[:, : self.sequence_length]
+        per_title = tf.cast(ids.to_tensor(PAD_TOKEN, shape=[None, self.sequence_length]), tf.int32)
+        if self.empty_text_token is not None:
+            no_token = tf.equal(ids.row_lengths(), 0)
+            first = tf.where(no_token, self.empty_text_token, per_title[:, 0])
+            per_title = tf.concat([first[:, None], per_title[:, 1:]], axis=1)
+        return tf.gather(per_title, position)
+
+    def _tokens(self, titles: tf.Tensor) -> tf.RaggedTensor:
+        """Each title's tokens: spaCy's where the export carries them, else the rules'."""
+        carried = self.overrides.lookup(titles)
+        by_rules = tf.strings.reduce_join(rule_tokens(titles), axis=1, separator=TOKEN_SEPARATOR)
+        joined = tf.where(tf.equal(carried, NO_OVERRIDE), by_rules, carried)
+        tokens = tf.strings.split(joined, sep=TOKEN_SEPARATOR)
+        return tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+
+
+def _clip_range(preprocessor: Preprocessor) -> tuple[tf.Tensor | None, tf.Tensor | None]:
+    if not preprocessor.numeric_min:  # a package made before numbers were clipped
+        return None, None
+    return tf.constant(preprocessor.numeric_min, tf.float32), tf.constant(preprocessor.numeric_max, tf.float32)

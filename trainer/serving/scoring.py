@@ -1,0 +1,120 @@
+"""Scoring raw rows through a package's serving export.
+
+`ServingModel` is the SavedModel's `serving_default` signature, fed raw
+columns (the NDJSON reader's Arrow arrays, or a DataFrame's columns) with
+missing values as the signature expects them. `score_stream` streams NDJSON
+files a block at a time: memory holds one block whatever the input's size,
+and no Python runs per row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import tensorflow as tf
+
+from trainer.data import storage
+from trainer.data.dataset import dataset_files
+from trainer.data.ndjson import stream_file
+from trainer.data.values import ColumnRoles
+from trainer.serving.contract import Profile
+from trainer.serving.export import OUTPUT_NAME
+
+SCORE_BATCH_ROWS = 65_536  # a signature call: large enough that TensorFlow's per-call cost vanishes
+
+
+class ServingModel:
+    """A loaded export: raw columns in, click probabilities out."""
+
+    def __init__(self, folder: Path) -> None:
+        self._loaded = tf.saved_model.load(str(folder))  # keeps the tables and variables alive
+        self._signature = self._loaded.signatures["serving_default"]
+        self.columns = {name: spec.dtype for name, spec in self._signature.structured_input_signature[1].items()}
+
+    def __call__(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        rows = len(next(iter(columns.values())))
+        scores = [self._signature(**{c: tf.constant(v[start:start + SCORE_BATCH_ROWS], self.columns[c])
+                                     for c, v in columns.items()})[OUTPUT_NAME].numpy()
+                  for start in range(0, rows, SCORE_BATCH_ROWS)]
+        return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+
+    def score_arrow(self, batch: pa.RecordBatch) -> np.ndarray:
+        return self({c: _from_arrow(batch.column(c), dtype) for c, dtype in self.columns.items()})
+
+    def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        return self({c: _from_pandas(frame[c], dtype) for c, dtype in self.columns.items()})
+
+
+def _from_arrow(values: pa.Array, dtype: tf.DType) -> np.ndarray:
+    if dtype == tf.string:
+        return pc.fill_null(values, "").to_numpy(zero_copy_only=False)
+    return pc.fill_null(values.cast(pa.float32()), np.nan).to_numpy(zero_copy_only=False)
+
+
+def _from_pandas(values: pd.Series, dtype: tf.DType) -> np.ndarray:
+    if dtype == tf.string:
+        return values.astype(object).where(values.notna(), "").to_numpy()
+    return values.to_numpy(np.float32, na_value=np.nan)
+
+
+def score_stream(serving: ServingModel, input_uri: str, roles: ColumnRoles, profile: Profile,
+                 write: Callable[[bytes], None]) -> int:
+    """Score every row of the input's files, writing NDJSON lines as they come; returns the row count."""
+    rows = 0
+    for batch in prefetched(_batches(input_uri, roles)):
+        profile.add({c: batch.column(c) for c in profile.contract["columns"]})
+        write(score_lines(batch, serving.score_arrow(batch), roles.row_id))
+        rows += batch.num_rows
+    return rows
+
+
+def prefetched(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The same batches, the next one parsed in a thread while the current one is scored: pyarrow and
+    TensorFlow both release the GIL, so the two cores overlap. Memory holds two blocks at most."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ndjson") as reader:
+        ahead = reader.submit(next, batches, None)
+        while (batch := ahead.result()) is not None:
+            ahead = reader.submit(next, batches, None)
+            yield batch
+
+
+def _batches(input_uri: str, roles: ColumnRoles) -> Iterator[pa.RecordBatch]:
+    files, _ = dataset_files(input_uri)
+    for file_uri in files:
+        yield from stream_file(storage.local_copy(file_uri), roles)
+
+
+def score_lines(batch: pa.RecordBatch, scores: np.ndarray, id_column: str | None) -> bytes:
+    """`{"<id>": ..., "score": ...}` per row (the id when the rows have one); scores as float32's
+    shortest exact decimal. Built by Arrow's string kernels, or by pandas when an id needs escaping."""
+    if not len(scores):
+        return b""
+    score_text = pc.cast(pa.array(scores.reshape(-1), pa.float32()), pa.string())
+    ids = batch.column(id_column) if id_column and batch.column(id_column).null_count < batch.num_rows else None
+    if ids is not None and ids.type != pa.string():
+        ids = ids.cast(pa.string())  # pandas' large strings or dictionary, pyarrow's plain ones
+    if ids is None:
+        lines = pc.binary_join_element_wise('{"score":', score_text, "}\n", "")
+    elif ids.null_count or pc.any(pc.match_substring_regex(ids, JSON_ESCAPED)).as_py():
+        return _score_lines_by_pandas(ids, scores, id_column)
+    else:
+        lines = pc.binary_join_element_wise(f'{{{json.dumps(id_column)}:"', ids, '","score":', score_text, "}\n", "")
+    # The lines end in newlines, so the string array's data buffer is the text itself.
+    _, offsets, data = lines.buffers()
+    first, last = np.frombuffer(offsets, np.int32)[[lines.offset, lines.offset + len(lines)]]
+    return data.to_pybytes()[first:last]
+
+
+JSON_ESCAPED = r'["\\\x00-\x1f]'  # characters a JSON string must escape
+
+
+def _score_lines_by_pandas(ids: pa.Array, scores: np.ndarray, id_column: str) -> str:
+    result = pd.DataFrame({id_column: ids.to_numpy(zero_copy_only=False), "score": scores.reshape(-1)})
+    return result.to_json(orient="records", lines=True).encode()
