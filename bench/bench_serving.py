@@ -89,6 +89,7 @@ def _source(package_uri: str) -> str:
 
 def timed_arms(package_uri: str, score_path: Path, rounds: int, folder: Path) -> dict[str, Any]:
     from trainer.data.dataset import load_dataset
+    from trainer.data.features import Preprocessor
     from trainer.data.values import ColumnRoles
     from trainer.package.loader import load_package
     from trainer.serving.contract import Profile
@@ -106,8 +107,10 @@ def timed_arms(package_uri: str, score_path: Path, rounds: int, folder: Path) ->
             score_stream(package.serving, str(score_path), roles, Profile(package.contract), lines.write)
 
     def current_path() -> None:
+        # A fresh Preprocessor, as `fab score --engine keras` has: none of the titles tokenized before.
+        preprocessor = Preprocessor.from_json_dict(package.preprocessor.to_json_dict())
         loaded, _ = load_dataset(str(score_path), config, with_label=False)
-        package.model.predict(package.preprocessor.encode(loaded), batch_size=MODEL_BATCH, verbose=0)
+        package.model.predict(preprocessor.encode(loaded), batch_size=MODEL_BATCH, verbose=0)
 
     def model_only() -> None:
         package.model.predict(encoded, batch_size=MODEL_BATCH, verbose=0)

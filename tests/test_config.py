@@ -93,12 +93,9 @@ def test_environment_bool_that_is_not_one(variants_file: Path) -> None:
     assert "xla (environment TRAINER_XLA): expected true or false, got 'maybe'" in message
 
 
-def test_lazy_adam_needs_xla_off(variants_file: Path) -> None:
-    message = resolve_error(variants_file, {"TRAINER_OPTIMIZER": "lazy_adam"})
-    assert "optimizer = 'lazy_adam' (set by environment TRAINER_OPTIMIZER)" in message
-    assert "set xla false" in message
-    resolved = resolve_config("small", variants_file, {"TRAINER_OPTIMIZER": "lazy_adam", "TRAINER_XLA": "false"})
-    assert (resolved.config.optimizer, resolved.config.xla) == ("lazy_adam", False)
+def test_lazy_adam_compiles_with_xla(variants_file: Path) -> None:
+    resolved = resolve_config("small", variants_file, {"TRAINER_OPTIMIZER": "lazy_adam"})
+    assert (resolved.config.optimizer, resolved.config.xla) == ("lazy_adam", True)
 
 
 def test_process_environment_is_read_when_no_environ_is_given(

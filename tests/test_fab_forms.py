@@ -52,6 +52,8 @@ def sample_words(argument: Argument) -> tuple[str, list[str]]:
         return ("False", [f"--no-{flag_name(argument)}"]) if argument.default else ("True", [flag])
     if argument.kind is int:
         return "7", [flag, "7"]
+    if argument.kind is float:
+        return "0.7", [flag, "0.7"]
     return "some/path x.json", [flag, "some/path x.json"]
 
 

@@ -18,7 +18,6 @@ import tensorflow as tf
 from conftest import TrainedPackage
 
 from trainer.config import NetConfig
-from trainer.data import ndjson
 from trainer.data.dataset import load_dataset
 from trainer.data.features import TEXT_INPUT, tokenize
 from trainer.networks import network_names
@@ -26,6 +25,7 @@ from trainer.package.layout import SERVING_FOLDER
 from trainer.package.loader import Package, load_package
 from trainer.run import TrainRequest, train
 from trainer.score import score
+from trainer.serving import scoring
 from trainer.serving.encoding import RawRowEncoder
 from trainer.serving.tokenizer import agreement
 
@@ -270,7 +270,7 @@ def test_score_streams_blocks_through_the_export_and_equals_the_keras_engine(
     trained: TrainedPackage, scoring_input: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = scoring_rows_with_mixed_types(scoring_input, tmp_path / "mixed.json")
-    monkeypatch.setattr(ndjson, "READ_BLOCK_BYTES", 64 << 10)  # about ten blocks, and a mixed-type one late
+    monkeypatch.setattr(scoring, "SCORE_BLOCK_BYTES", 64 << 10)  # about ten blocks, and a mixed-type one late
     exported, keras_engine = io.StringIO(), io.StringIO()
     assert score(str(trained.zip_path), str(rows), None, out=exported, err=io.StringIO()) == 2000
     assert score(str(trained.zip_path), str(rows), None, out=keras_engine, engine="keras", err=io.StringIO()) == 2000

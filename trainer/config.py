@@ -53,7 +53,7 @@ class NetConfig:
     )
     learning_rate: float = _key(0.005, "Adam step size (large batches want a larger step)")
     optimizer: str = _key(
-        "adam", "adam, or lazy_adam: updates only the embedding rows a batch touches (needs xla false)"
+        "adam", "adam (Keras' Adam: every embedding row, every step), or lazy_adam: only the rows a batch touches"
     )
     xla: bool = _key(
         True, "compile the training step with XLA (faster); skipped on CPUs when dropout > 0 (17x slower there)"
@@ -261,8 +261,6 @@ def check_values(config: NetConfig) -> list[tuple[str, str]]:
         problems.append(("dropout", "must be in [0, 1)"))
     if config.optimizer not in ("adam", "lazy_adam"):
         problems.append(("optimizer", "must be 'adam' or 'lazy_adam'"))
-    if config.optimizer == "lazy_adam" and config.xla:
-        problems.append(("optimizer", "lazy_adam's sparse updates cannot compile with XLA; also set xla false"))
     problems += _column_problems(config)
     return problems
 

@@ -50,9 +50,9 @@ class RawRowEncoder(tf.Module):
             self.tokens = index_table(preprocessor.token_vocabulary, preprocessor.first_word_token, OOV_TOKEN)
             titles = sorted(overrides)
             self.overrides = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-                tf.constant(titles or [NO_OVERRIDE], tf.string),
-                tf.constant([TOKEN_SEPARATOR.join(overrides[t]) for t in titles] or [""], tf.string)),
-                default_value=NO_OVERRIDE)
+                tf.constant(titles, tf.string), tf.constant([TOKEN_SEPARATOR.join(overrides[t]) for t in titles],
+                                                            tf.string)),
+                default_value=NO_OVERRIDE) if titles else None
 
     def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         inputs = {c: tf.cast(self.categories[c].lookup(features[c]), tf.int32) for c in self.categorical_columns}
@@ -81,6 +81,8 @@ class RawRowEncoder(tf.Module):
 
     def _tokens(self, titles: tf.Tensor) -> tf.RaggedTensor:
         """Each title's tokens: spaCy's where the export carries them, else the rules'."""
+        if self.overrides is None:  # the rules agree with spaCy on every training title
+            return rule_tokens(titles)
         carried = self.overrides.lookup(titles)
         by_rules = tf.strings.reduce_join(rule_tokens(titles), axis=1, separator=TOKEN_SEPARATOR)
         joined = tf.where(tf.equal(carried, NO_OVERRIDE), by_rules, carried)

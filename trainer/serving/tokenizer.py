@@ -47,14 +47,28 @@ PUNCTUATION_TOKEN = r"\p{P}+"
 TOKEN_SEPARATOR = "\x1f"  # joins an override's tokens; no title token holds it (it is a control character)
 
 
+# Letters, spaces and numbers standing alone: no rule applies, so no rewrite runs (most titles).
+PLAIN_TITLE = r"(?:[\pL\s]|\pN+(?:\s|$))*"
+
+
 def rule_tokens(titles: tf.Tensor) -> tf.RaggedTensor:
-    """(titles,) strings -> (titles, None) ragged token strings, by the rules above."""
+    """(titles,) strings -> (titles, None) ragged token strings, by the rules above.
+
+    Titles of only letters, spaces and free-standing numbers (most of them) are split as they are:
+    no rule applies to them and none of their tokens is punctuation.
+    """
     text = tf.strings.lower(titles, encoding="utf-8")
+    plain = tf.strings.regex_full_match(text, PLAIN_TITLE)
+    positions = tf.range(tf.size(text))
+    plain_at, special_at = tf.boolean_mask(positions, plain), tf.boolean_mask(positions, ~plain)
+    special = tf.gather(text, special_at)
     for pattern, rewrite in REWRITES:
-        text = tf.strings.regex_replace(text, pattern, rewrite)
-    tokens = tf.strings.split(text)
-    words = tf.logical_not(tf.strings.regex_full_match(tokens.flat_values, PUNCTUATION_TOKEN))
-    return tf.ragged.boolean_mask(tokens, tokens.with_flat_values(words))
+        special = tf.strings.regex_replace(special, pattern, rewrite)
+    special_tokens = tf.strings.split(special)
+    words = tf.logical_not(tf.strings.regex_full_match(special_tokens.flat_values, PUNCTUATION_TOKEN))
+    special_tokens = tf.ragged.boolean_mask(special_tokens, special_tokens.with_flat_values(words))
+    both = tf.concat([tf.strings.split(tf.gather(text, plain_at)), special_tokens], axis=0)
+    return tf.gather(both, tf.argsort(tf.concat([plain_at, special_at], axis=0)))
 
 
 @dataclass(frozen=True)

@@ -8,23 +8,25 @@ batch touched (keras-team/keras#19992). The cost of a step therefore grows
 with the vocabulary size rather than the batch size.
 
 ``LazyAdam`` follows TF1's ``LazyAdamOptimizer`` / TensorFlow Addons'
-``LazyAdam``: for a sparse gradient it updates ``m``, ``v`` and the variable
-only on the rows that appear in the batch (gather, compute, scatter), with the
-usual bias correction from the global step. Dense gradients take exactly the
-``keras.optimizers.Adam`` code path.
+``LazyAdam``: for a sparse gradient it reads and writes ``m``, ``v`` and the
+variable only on the rows that appear in the batch (gather, compute, scatter),
+with Keras Adam's arithmetic and bias correction from the global step. Dense
+gradients take exactly the ``keras.optimizers.Adam`` code path. So on every
+row a batch touches, a step equals Keras' Adam given the dense gradient
+(tested). The slices of a row looked up several times are summed first, as
+Adam's math has it: Keras' Adam given the sparse gradient squares each slice
+before summing, so its second moment of such a row is a sum of squares, not
+the square of the row's gradient. Rows absent from a
+batch keep their moments and do not move on momentum alone, the intended
+behaviour for embeddings, whose rows are absent far more often than present.
 
-The lazy rule differs from Adam for rows absent from a batch: their moments
-are not decayed and they do not move on momentum alone. That is the intended
-behaviour for embeddings, where rows are absent far more often than present.
-
-The sparse branch sums duplicate indices with ``tf.unique``. It compiles under
-XLA but with a dynamic shape that makes it slow there, so use ``LazyAdam``
-with ``jit_compile=False`` (the default on CPU-only hosts). Measured on a
-2-core CPU for a CTR model with a 60k-row item table, it beats ``Adam``
-only at small batches (about 1.1-1.4x at batch 1024 with
-``steps_per_execution=32``); at batch 8192 ``Adam`` with XLA was faster.
-Only the TensorFlow backend produces sparse gradients; on other backends the
-class behaves as ``Adam``.
+The step compiles with XLA: an embedding lookup yields one gradient slice per
+looked-up id, duplicates included, and they are summed without `tf.unique`
+(whose output size depends on the data, which XLA cannot compile well): the
+ids are sorted, each run of equal ids becomes one segment, and the segments
+are as many as the slices, those past the distinct ids being zero updates to
+row 0. Every shape is the batch's, never the table's. Only the TensorFlow
+backend produces sparse gradients; on other backends the class is ``Adam``.
 """
 
 from __future__ import annotations
@@ -52,32 +54,41 @@ class LazyAdam(keras.optimizers.Adam):
 
     def _sparse_update_step(self, gradient: tf.IndexedSlices, variable: Any, learning_rate: Any) -> None:
         dtype = variable.dtype
-        lr = tf.cast(learning_rate, dtype)
         local_step = tf.cast(self.iterations + 1, dtype)
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
-        beta_1_power = tf.pow(beta_1, local_step)
-        beta_2_power = tf.pow(beta_2, local_step)
-        alpha = lr * tf.sqrt(1.0 - beta_2_power) / (1.0 - beta_1_power)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        alpha = (tf.cast(learning_rate, dtype) * tf.sqrt(1.0 - tf.pow(beta_2, local_step))
+                 / (1.0 - tf.pow(beta_1, local_step)))
 
-        # An embedding lookup yields one slice per looked-up id, duplicates
-        # included; sum them so each touched row is updated exactly once.
-        indices, positions = tf.unique(gradient.indices)
-        values = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), positions, tf.shape(indices)[0])
-
+        rows, summed, touched = sum_duplicate_rows(gradient.indices, tf.cast(gradient.values, dtype))
         index = self._get_variable_index(variable)
-        m = self._momentums[index]
-        v = self._velocities[index]
-
-        m_rows = beta_1 * tf.gather(m.value, indices) + (1.0 - beta_1) * values
-        v_rows = beta_2 * tf.gather(v.value, indices) + (1.0 - beta_2) * tf.square(values)
-        self.assign(m, tf.IndexedSlices(m_rows, indices))
-        self.assign(v, tf.IndexedSlices(v_rows, indices))
+        m, v = self._momentums[index], self._velocities[index]
+        # Keras Adam's arithmetic, on the touched rows; the padding rows' deltas are zero.
+        m_rows, v_rows = tf.gather(m.value, rows), tf.gather(v.value, rows)
+        m_delta = (summed - m_rows) * (1.0 - beta_1) * touched
+        v_delta = (tf.square(summed) - v_rows) * (1.0 - beta_2) * touched
+        self.assign_add(m, tf.IndexedSlices(m_delta, rows))
+        self.assign_add(v, tf.IndexedSlices(v_delta, rows))
+        m_rows, v_rows = m_rows + m_delta, v_rows + v_delta
         if self.amsgrad:
             v_hat = self._velocity_hats[index]
-            v_rows = tf.maximum(tf.gather(v_hat.value, indices), v_rows)
-            self.assign(v_hat, tf.IndexedSlices(v_rows, indices))
+            v_hat_rows = tf.gather(v_hat.value, rows)
+            v_rows = tf.maximum(v_hat_rows, v_rows)
+            self.assign_add(v_hat, tf.IndexedSlices((v_rows - v_hat_rows) * touched, rows))
+        step = alpha * m_rows / (tf.sqrt(v_rows) + tf.cast(self.epsilon, dtype)) * touched
+        self.assign_sub(variable, tf.IndexedSlices(step, rows))
 
-        epsilon = tf.cast(self.epsilon, dtype)
-        step = alpha * m_rows / (tf.sqrt(v_rows) + epsilon)
-        self.assign_sub(variable, tf.IndexedSlices(step, indices))
+
+def sum_duplicate_rows(indices: tf.Tensor, values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The distinct rows of a sparse gradient and each one's summed slice, in shapes of `indices`' length:
+    (rows, sums, touched), where `touched` is 1 for the distinct rows and 0 for the padding after them
+    (whose row is 0 and sum is 0). No output size depends on the values, so XLA compiles it."""
+    slices = tf.shape(indices)[0]
+    order = tf.argsort(indices, stable=True)
+    sorted_rows = tf.gather(indices, order)
+    starts = tf.concat([tf.ones([1], tf.bool), sorted_rows[1:] != sorted_rows[:-1]], axis=0)
+    segment = tf.cumsum(tf.cast(starts, tf.int32)) - 1  # each slice's distinct row, in sorted order
+    sums = tf.math.unsorted_segment_sum(tf.gather(values, order), segment, slices)
+    distinct = segment[-1] + 1
+    touched = tf.cast(tf.range(slices) < distinct, values.dtype)
+    rows = tf.tensor_scatter_nd_update(tf.zeros_like(indices), segment[:, None], sorted_rows)
+    return rows, sums, tf.reshape(touched, [-1] + [1] * (len(values.shape) - 1))
