@@ -10,7 +10,9 @@ count), so the item table has 1M+ rows. Each round trains deep_v1 through the
 real pipeline (`trainer.run.train`) in four arms: LazyAdam and Keras' Adam on
 each dataset, early stopping off. An arm's speed is the training examples per
 second of its steady epochs (every epoch after the first, which compiles;
-evaluation and compilation are not in the figure), median over rounds.
+evaluation and compilation are not in the figure), median over rounds; beside
+it, the packaged weights' validation AUC (the optimizers differ on rows a batch
+does not touch, so the AUC says whether that costs quality).
 
 Last line: `vocab: large tables N ex/s, default tables M ex/s, ratio R, keras adam on large tables K ex/s`
 (N and M with LazyAdam; the goal is R >= 0.9).
@@ -48,17 +50,20 @@ def main() -> None:
     datasets = {"default": (generated(args.rows, None), {}),
                 "large": (generated(args.rows, args.items), EVERY_ID_KEPT)}
     rates: dict[str, list[float]] = {}
+    aucs: dict[str, list[float]] = {}
     tables: dict[str, int] = {}
     for round_number in range(args.rounds):
         for (table, (path, keys)), (optimizer, name) in _arms(datasets):
             arm = f"{optimizer} on {table} tables"
-            steady, tables[table] = trained_rates(path, {**keys, "TRAINER_OPTIMIZER": name}, args.epochs)
+            steady, auc, tables[table] = trained_rates(path, {**keys, "TRAINER_OPTIMIZER": name}, args.epochs)
             rates.setdefault(arm, []).extend(steady)
+            aucs.setdefault(arm, []).append(auc)
             print(f"round {round_number + 1}: {arm} ({tables[table]:,} item rows): "
-                  f"{statistics.median(steady):,.0f} ex/s", flush=True)
+                  f"{statistics.median(steady):,.0f} ex/s, validation auc {auc:.4f}", flush=True)
     summary = {arm: {"median": statistics.median(r), "min": min(r), "max": max(r)} for arm, r in rates.items()}
     save("vocab", {"rows": args.rows, "items": args.items, "rounds": args.rounds, "epochs": args.epochs,
-                   "item_table_rows": tables, "examples_per_second": summary, "cpu_cores": os.cpu_count()})
+                   "item_table_rows": tables, "examples_per_second": summary, "validation_auc": aucs,
+                   "cpu_cores": os.cpu_count()})
     large, default = summary["lazy_adam on large tables"]["median"], summary["lazy_adam on default tables"]["median"]
     keras_large = summary["keras_adam on large tables"]["median"]
     keras_default = summary["keras_adam on default tables"]["median"]
@@ -85,8 +90,8 @@ def generated(rows: int, items: int | None) -> Path:
     return path
 
 
-def trained_rates(path: Path, keys: dict[str, str], epochs: int) -> tuple[list[float], int]:
-    """The steady epochs' training examples/s of one run, and its item table's rows."""
+def trained_rates(path: Path, keys: dict[str, str], epochs: int) -> tuple[list[float], float, int]:
+    """The steady epochs' training examples/s of one run, its validation AUC and its item table's rows."""
     from trainer.run import TrainRequest, train
 
     environ = {**os.environ, **keys, "TRAINER_EPOCHS": str(epochs), "TRAINER_EARLY_STOPPING_PATIENCE": "0"}
@@ -94,7 +99,7 @@ def trained_rates(path: Path, keys: dict[str, str], epochs: int) -> tuple[list[f
         result = train(TrainRequest("deep_v1", str(path), output, environ=environ), out=io.StringIO())
         with zipfile.ZipFile(result.package_uri) as archive:
             item_rows = json.loads(archive.read("dataset.json"))["categorical_cardinalities"]["item_id"]
-    return result.epochs["examples_per_second"].iloc[1:].tolist(), item_rows
+    return result.epochs["examples_per_second"].iloc[1:].tolist(), result.validation_metrics["auc"], item_rows
 
 
 if __name__ == "__main__":

@@ -93,9 +93,10 @@ def test_environment_bool_that_is_not_one(variants_file: Path) -> None:
     assert "xla (environment TRAINER_XLA): expected true or false, got 'maybe'" in message
 
 
-def test_lazy_adam_compiles_with_xla(variants_file: Path) -> None:
-    resolved = resolve_config("small", variants_file, {"TRAINER_OPTIMIZER": "lazy_adam"})
+def test_lazy_adam_is_the_default_and_compiles_with_xla_and_keras_adam_is_a_choice(variants_file: Path) -> None:
+    resolved = resolve_config("small", variants_file, {})
     assert (resolved.config.optimizer, resolved.config.xla) == ("lazy_adam", True)
+    assert resolve_config("small", variants_file, {"TRAINER_OPTIMIZER": "adam"}).config.optimizer == "adam"
 
 
 def test_process_environment_is_read_when_no_environ_is_given(

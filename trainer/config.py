@@ -53,7 +53,8 @@ class NetConfig:
     )
     learning_rate: float = _key(0.005, "Adam step size (large batches want a larger step)")
     optimizer: str = _key(
-        "adam", "adam (Keras' Adam: every embedding row, every step), or lazy_adam: only the rows a batch touches"
+        "lazy_adam", "lazy_adam: Adam on the embedding rows a batch touches (step cost independent of table size), "
+                     "or adam: Keras' Adam, every row of every table each step"
     )
     xla: bool = _key(
         True, "compile the training step with XLA (faster); skipped on CPUs when dropout > 0 (17x slower there)"
