@@ -327,3 +327,17 @@ def test_the_export_equals_the_keras_path_on_the_test_split_of_200k_generated_ro
     assert len(test) == 40_000
     np.testing.assert_allclose(package.score(test), package.score_with_keras(test).reshape(-1),
                                atol=SCORE_PARITY, rtol=0)
+
+
+def test_a_package_whose_vocabularies_are_all_empty_exports_and_scores_as_keras(
+    sample_path: Path, tmp_path: Path
+) -> None:
+    # Every value and word rarer than its minimum count: every row is the unknown category and unknown words.
+    environ = {"TRAINER_EPOCHS": "1", "TRAINER_MIN_CATEGORY_COUNT": "100000", "TRAINER_TEXT_MIN_COUNT": "100000"}
+    result = train(TrainRequest("deep_v1", dataset=str(sample_path), output=str(tmp_path), environ=environ),
+                   io.StringIO())
+    package = load_package(result.package_uri)
+    assert all(not vocabulary for vocabulary in package.preprocessor.vocabularies.values())
+    frame = raw_frame(package, sample_path)
+    np.testing.assert_allclose(package.score(frame), package.score_with_keras(frame).reshape(-1),
+                               atol=SCORE_PARITY, rtol=0)

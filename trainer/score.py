@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -55,7 +56,8 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
                 write_json(Path(folder) / "drift.json", drift)
                 storage.publish(Path(folder) / "drift.json", drift_summary_uri(output))
         else:
-            out.write(scores_file.read_text())  # scores are ASCII, ids as the input's UTF-8
+            with scores_file.open(encoding="utf-8") as lines:  # ids as the input's UTF-8
+                shutil.copyfileobj(lines, out)
     return rows
 
 

@@ -20,11 +20,14 @@ import tensorflow as tf
 from trainer.data.features import NUMERIC_INPUT, OOV_INDEX, OOV_TOKEN, PAD_TOKEN, TEXT_INPUT, Preprocessor
 from trainer.serving.tokenizer import TOKEN_SEPARATOR, rule_tokens
 
-NO_OVERRIDE = "\x1e"  # the override table's default: no title maps to it
+NO_VALUE = "\x1e"  # a key no input holds: the override table's default, the one key of an empty table
 
 
 def index_table(keys: list[str], first: int, default: int) -> tf.lookup.StaticHashTable:
     """keys[i] -> first + i; anything else -> default."""
+    if not keys:  # every value was rarer than its minimum count; a table cannot be empty
+        return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant([NO_VALUE], tf.string), tf.constant([default], tf.int64)), default_value=default)
     values = np.arange(first, first + len(keys), dtype=np.int64)
     initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string), tf.constant(values))
     return tf.lookup.StaticHashTable(initializer, default_value=default)
@@ -52,7 +55,7 @@ class RawRowEncoder(tf.Module):
             self.overrides = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
                 tf.constant(titles, tf.string), tf.constant([TOKEN_SEPARATOR.join(overrides[t]) for t in titles],
                                                             tf.string)),
-                default_value=NO_OVERRIDE) if titles else None
+                default_value=NO_VALUE) if titles else None
 
     def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         inputs = {c: tf.cast(self.categories[c].lookup(features[c]), tf.int32) for c in self.categorical_columns}
@@ -85,7 +88,7 @@ class RawRowEncoder(tf.Module):
             return rule_tokens(titles)
         carried = self.overrides.lookup(titles)
         by_rules = tf.strings.reduce_join(rule_tokens(titles), axis=1, separator=TOKEN_SEPARATOR)
-        joined = tf.where(tf.equal(carried, NO_OVERRIDE), by_rules, carried)
+        joined = tf.where(tf.equal(carried, NO_VALUE), by_rules, carried)
         tokens = tf.strings.split(joined, sep=TOKEN_SEPARATOR)
         return tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
 
