@@ -26,6 +26,8 @@ from trainer.package.writer import write_json
 from trainer.serving.contract import Profile
 from trainer.serving.scoring import score_lines, score_stream
 
+SCORING_ENGINES = ("export", "keras")
+
 
 def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sys.stdout,
           engine: str = "export", err: TextIO = sys.stderr) -> int:
@@ -59,9 +61,6 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
             with scores_file.open(encoding="utf-8") as lines:  # ids as the input's UTF-8
                 shutil.copyfileobj(lines, out)
     return rows
-
-
-SCORING_ENGINES = ("export", "keras")
 
 
 def drift_summary_uri(scores_uri: str) -> str:

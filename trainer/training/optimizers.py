@@ -62,7 +62,7 @@ class LazyAdam(keras.optimizers.Adam):
         index = self._get_variable_index(variable)
         m, v = self._momentums[index], self._velocities[index]
         if variable.shape[0] <= WHOLE_TABLE_PASS_ROWS:
-            self._small_table_step(gradient, variable, m, v, alpha, (beta_1, beta_2))
+            self._small_table_step(gradient, variable, index, alpha, (beta_1, beta_2))
             return
         rows, summed, touched = sum_duplicate_rows(gradient.indices, tf.cast(gradient.values, dtype))
         # Keras Adam's arithmetic, on the touched rows; the padding rows' deltas are zero.
@@ -81,11 +81,12 @@ class LazyAdam(keras.optimizers.Adam):
         self.assign_sub(variable, tf.IndexedSlices(step, rows))
 
 
-    def _small_table_step(self, gradient: tf.IndexedSlices, variable: Any, m: Any, v: Any, alpha: Any,
+    def _small_table_step(self, gradient: tf.IndexedSlices, variable: Any, index: int, alpha: Any,
                           betas: tuple[Any, Any]) -> None:
         """The same update, computed over the whole table: for a table of up to `WHOLE_TABLE_PASS_ROWS`,
         one fused pass over it costs less than sorting the slices (XLA's sort is slow on CPUs)."""
         beta_1, beta_2 = betas
+        m, v = self._momentums[index], self._velocities[index]
         table_rows, dtype = variable.shape[0], variable.dtype
         summed = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), gradient.indices, table_rows)
         looked_up = tf.math.unsorted_segment_max(tf.ones_like(gradient.indices, dtype), gradient.indices, table_rows)
@@ -95,7 +96,7 @@ class LazyAdam(keras.optimizers.Adam):
         self.assign(m, m_new)
         self.assign(v, v_new)
         if self.amsgrad:
-            v_hat = self._velocity_hats[self._get_variable_index(variable)]
+            v_hat = self._velocity_hats[index]
             v_new = tf.maximum(v_hat.value, v_new)
             self.assign(v_hat, v_new)
         self.assign_sub(variable, alpha * m_new / (tf.sqrt(v_new) + tf.cast(self.epsilon, dtype)) * touched)
