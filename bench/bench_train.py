@@ -1,6 +1,7 @@
 """deep_v1 training throughput on 1M rows against a naive baseline, same run.
 
     python bench/bench_train.py [--rows 1000000] [--epochs 4] [--networks linear_v1,deep_v1,dcn_v1]
+    python bench/bench_train.py --levers [--rounds 2]
 
 Baseline: the same Keras model, `model.fit` on numpy arrays, batch 1024,
 default Adam, default compile options. Ours: `build_model_graph` with the
@@ -14,13 +15,23 @@ after the first, which compiles), so `--epochs` is at least 4. Beside it: the
 model's Dense FLOPs per training example (`common.flops_per_example`), the
 GFLOP/s that makes, and this run's `tf.matmul` peak at the model's Dense
 shapes and our batch size, through oneDNN and through XLA.
+
+`--levers` instead trains each speed lever of `LEVERS` (one change from our
+default each) in paired rounds, and prints per lever its steady examples/s, its
+GFLOP/s as a fraction of the matmul peak at its own precision, and its
+validation AUC at equal epochs beside the default's: a lever that moves the
+AUC by more than `AUC_TOLERANCE` is not a speed-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
+import statistics
 import time
+from collections.abc import Iterator
 
 from common import dataset, dense_shapes, flops_per_example, matmul_peak, save, steady_summary
 
@@ -34,12 +45,35 @@ from trainer.data.dataset import load_dataset  # noqa: E402
 from trainer.data.features import Preprocessor  # noqa: E402
 from trainer.data.splits import split_dataset  # noqa: E402
 from trainer.networks import build_model_graph, get_network  # noqa: E402
+from trainer.networks import compile as network_compile  # noqa: E402
 from trainer.training.arrays import SplitArrays  # noqa: E402
 from trainer.training.batches import EpochShuffledBatches  # noqa: E402
 from trainer.training.callbacks import EpochEvaluation  # noqa: E402
 from trainer.training.fit import effective_batch_size  # noqa: E402
 
 MIN_EPOCHS = 4  # epoch 1 compiles; a median and range need 3 steady epochs after it
+AUC_TOLERANCE = 0.002  # the most a speed lever may move the validation AUC at equal epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class Lever:
+    """One change from the default training step."""
+
+    name: str
+    xla: bool = True
+    precision: str = "float32"  # a Keras dtype policy: mixed_bfloat16 keeps float32 master weights
+    steps_per_call: int = network_compile.STEPS_PER_EXECUTION
+    batch_factor: int = 1  # the batch and the learning rate both scaled by it (the linear scaling rule)
+
+
+LEVERS = (
+    Lever(f"default: float32, XLA, {network_compile.STEPS_PER_EXECUTION} steps per call"),
+    Lever("32 steps per call", steps_per_call=32),
+    Lever("oneDNN matmuls (XLA off)", xla=False),
+    Lever("bfloat16 through oneDNN (XLA off)", xla=False, precision="mixed_bfloat16"),
+    Lever("bfloat16 under XLA", precision="mixed_bfloat16"),
+    Lever("batch and learning rate x2", batch_factor=2),
+)
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -77,7 +111,7 @@ def fit(model: keras.Model, data: dict, batches: int | EpochShuffledBatches, epo
     rows = len(data["train_y"])
     steady = steady_summary([rows / seconds for seconds in clock.seconds[1:]])
     flops = flops_per_example(dense_shapes(model), training=True)
-    return {"batch_size": batch_size, "epoch_train_seconds": [round(s, 2) for s in clock.seconds],
+    return {"batch_size": batch_size, "train_rows": rows, "epoch_train_seconds": [round(s, 2) for s in clock.seconds],
             "examples_per_second": steady["median"], "examples_per_second_range": steady["range"],
             "steady_epochs": steady["epochs"], "dense_shapes": dense_shapes(model), "flops_per_example": flops,
             "gflops": round(steady["median"] * flops / 1e9, 1),
@@ -134,16 +168,81 @@ def quality(networks: list[str], shapes, data: dict, max_epochs: int = 6) -> dic
     return table
 
 
+@contextlib.contextmanager
+def pulled(lever: Lever) -> Iterator[NetConfig]:
+    """The default config with the lever applied, its precision and steps per call set while it trains."""
+    config = resolve_config("deep_v1", environ={}).config
+    batch = effective_batch_size(config, 1 << 40) * lever.batch_factor  # the auto batch's upper bound
+    config = dataclasses.replace(config, xla=lever.xla, batch_size=batch,
+                                 learning_rate=config.learning_rate * lever.batch_factor)
+    keras.mixed_precision.set_global_policy(lever.precision)
+    network_compile.STEPS_PER_EXECUTION = lever.steps_per_call  # read when the model is compiled
+    try:
+        yield config
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+        network_compile.STEPS_PER_EXECUTION = LEVERS[0].steps_per_call
+
+
+def compare_levers(shapes, data: dict, epochs: int, rounds: int) -> dict:
+    """Every lever trained `rounds` times, interleaved, so that the machine's noise falls on all alike."""
+    runs: dict[str, list[dict]] = {lever.name: [] for lever in LEVERS}
+    for _ in range(rounds):
+        for lever in LEVERS:
+            with pulled(lever) as config:
+                runs[lever.name].append(ours(config, shapes, data, epochs))
+    shapes_of_dense, batch = runs[LEVERS[0].name][0]["dense_shapes"], runs[LEVERS[0].name][0]["batch_size"]
+    peaks = {precision: matmul_peak(shapes_of_dense, batch, dtype=precision.removeprefix("mixed_"))
+             for precision in {"float32", "mixed_bfloat16"}}
+    default_auc = runs[LEVERS[0].name][0]["test_auc_per_epoch"][-1]
+    return {lever.name: lever_summary(lever, runs[lever.name], peaks[lever.precision], default_auc)
+            for lever in LEVERS}
+
+
+def lever_summary(lever: Lever, runs: list[dict], peak: dict, default_auc: float) -> dict:
+    rates = [rate for run in runs for rate in steady_rates(run)]
+    flops = runs[0]["flops_per_example"]
+    median = statistics.median(rates)
+    auc = runs[0]["test_auc_per_epoch"][-1]
+    return {"examples_per_second": round(median), "examples_per_second_range": [round(min(rates)), round(max(rates))],
+            "steady_epochs": len(rates), "gflops": round(median * flops / 1e9, 1), "matmul_peak": peak,
+            "fraction_of_matmul_peak": round(median * flops / 1e9 / peak["best_gflops"], 3),
+            "validation_auc": auc, "auc_difference": round(auc - default_auc, 4),
+            "auc_unchanged": abs(auc - default_auc) <= AUC_TOLERANCE, "precision": lever.precision}
+
+
+def steady_rates(run: dict) -> list[float]:
+    return [run["train_rows"] / seconds for seconds in run["epoch_train_seconds"][1:]]
+
+
+def print_levers(table: dict) -> None:
+    default = table[LEVERS[0].name]["examples_per_second"]
+    for name, lever in table.items():
+        low, high = lever["examples_per_second_range"]
+        auc = "AUC unchanged" if lever["auc_unchanged"] else f"AUC moved past {AUC_TOLERANCE}"
+        print(f"lever {name}: {lever['examples_per_second']:,} examples/s ({low:,}-{high:,}; "
+              f"{lever['examples_per_second'] / default:.2f}x the default), {lever['gflops']} GFLOP/s = "
+              f"{lever['fraction_of_matmul_peak']:.0%} of the {lever['precision'].removeprefix('mixed_')} matmul peak; "
+              f"validation AUC {lever['validation_auc']} ({lever['auc_difference']:+.4f}, {auc})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--epochs", type=int, default=MIN_EPOCHS, help=f"at least {MIN_EPOCHS}")
     parser.add_argument("--networks", default="", help="comma-separated networks for the quality table")
+    parser.add_argument("--levers", action="store_true", help="compare the speed levers instead")
+    parser.add_argument("--rounds", type=int, default=2, help="paired rounds of --levers")
     args = parser.parse_args()
     if args.epochs < MIN_EPOCHS:
         parser.error(f"--epochs must be at least {MIN_EPOCHS}: epoch 1 compiles, and the median needs 3 steady epochs")
     config = resolve_config("deep_v1", environ={}).config
     shapes, data = prepare(str(dataset(args.rows)), config)
+    if args.levers:
+        table = compare_levers(shapes, data, args.epochs, args.rounds)
+        save("train_levers", {"rows": args.rows, "epochs": args.epochs, "rounds": args.rounds, "levers": table})
+        print_levers(table)
+        return
     baseline = naive_baseline(config, shapes, data, args.epochs)
     print(f"baseline: {baseline}")
     fast = ours(config, shapes, data, args.epochs)

@@ -100,12 +100,14 @@ def flops_per_example(shapes: Sequence[tuple[int, int]], training: bool) -> int:
     return forward * (TRAINING_FLOPS_FACTOR if training else 1)
 
 
-def matmul_peak(shapes: Sequence[tuple[int, int]], batch: int, seconds: float = 1.0) -> dict[str, float]:
+def matmul_peak(shapes: Sequence[tuple[int, int]], batch: int, seconds: float = 1.0,
+                dtype: str = "float32") -> dict[str, float]:
     """GFLOP/s of `tf.matmul` at the model's Dense shapes ([batch, in] x [in, out], every layer in
     one tf.function), through TensorFlow's kernels (oneDNN on CPUs) and through XLA, and the best."""
     import tensorflow as tf
 
-    inputs = [(tf.random.normal([batch, n]), tf.random.normal([n, units])) for n, units in shapes]
+    inputs = [(tf.cast(tf.random.normal([batch, n]), dtype), tf.cast(tf.random.normal([n, units]), dtype))
+              for n, units in shapes]
     flops = batch * flops_per_example(shapes, training=False)
     peak = {}
     for name, jit in (("oneDNN", False), ("xla", True)):

@@ -25,7 +25,7 @@ from trainer.package.layout import SERVING_FOLDER
 from trainer.package.loader import Package, load_package
 from trainer.run import TrainRequest, train
 from trainer.score import score
-from trainer.serving import scoring
+from trainer.serving import export, scoring
 from trainer.serving.encoding import RawRowEncoder
 from trainer.serving.tokenizer import agreement
 
@@ -122,6 +122,29 @@ def test_the_export_scores_every_row_as_the_keras_path_does(
     assert len(exported) == len(frame) == 2000
     assert np.all(np.isfinite(exported))
     np.testing.assert_allclose(exported, reference, atol=SCORE_PARITY, rtol=0)
+
+
+@pytest.mark.parametrize("network", network_names())
+def test_the_distinct_values_signature_scores_as_serving_default(
+    network_packages: dict[str, tuple[str, str]], scoring_input: Path, network: str
+) -> None:
+    """`fab score` calls `distinct_values`; TF Serving's users call `serving_default`: one score."""
+    package = load_package(network_packages[network][0])
+    signatures, frame = package.serving.signatures, raw_frame(package, scoring_input)
+    row_strings, distinct = {}, {}
+    for column, spec in signatures["serving_default"].structured_input_signature[1].items():
+        if spec.dtype == tf.string:
+            values = frame[column].astype(object).where(frame[column].notna(), "")
+            row_strings[column] = tf.constant(values.to_numpy(), tf.string)
+            codes, uniques = pd.factorize(values)
+            distinct |= {column + export.DISTINCT_VALUES: tf.constant(uniques.to_numpy(), tf.string),
+                         column + export.ROW_INDEX: tf.constant(codes.astype(np.int64))}
+        else:
+            row_strings[column] = distinct[column] = tf.constant(frame[column].to_numpy(np.float32))
+    by_rows = signatures["serving_default"](**row_strings)[export.OUTPUT_NAME].numpy()
+    by_distinct = signatures[export.DISTINCT_SIGNATURE](**distinct)[export.OUTPUT_NAME].numpy()
+    assert len(by_rows) == 2000 and np.all(np.isfinite(by_rows))
+    np.testing.assert_array_equal(by_distinct, by_rows)
 
 
 def test_every_training_title_is_tokenized_by_the_export_as_spacy_did(

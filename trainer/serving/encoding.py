@@ -10,6 +10,11 @@ the Keras path's, tested to 1e-5 for every network):
   rules split differently, looked up in the token vocabulary (1 when unknown),
   truncated to the sequence length and padded with 0; a title with no token
   is the one "no text" token. Each distinct title of a batch is tokenized once.
+
+`encode_distinct` takes each string column already as its distinct values and
+each row's index into them (what an Arrow dictionary array holds): each
+distinct value is then looked up once and the rows gather its result, the
+same values as looking up every row.
 """
 
 from __future__ import annotations
@@ -62,7 +67,18 @@ class RawRowEncoder(tf.Module):
         if self.numeric_columns:
             inputs[NUMERIC_INPUT] = self._numeric(features)
         if self.text_column:
-            inputs[TEXT_INPUT] = self._text(features[self.text_column])
+            inputs[TEXT_INPUT] = self._text(*tf.unique(features[self.text_column]))
+        return inputs
+
+    def encode_distinct(self, distinct: dict[str, tuple[tf.Tensor, tf.Tensor]],
+                        numbers: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """`distinct`: (values, row indices into them) per string column; `numbers`: the numeric columns."""
+        inputs = {c: tf.gather(tf.cast(self.categories[c].lookup(distinct[c][0]), tf.int32), distinct[c][1])
+                  for c in self.categorical_columns}
+        if self.numeric_columns:
+            inputs[NUMERIC_INPUT] = self._numeric(numbers)
+        if self.text_column:
+            inputs[TEXT_INPUT] = self._text(*distinct[self.text_column])
         return inputs
 
     def _numeric(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -72,8 +88,8 @@ class RawRowEncoder(tf.Module):
             known = tf.clip_by_value(known, self.low, self.high)
         return (known - self.mean) / self.std
 
-    def _text(self, titles: tf.Tensor) -> tf.Tensor:
-        distinct, position = tf.unique(titles)
+    def _text(self, distinct: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
+        """Token ids of each row from its title's index (`position`) into the distinct titles."""
         ids = self.tokens.lookup(self._tokens(distinct))[:, : self.sequence_length]
         per_title = tf.cast(ids.to_tensor(PAD_TOKEN, shape=[None, self.sequence_length]), tf.int32)
         if self.empty_text_token is not None:

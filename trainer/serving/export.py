@@ -6,7 +6,11 @@ Signatures (both return `click_probability`, float32 of shape (batch,)):
   categorical and text columns as strings ("" when missing), numeric columns
   as float32 (NaN when missing);
 - `from_examples`: `examples`, serialized `tf.Example` protos (TFX's
-  convention), each feature optional, with the same defaults.
+  convention), each feature optional, with the same defaults;
+- `distinct_values`: each string column as `<column>__distinct`, its distinct
+  values, and `<column>__index`, each row's index into them (int64); numeric
+  columns as in `serving_default`. `fab score` calls it with Arrow's
+  dictionary arrays, so each distinct value is looked up and tokenized once.
 
 Written with Keras 3's `ExportArchive`: the trained model's weights, the
 vocabularies as hash tables and the tokenizer's rules all live in one graph.
@@ -25,6 +29,8 @@ from trainer.serving.encoding import RawRowEncoder
 
 OUTPUT_NAME = "click_probability"
 EXAMPLES_INPUT = "examples"
+DISTINCT_SIGNATURE = "distinct_values"
+DISTINCT_VALUES, ROW_INDEX = "__distinct", "__index"  # suffixes of a string column's two inputs there
 
 
 def raw_columns(preprocessor: Preprocessor) -> dict[str, tf.DType]:
@@ -42,12 +48,20 @@ def write_serving_export(model: keras.Model, preprocessor: Preprocessor, overrid
     encoder = RawRowEncoder(preprocessor, overrides)
     columns = raw_columns(preprocessor)
 
+    def probabilities(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: tf.reshape(tf.cast(model(inputs, training=False), tf.float32), [-1])}
+
     def click_probability(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        scores = model(encoder(features), training=False)
-        return {OUTPUT_NAME: tf.reshape(tf.cast(scores, tf.float32), [-1])}
+        return probabilities(encoder(features))
 
     def from_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         return click_probability(tf.io.parse_example(examples, _example_features(columns)))
+
+    def from_distinct_values(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        strings = [c for c, dtype in columns.items() if dtype == tf.string]
+        return probabilities(encoder.encode_distinct(
+            {c: (features[c + DISTINCT_VALUES], features[c + ROW_INDEX]) for c in strings},
+            {c: features[c] for c, dtype in columns.items() if dtype != tf.string}))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -56,7 +70,19 @@ def write_serving_export(model: keras.Model, preprocessor: Preprocessor, overrid
         {c: tf.TensorSpec([None], dtype, name=c) for c, dtype in columns.items()}])
     archive.add_endpoint("from_examples", from_examples,
                          input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    archive.add_endpoint(DISTINCT_SIGNATURE, from_distinct_values, input_signature=[_distinct_inputs(columns)])
     archive.write_out(str(folder), verbose=False)
+
+
+def _distinct_inputs(columns: dict[str, tf.DType]) -> dict[str, tf.TensorSpec]:
+    specs = {}
+    for column, dtype in columns.items():
+        if dtype == tf.string:
+            specs[column + DISTINCT_VALUES] = tf.TensorSpec([None], tf.string, name=column + DISTINCT_VALUES)
+            specs[column + ROW_INDEX] = tf.TensorSpec([None], tf.int64, name=column + ROW_INDEX)
+        else:
+            specs[column] = tf.TensorSpec([None], dtype, name=column)
+    return specs
 
 
 def _example_features(columns: dict[str, tf.DType]) -> dict[str, tf.io.FixedLenFeature]:
@@ -96,6 +122,12 @@ end of that range.
 
 Input `{EXAMPLES_INPUT}`: serialized `tf.Example` protos with the same feature names (a string
 feature as bytes_list, a number as float_list); any feature may be absent. Same output.
+
+## `distinct_values`
+
+The same rows in a compact form: each string column as two inputs, `<column>__distinct` (its
+distinct values, `[n]` string) and `<column>__index` (each row's index into them, int64 `[batch]`);
+numeric columns as above. Each distinct value is looked up once. Same output.
 
 ## A request to TF Serving's REST API
 

@@ -1,6 +1,6 @@
 """Scoring raw rows through a package's serving export.
 
-`ServingModel` is the SavedModel's `serving_default` signature, fed raw
+`ServingModel` is the SavedModel's `distinct_values` signature, fed raw
 columns (the NDJSON reader's Arrow arrays, or a DataFrame's columns) with
 missing values as the signature expects them. `score_stream` streams NDJSON
 files a block at a time: memory holds one block whatever the input's size,
@@ -25,7 +25,7 @@ from trainer.data.dataset import dataset_files
 from trainer.data.ndjson import stream_file
 from trainer.data.values import ColumnRoles
 from trainer.serving.contract import Profile
-from trainer.serving.export import OUTPUT_NAME
+from trainer.serving.export import DISTINCT_SIGNATURE, DISTINCT_VALUES, OUTPUT_NAME, ROW_INDEX
 
 SCORE_BATCH_ROWS = 262_144  # at most one signature call per block
 # Blocks of 64 MB (about 200K rows): titles repeat with their items, and a larger block tokenizes each
@@ -33,18 +33,29 @@ SCORE_BATCH_ROWS = 262_144  # at most one signature call per block
 SCORE_BLOCK_BYTES = 64 << 20
 
 
+# A string column goes as its distinct values and each row's index among them: no Python string
+# object is made per row (that cost more than the model), and each distinct value is looked up once.
+Column = tuple[np.ndarray, np.ndarray] | np.ndarray
+
+
 class ServingModel:
-    """A loaded export: raw columns in, click probabilities out."""
+    """A loaded export: raw columns in, click probabilities out, through its `distinct_values`
+    signature (`serving_default` for exports made before it)."""
 
     def __init__(self, folder: Path) -> None:
         self._loaded = tf.saved_model.load(str(folder))  # keeps the tables and variables alive
-        self._signature = self._loaded.signatures["serving_default"]
-        self.columns = {name: spec.dtype for name, spec in self._signature.structured_input_signature[1].items()}
+        self.signatures = self._loaded.signatures
+        default = self.signatures["serving_default"]
+        self.columns = {name: spec.dtype for name, spec in default.structured_input_signature[1].items()}
+        self._distinct = self.signatures.get(DISTINCT_SIGNATURE)
+        self._signature = self._distinct or default
 
-    def __call__(self, columns: dict[str, tf.Tensor]) -> np.ndarray:
-        rows = int(next(iter(columns.values())).shape[0])
-        scores = [self._signature(**{c: v[start:start + SCORE_BATCH_ROWS] for c, v in columns.items()})[
-            OUTPUT_NAME].numpy() for start in range(0, rows, SCORE_BATCH_ROWS)]
+    def __call__(self, columns: dict[str, Column]) -> np.ndarray:
+        """Scores of `columns`: each string column a (distinct values, row indices) pair, each
+        numeric column a float32 array; at most SCORE_BATCH_ROWS rows per signature call."""
+        rows = self._rows(columns)
+        scores = [self._signature(**self._inputs(columns, slice(start, start + SCORE_BATCH_ROWS)))[OUTPUT_NAME]
+                  .numpy() for start in range(0, rows, SCORE_BATCH_ROWS)]
         return np.concatenate(scores) if scores else np.zeros(0, np.float32)
 
     def score_arrow(self, batch: pa.RecordBatch) -> np.ndarray:
@@ -53,28 +64,37 @@ class ServingModel:
     def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
         return self({c: _from_pandas(frame[c], dtype) for c, dtype in self.columns.items()})
 
+    def _rows(self, columns: dict[str, Column]) -> int:
+        column, values = next(iter(columns.items()))
+        return len(values[1]) if self.columns[column] == tf.string else len(values)
 
-# Strings reach TensorFlow as their distinct values and each row's index among them, gathered into
-# rows inside TensorFlow: no Python string object is made per row (that cost more than the model).
+    def _inputs(self, columns: dict[str, Column], rows: slice) -> dict[str, tf.Tensor]:
+        inputs = {}
+        for column, values in columns.items():
+            if self.columns[column] != tf.string:
+                inputs[column] = tf.constant(values[rows])
+            elif self._distinct is not None:
+                inputs[column + DISTINCT_VALUES] = tf.constant(values[0], tf.string)
+                inputs[column + ROW_INDEX] = tf.constant(values[1][rows])
+            else:  # an export without `distinct_values`: the rows' strings themselves
+                inputs[column] = tf.gather(tf.constant(values[0], tf.string), tf.constant(values[1][rows]))
+        return inputs
 
-def _from_arrow(values: pa.Array, dtype: tf.DType) -> tf.Tensor:
+
+def _from_arrow(values: pa.Array, dtype: tf.DType) -> Column:
     if dtype == tf.string:
         encoded = pc.dictionary_encode(pc.fill_null(values, ""))
-        return _gathered(encoded.dictionary.to_numpy(zero_copy_only=False), encoded.indices.to_numpy())
-    return tf.constant(pc.fill_null(values.cast(pa.float32()), np.nan).to_numpy(zero_copy_only=False))
+        return encoded.dictionary.to_numpy(zero_copy_only=False), encoded.indices.to_numpy().astype(np.int64)
+    return pc.fill_null(values.cast(pa.float32()), np.nan).to_numpy(zero_copy_only=False)
 
 
-def _from_pandas(values: pd.Series, dtype: tf.DType) -> tf.Tensor:
+def _from_pandas(values: pd.Series, dtype: tf.DType) -> Column:
     if dtype == tf.string:
         categorical = values.astype("category")
         distinct = np.append(categorical.cat.categories.astype(str).to_numpy(object), "")
-        codes = categorical.cat.codes.to_numpy()
-        return _gathered(distinct, np.where(codes < 0, len(distinct) - 1, codes))  # null (-1) is "", the last
-    return tf.constant(values.to_numpy(np.float32, na_value=np.nan))
-
-
-def _gathered(distinct: np.ndarray, indices: np.ndarray) -> tf.Tensor:
-    return tf.gather(tf.constant(distinct, tf.string), tf.constant(indices.astype(np.int64)))
+        codes = categorical.cat.codes.to_numpy().astype(np.int64)
+        return distinct, np.where(codes < 0, len(distinct) - 1, codes)  # null (-1) is "", the last
+    return values.to_numpy(np.float32, na_value=np.nan)
 
 
 def score_stream(serving: ServingModel, input_uri: str, roles: ColumnRoles, profile: Profile,
