@@ -6,7 +6,7 @@
 Baseline: the rule before this benchmark, 1/16 of the training rows between
 64 and 8192 (`old_rule`, 16 steps per epoch until the cap). Candidate: the
 pipeline's `effective_batch_size` as the code stands. `--extra-steps S` adds
-arms of clamp(train_rows // S, 64, 8192) to explore other floors on the steps
+arms of clamp(train_rows // S, AUTO_BATCH_RANGE) to explore other floors on the steps
 per epoch. Every arm trains with the default config of its network (8 epochs,
 early stopping on validation AUC with patience 2 keeping the best weights,
 learning rate 0.005), on the pipeline's own pieces: the same split, encoding,
@@ -57,7 +57,8 @@ def old_rule(train_rows: int) -> int:
 
 
 def steps_rule(steps: int):
-    return lambda train_rows: max(64, min(8192, train_rows // steps))
+    low, high = AUTO_BATCH_RANGE
+    return lambda train_rows: max(low, min(high, train_rows // steps))
 
 
 class EpochClock(keras.callbacks.Callback):

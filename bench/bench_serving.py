@@ -9,7 +9,10 @@ Arms, in paired rounds of one run (these machines are noisy; compare ratios):
   score lines written (parsing, tokenizing, lookups and the model all counted);
 - current path: `load_dataset` of the same file, `Preprocessor.encode` and
   Keras `predict` (what `--engine keras` does);
-- model only: Keras `predict` on the already-encoded arrays.
+- model only: Keras `predict` on the already-encoded arrays;
+- parse only: the NDJSON file streamed into Arrow blocks, nothing else.
+Parse only and model only each use both cores, so one after the other they
+bound what raw rows can reach here: the line `bound:` says how far.
 First, the parity check the issue asks for: the export's scores against the
 Keras path's on the test split of the generated `--train-rows` dataset.
 Last line: `serving: raw rows N items/s, current path M items/s, model only K items/s`.
@@ -53,6 +56,10 @@ def main() -> None:
     save("serving", {"train_rows": args.train_rows, "score_rows": args.score_rows, "rounds": args.rounds,
                      "cpu_cores": os.cpu_count(), "parity": parity, **rates})
     raw, current, model = (rates[arm]["median"] for arm in ("raw_rows", "current_path", "model_only"))
+    parse = rates["parse_only"]["median"]
+    bound = 1 / (1 / parse + 1 / model)
+    print(f"bound: parsing alone {parse:,.0f} items/s and the model alone {model:,.0f} items/s, one after the "
+          f"other at most {bound:,.0f} items/s on these {os.cpu_count()} cores; raw rows reach {raw / bound:.0%} of it")
     print(f"raw rows reach {raw / GOAL_ITEMS_PER_SECOND:.0%} of the {GOAL_ITEMS_PER_SECOND:,} items/s goal; "
           f"{raw / current:.2f}x the current path")
     print(f"serving: raw rows {raw:,.0f} items/s, current path {current:,.0f} items/s, model only {model:,.0f} items/s")
@@ -90,10 +97,11 @@ def _source(package_uri: str) -> str:
 def timed_arms(package_uri: str, score_path: Path, rounds: int, folder: Path) -> dict[str, Any]:
     from trainer.data.dataset import load_dataset
     from trainer.data.features import Preprocessor
+    from trainer.data.ndjson import stream_file
     from trainer.data.values import ColumnRoles
     from trainer.package.loader import load_package
     from trainer.serving.contract import Profile
-    from trainer.serving.scoring import score_stream
+    from trainer.serving.scoring import SCORE_BLOCK_BYTES, score_stream
 
     package = load_package(package_uri)
     roles = ColumnRoles.of(package.config, with_label=False)
@@ -115,7 +123,11 @@ def timed_arms(package_uri: str, score_path: Path, rounds: int, folder: Path) ->
     def model_only() -> None:
         package.model.predict(encoded, batch_size=MODEL_BATCH, verbose=0)
 
-    arms = {"raw_rows": raw_rows, "current_path": current_path, "model_only": model_only}
+    def parse_only() -> None:
+        for _ in stream_file(score_path, roles, SCORE_BLOCK_BYTES):
+            pass
+
+    arms = {"raw_rows": raw_rows, "current_path": current_path, "model_only": model_only, "parse_only": parse_only}
     for arm in arms.values():  # warm-up: tracing, the tokenizer's cache, the page cache
         arm()
     seconds: dict[str, list[float]] = {name: [] for name in arms}

@@ -5,22 +5,24 @@
 
 Baseline: the same Keras model, `model.fit` on numpy arrays, batch 1024,
 default Adam, default compile options. Ours: `build_model_graph` with the
-config defaults (auto batch size, scaled learning rate, XLA, several steps per
-call). Both train the same epochs on the same split; the test AUC after each
-epoch shows whether speed cost quality. `--networks` adds a quality table:
+config defaults (auto batch size, XLA, several steps per call). Both train
+the same epochs on the same split; the validation AUC after each epoch shows
+whether speed cost quality (ours may trail the baseline by AUC_TOLERANCE at
+most, at every epoch). `--networks` adds a quality table:
 each network's best test AUC with the default config (early stopping on).
 
 Each arm's speed is the median and range of its steady epochs (every epoch
 after the first, which compiles), so `--epochs` is at least 4. Beside it: the
 model's Dense FLOPs per training example (`common.flops_per_example`), the
 GFLOP/s that makes, and this run's `tf.matmul` peak at the model's Dense
-shapes and our batch size, through oneDNN and through XLA.
+shapes, through oneDNN and through XLA, at our batch size and at 8192
+(`PEAK_BATCHES`), whichever is higher.
 
 `--levers` instead trains each speed lever of `LEVERS` (one change from our
 default each) in paired rounds, and prints per lever its steady examples/s, its
-GFLOP/s as a fraction of the matmul peak at its own precision, and its
-validation AUC at equal epochs beside the default's: a lever that moves the
-AUC by more than `AUC_TOLERANCE` is not a speed-up.
+GFLOP/s as a fraction of the matmul peak at its own precision, and its best
+validation AUC in the same epochs beside the default's: a lever that moves
+the AUC by more than `AUC_TOLERANCE` is not a speed-up.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ MIN_EPOCHS = 4  # epoch 1 compiles; a median and range need 3 steady epochs afte
 AUC_TOLERANCE = 0.002  # the most a speed lever may move the validation AUC at equal epochs
 
 
+PEAK_BATCHES = (8192,)  # the peak is also measured here, where the matmuls run fastest; the higher one counts
+
+
 @dataclasses.dataclass(frozen=True)
 class Lever:
     """One change from the default training step."""
@@ -63,16 +68,18 @@ class Lever:
     xla: bool = True
     precision: str = "float32"  # a Keras dtype policy: mixed_bfloat16 keeps float32 master weights
     steps_per_call: int = network_compile.STEPS_PER_EXECUTION
-    batch_factor: int = 1  # the batch and the learning rate both scaled by it (the linear scaling rule)
+    batch_size: int = 0  # 0 = the automatic batch size
+    learning_rate_factor: float = 1.0
 
 
 LEVERS = (
-    Lever(f"default: float32, XLA, {network_compile.STEPS_PER_EXECUTION} steps per call"),
+    Lever(f"default: float32, XLA, {network_compile.STEPS_PER_EXECUTION} steps per call, automatic batch"),
     Lever("32 steps per call", steps_per_call=32),
+    Lever("batch 8192 (the cap before)", batch_size=8192),
+    Lever("batch 8192, learning rate x2", batch_size=8192, learning_rate_factor=2.0),
     Lever("oneDNN matmuls (XLA off)", xla=False),
     Lever("bfloat16 through oneDNN (XLA off)", xla=False, precision="mixed_bfloat16"),
     Lever("bfloat16 under XLA", precision="mixed_bfloat16"),
-    Lever("batch and learning rate x2", batch_factor=2),
 )
 
 
@@ -172,9 +179,8 @@ def quality(networks: list[str], shapes, data: dict, max_epochs: int = 6) -> dic
 def pulled(lever: Lever) -> Iterator[NetConfig]:
     """The default config with the lever applied, its precision and steps per call set while it trains."""
     config = resolve_config("deep_v1", environ={}).config
-    batch = effective_batch_size(config, 1 << 40) * lever.batch_factor  # the auto batch's upper bound
-    config = dataclasses.replace(config, xla=lever.xla, batch_size=batch,
-                                 learning_rate=config.learning_rate * lever.batch_factor)
+    config = dataclasses.replace(config, xla=lever.xla, batch_size=lever.batch_size,
+                                 learning_rate=config.learning_rate * lever.learning_rate_factor)
     keras.mixed_precision.set_global_policy(lever.precision)
     network_compile.STEPS_PER_EXECUTION = lever.steps_per_call  # read when the model is compiled
     try:
@@ -192,18 +198,24 @@ def compare_levers(shapes, data: dict, epochs: int, rounds: int) -> dict:
             with pulled(lever) as config:
                 runs[lever.name].append(ours(config, shapes, data, epochs))
     shapes_of_dense, batch = runs[LEVERS[0].name][0]["dense_shapes"], runs[LEVERS[0].name][0]["batch_size"]
-    peaks = {precision: matmul_peak(shapes_of_dense, batch, dtype=precision.removeprefix("mixed_"))
+    peaks = {precision: best_matmul_peak(shapes_of_dense, batch, dtype=precision.removeprefix("mixed_"))
              for precision in {"float32", "mixed_bfloat16"}}
-    default_auc = runs[LEVERS[0].name][0]["test_auc_per_epoch"][-1]
+    default_auc = max(runs[LEVERS[0].name][0]["test_auc_per_epoch"])
     return {lever.name: lever_summary(lever, runs[lever.name], peaks[lever.precision], default_auc)
             for lever in LEVERS}
+
+
+def best_matmul_peak(shapes, batch: int, dtype: str = "float32") -> dict:
+    """The matmul peak at the training batch and at PEAK_BATCHES: the highest is the bar."""
+    peaks = [matmul_peak(shapes, size, dtype=dtype) | {"batch": size} for size in sorted({batch, *PEAK_BATCHES})]
+    return max(peaks, key=lambda peak: peak["best_gflops"])
 
 
 def lever_summary(lever: Lever, runs: list[dict], peak: dict, default_auc: float) -> dict:
     rates = [rate for run in runs for rate in steady_rates(run)]
     flops = runs[0]["flops_per_example"]
     median = statistics.median(rates)
-    auc = runs[0]["test_auc_per_epoch"][-1]
+    auc = max(runs[0]["test_auc_per_epoch"])  # what early stopping would keep from these epochs
     return {"examples_per_second": round(median), "examples_per_second_range": [round(min(rates)), round(max(rates))],
             "steady_epochs": len(rates), "gflops": round(median * flops / 1e9, 1), "matmul_peak": peak,
             "fraction_of_matmul_peak": round(median * flops / 1e9 / peak["best_gflops"], 3),
@@ -223,7 +235,7 @@ def print_levers(table: dict) -> None:
         print(f"lever {name}: {lever['examples_per_second']:,} examples/s ({low:,}-{high:,}; "
               f"{lever['examples_per_second'] / default:.2f}x the default), {lever['gflops']} GFLOP/s = "
               f"{lever['fraction_of_matmul_peak']:.0%} of the {lever['precision'].removeprefix('mixed_')} matmul peak; "
-              f"validation AUC {lever['validation_auc']} ({lever['auc_difference']:+.4f}, {auc})")
+              f"best validation AUC {lever['validation_auc']} ({lever['auc_difference']:+.4f}, {auc})")
 
 
 def main() -> None:
@@ -247,17 +259,23 @@ def main() -> None:
     print(f"baseline: {baseline}")
     fast = ours(config, shapes, data, args.epochs)
     print(f"ours:     {fast}")
-    peak = matmul_peak(fast["dense_shapes"], fast["batch_size"])
+    peak = best_matmul_peak(fast["dense_shapes"], fast["batch_size"])
+    auc_gap = [round(ours_auc - naive, 4) for ours_auc, naive in zip(fast["test_auc_per_epoch"],
+                                                                   baseline["test_auc_per_epoch"], strict=True)]
     result = {"rows": args.rows, "train_rows": len(data["train_y"]), "epochs": args.epochs,
               "cpu_cores": os.cpu_count(), "baseline": baseline, "ours": fast, "matmul_peak": peak,
               "fraction_of_matmul_peak": round(fast["gflops"] / peak["best_gflops"], 3),
-              "speedup": round(fast["examples_per_second"] / baseline["examples_per_second"], 2)}
+              "speedup": round(fast["examples_per_second"] / baseline["examples_per_second"], 2),
+              "validation_auc_minus_baseline": auc_gap}
     if args.networks:
         result["quality"] = quality(args.networks.split(","), shapes, data)
     save("train", result)
     for name, arm in (("baseline", baseline), ("ours", fast)):
         print(speed_line(name, arm))
-    print(f"matmul peak at deep_v1's Dense shapes, batch {fast['batch_size']:,}: oneDNN {peak['oneDNN_gflops']} "
+    unchanged = all(gap >= -AUC_TOLERANCE for gap in auc_gap)
+    print(f"validation AUC, ours minus the baseline at equal epochs: {auc_gap} "
+          f"({'never' if unchanged else 'not always'} more than {AUC_TOLERANCE} lower)")
+    print(f"matmul peak at deep_v1's Dense shapes, batch {peak['batch']:,}: oneDNN {peak['oneDNN_gflops']} "
           f"GFLOP/s, XLA {peak['xla_gflops']} GFLOP/s; ours reaches "
           f"{result['fraction_of_matmul_peak']:.0%} of the best")
 

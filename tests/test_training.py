@@ -124,6 +124,7 @@ def test_auto_batch_size_gives_small_data_many_steps_and_large_data_large_batche
     auto = NetConfig()  # batch_size = 0
     assert effective_batch_size(auto, 1_400) == 64  # the 2K sample's training split: the smallest batch
     assert effective_batch_size(auto, 70_000) == 1_093  # 100K rows: 65 steps per epoch, not 16
-    assert effective_batch_size(auto, 700_000) == 8_192  # 1M rows: the largest batch, as before
-    assert effective_batch_size(auto, 10_000_000) == 8_192
+    assert effective_batch_size(auto, 200_000) == 3_125
+    assert effective_batch_size(auto, 700_000) == 4_096  # 1M rows: the largest batch
+    assert effective_batch_size(auto, 10_000_000) == 4_096
     assert effective_batch_size(NetConfig(batch_size=128), 700_000) == 128  # a set batch size is kept

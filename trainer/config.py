@@ -49,7 +49,7 @@ class NetConfig:
     network: str = _key("deep_v1", "registered network architecture (see trainer/networks/)")
     epochs: int = _key(8, "passes over the training split")
     batch_size: int = _key(
-        0, "examples per gradient step; 0 = auto: 1/64 of the training rows (64 steps per epoch), 64 to 8192"
+        0, "examples per gradient step; 0 = auto: 1/64 of the training rows (64 steps per epoch), 64 to 4096"
     )
     learning_rate: float = _key(0.005, "Adam step size (large batches want a larger step)")
     optimizer: str = _key(

@@ -103,25 +103,27 @@ def _read_with_pyarrow(path: Path, roles: ColumnRoles, schema: pa.Schema, subsam
     return _file_table(path, batches, rows_read, present)
 
 
-def _pyarrow_blocks(path: Path, roles: ColumnRoles, schema: pa.Schema, block_bytes: int = READ_BLOCK_BYTES
-                    ) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
+def _pyarrow_blocks(path: Path, roles: ColumnRoles, schema: pa.Schema, block_bytes: int = READ_BLOCK_BYTES,
+                    use_threads: bool = True) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
     """Each block as pyarrow parsed it, and decoded."""
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     with _arrow_source(path) as source:
-        reader = pj.open_json(source, read_options=pj.ReadOptions(block_size=block_bytes),
+        reader = pj.open_json(source, read_options=pj.ReadOptions(block_size=block_bytes, use_threads=use_threads),
                               parse_options=options)
         for parsed in reader:
             yield parsed, _decoded(dict(zip(parsed.schema.names, parsed.columns)), roles)
 
 
-def stream_file(path: Path, roles: ColumnRoles, block_bytes: int = READ_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
+def stream_file(path: Path, roles: ColumnRoles, block_bytes: int = READ_BLOCK_BYTES,
+                use_threads: bool = True) -> Iterator[pa.RecordBatch]:
     """Every row of the file, decoded, a block of `block_bytes` at a time: memory holds one block, whatever
-    the file's size (scoring). A block pyarrow refuses continues line by line from that block's first row."""
+    the file's size (scoring). A block pyarrow refuses continues line by line from that block's first row.
+    `use_threads=False` parses each block on the calling thread alone (pyarrow's pool otherwise)."""
     schema = _schema_from_first_lines(path, roles)  # an empty file is refused first
     check_columns_named(path, roles)
     streamed = 0
     try:
-        for _, batch in _pyarrow_blocks(path, roles, schema, block_bytes):
+        for _, batch in _pyarrow_blocks(path, roles, schema, block_bytes, use_threads):
             yield batch
             streamed += batch.num_rows
         return

@@ -34,12 +34,14 @@ from trainer.training.callbacks import DivergenceGuard, EpochEvaluation, EpochRe
 from trainer.training.metrics import RunMetrics
 
 # batch_size = 0 picks 1/64 of the training rows within these bounds: 64 steps
-# per epoch up to 524K training rows, more beyond, where the batch stays at
-# 8192 (large batches keep the CPU's matrix units busy: 1M rows train as
-# before). 1/16 (16 steps per epoch) underfitted 100K rows in 8 epochs:
-# linear_v1 was still improving, deep_v1 0.04 validation AUC lower; 1/128
-# was no better there and slower on 1M (bench/bench_batch.py).
-AUTO_BATCH_RANGE = (64, 8192)
+# per epoch up to 262K training rows, more beyond, where the batch stays at
+# 4096. On 1M rows 4096 trains as fast as 8192 (the matmuls already fill both
+# cores) and matches a batch-1024 fit's validation AUC at every epoch, where
+# 8192 trailed it by 0.06 after epoch 1 (bench/bench_train.py). 1/16 (16
+# steps per epoch) underfitted 100K rows in 8 epochs: linear_v1 was still
+# improving, deep_v1 0.04 validation AUC lower; 1/128 was no better there
+# and slower on 1M (bench/bench_batch.py).
+AUTO_BATCH_RANGE = (64, 4096)
 AUTO_BATCH_STEPS = 64
 # A test hook, like FAB_TEST_KILL_AT: split the CPU into this many logical devices.
 LOGICAL_CPUS_VARIABLE = "FAB_TEST_LOGICAL_CPUS"
