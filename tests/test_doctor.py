@@ -20,12 +20,15 @@ from launch import doctor
 from launch.containers import NO_GPU_RUNTIME
 from launch.tensorflow_probe import TensorFlowFacts, probe_in_image
 
-pytestmark = pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a machine with an NVIDIA driver")
+# These assert the GPU checks' failure lines, which a GPU machine (one with an NVIDIA driver) passes instead.
+without_a_gpu = pytest.mark.skipif(shutil.which("nvidia-smi") is not None,
+                                   reason="a GPU machine passes the GPU checks whose failure lines this asserts")
 
 A100_QUERY = "0, NVIDIA A100-SXM4-80GB, 550.54.15\n1, NVIDIA A100-SXM4-80GB, 550.54.15\n"
 A100_HEADER = "| NVIDIA-SMI 550.54.15              Driver Version: 550.54.15      CUDA Version: 12.4     |\n"
 
 
+@without_a_gpu
 def test_fab_doctor_passes_the_cpu_path_and_names_each_missing_gpu_piece_with_its_fix(
         built: BuiltImage, run_fab: Runner, lines_of: Lines) -> None:
     plain = run_fab("doctor")
@@ -50,6 +53,7 @@ def test_fab_doctor_without_an_engine_is_one_failed_line_and_exit_2(run_fab: Run
                                         "(no socket there): start Docker")
 
 
+@without_a_gpu
 def test_tensorflow_in_an_image_asks_for_every_gpu_and_an_engine_without_the_runtime_says_so(
         engine: docker.DockerClient, built: BuiltImage) -> None:
     facts = probe_in_image(engine, built.tag)

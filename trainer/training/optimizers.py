@@ -60,10 +60,10 @@ class LazyAdam(keras.optimizers.Adam):
                  / (1.0 - tf.pow(beta_1, local_step)))
 
         index = self._get_variable_index(variable)
-        m, v = self._momentums[index], self._velocities[index]
         if variable.shape[0] <= WHOLE_TABLE_PASS_ROWS:
             self._small_table_step(gradient, variable, index, alpha, (beta_1, beta_2))
             return
+        m, v = self._momentums[index], self._velocities[index]
         rows, summed, touched = sum_duplicate_rows(gradient.indices, tf.cast(gradient.values, dtype))
         # Keras Adam's arithmetic, on the touched rows; the padding rows' deltas are zero.
         m_rows, v_rows = tf.gather(m.value, rows), tf.gather(v.value, rows)
@@ -79,7 +79,6 @@ class LazyAdam(keras.optimizers.Adam):
             self.assign_add(v_hat, tf.IndexedSlices((v_rows - v_hat_rows) * touched, rows))
         step = alpha * m_rows / (tf.sqrt(v_rows) + tf.cast(self.epsilon, dtype)) * touched
         self.assign_sub(variable, tf.IndexedSlices(step, rows))
-
 
     def _small_table_step(self, gradient: tf.IndexedSlices, variable: Any, index: int, alpha: Any,
                           betas: tuple[Any, Any]) -> None:
