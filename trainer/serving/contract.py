@@ -68,6 +68,12 @@ class Profile:
 
     contract: dict[str, Any]
     columns: dict[str, ColumnProfile] = field(default_factory=dict)
+    # Each vocabulary as an Arrow array, made once rather than once per block (they reach 200,000 values).
+    _vocabularies: dict[str, pa.Array] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._vocabularies = {c: pa.array(terms["vocabulary"], pa.string())
+                              for c, terms in self.contract["columns"].items() if terms["kind"] == "categorical"}
 
     def add(self, batch: dict[str, pa.Array]) -> None:
         for column, terms in self.contract["columns"].items():
@@ -76,7 +82,7 @@ class Profile:
             profile.rows += len(values)
             profile.nulls += _missing_count(values, terms["kind"])
             if terms["kind"] == "categorical":
-                profile.unseen += _unseen_count(values, terms["vocabulary"])
+                profile.unseen += _unseen_count(values, self._vocabularies[column])
             elif terms["kind"] == "numeric":
                 _add_numbers(profile, values, terms)
 
@@ -125,8 +131,8 @@ def _missing_count(values: pa.Array, kind: str) -> int:
     return values.null_count + int(pc.sum(empty).as_py() or 0)
 
 
-def _unseen_count(values: pa.Array, vocabulary: list[str]) -> int:
-    known = pc.is_in(values, value_set=pa.array(vocabulary, pa.string()))
+def _unseen_count(values: pa.Array, vocabulary: pa.Array) -> int:
+    known = pc.is_in(values, value_set=vocabulary)
     valid = pc.and_(pc.is_valid(values), pc.not_equal(values, ""))
     return int(pc.sum(pc.and_(valid, pc.invert(known))).as_py() or 0)
 

@@ -9,7 +9,9 @@ the Keras path's, tested to 1e-5 for every network):
 - text: `tokenizer.rule_tokens`, or spaCy's tokens for the training titles the
   rules split differently, looked up in the token vocabulary (1 when unknown),
   truncated to the sequence length and padded with 0; a title with no token
-  is the one "no text" token. Each distinct title of a batch is tokenized once.
+  is the one "no text" token. Each distinct title of a batch is tokenized once,
+  and stays once in `EncodedRows` (`TitleTowerSplit` runs the model's title
+  tower on it before the rows take their title's result).
 
 `encode_distinct` takes each string column already as its distinct values and
 each row's index into them (what an Arrow dictionary array holds): each
@@ -18,6 +20,8 @@ same values as looking up every row.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -36,6 +40,21 @@ def index_table(keys: list[str], first: int, default: int) -> tf.lookup.StaticHa
     values = np.arange(first, first + len(keys), dtype=np.int64)
     initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(keys, tf.string), tf.constant(values))
     return tf.lookup.StaticHashTable(initializer, default_value=default)
+
+
+@dataclass(frozen=True)
+class EncodedRows:
+    """A batch's model inputs, the title's token ids once per distinct title."""
+
+    inputs: dict[str, tf.Tensor]  # per row: each categorical's index, the numbers
+    title_tokens: tf.Tensor | None = None  # (titles, sequence_length): each distinct title's token ids
+    title_of_row: tf.Tensor | None = None  # (rows,): each row's index into title_tokens
+
+    def per_row(self) -> dict[str, tf.Tensor]:
+        """Every input row by row, as the Keras model takes them."""
+        if self.title_tokens is None:
+            return self.inputs
+        return {**self.inputs, TEXT_INPUT: tf.gather(self.title_tokens, self.title_of_row)}
 
 
 class RawRowEncoder(tf.Module):
@@ -62,24 +81,26 @@ class RawRowEncoder(tf.Module):
                                                             tf.string)),
                 default_value=NO_VALUE) if titles else None
 
-    def __call__(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def __call__(self, features: dict[str, tf.Tensor]) -> EncodedRows:
         inputs = {c: tf.cast(self.categories[c].lookup(features[c]), tf.int32) for c in self.categorical_columns}
         if self.numeric_columns:
             inputs[NUMERIC_INPUT] = self._numeric(features)
-        if self.text_column:
-            inputs[TEXT_INPUT] = self._text(*tf.unique(features[self.text_column]))
-        return inputs
+        if not self.text_column:
+            return EncodedRows(inputs)
+        titles, title_of_row = tf.unique(features[self.text_column])
+        return EncodedRows(inputs, self._title_tokens(titles), title_of_row)
 
     def encode_distinct(self, distinct: dict[str, tuple[tf.Tensor, tf.Tensor]],
-                        numbers: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+                        numbers: dict[str, tf.Tensor]) -> EncodedRows:
         """`distinct`: (values, row indices into them) per string column; `numbers`: the numeric columns."""
         inputs = {c: tf.gather(tf.cast(self.categories[c].lookup(distinct[c][0]), tf.int32), distinct[c][1])
                   for c in self.categorical_columns}
         if self.numeric_columns:
             inputs[NUMERIC_INPUT] = self._numeric(numbers)
-        if self.text_column:
-            inputs[TEXT_INPUT] = self._text(*distinct[self.text_column])
-        return inputs
+        if not self.text_column:
+            return EncodedRows(inputs)
+        titles, title_of_row = distinct[self.text_column]
+        return EncodedRows(inputs, self._title_tokens(titles), title_of_row)
 
     def _numeric(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
         values = tf.stack([tf.cast(features[c], tf.float32) for c in self.numeric_columns], axis=1)
@@ -88,15 +109,14 @@ class RawRowEncoder(tf.Module):
             known = tf.clip_by_value(known, self.low, self.high)
         return (known - self.mean) / self.std
 
-    def _text(self, distinct: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
-        """Token ids of each row from its title's index (`position`) into the distinct titles."""
-        ids = self.tokens.lookup(self._tokens(distinct))[:, : self.sequence_length]
-        per_title = tf.cast(ids.to_tensor(PAD_TOKEN, shape=[None, self.sequence_length]), tf.int32)
-        if self.empty_text_token is not None:
-            no_token = tf.equal(ids.row_lengths(), 0)
-            first = tf.where(no_token, self.empty_text_token, per_title[:, 0])
-            per_title = tf.concat([first[:, None], per_title[:, 1:]], axis=1)
-        return tf.gather(per_title, position)
+    def _title_tokens(self, titles: tf.Tensor) -> tf.Tensor:
+        """(titles, sequence_length) token ids of each title."""
+        ids = self.tokens.lookup(self._tokens(titles))[:, : self.sequence_length]
+        padded = tf.cast(ids.to_tensor(PAD_TOKEN, shape=[None, self.sequence_length]), tf.int32)
+        if self.empty_text_token is None:
+            return padded
+        first = tf.where(tf.equal(ids.row_lengths(), 0), self.empty_text_token, padded[:, 0])
+        return tf.concat([first[:, None], padded[:, 1:]], axis=1)
 
     def _tokens(self, titles: tf.Tensor) -> tf.RaggedTensor:
         """Each title's tokens: spaCy's where the export carries them, else the rules'."""

@@ -14,6 +14,8 @@ Signatures (both return `click_probability`, float32 of shape (batch,)):
 
 Written with Keras 3's `ExportArchive`: the trained model's weights, the
 vocabularies as hash tables and the tokenizer's rules all live in one graph.
+Every signature runs the model's title tower once per distinct title of the
+request (`TitleTowerSplit`), then the rest of the model once per row.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import keras
 import tensorflow as tf
 
 from trainer.data.features import Preprocessor
-from trainer.serving.encoding import RawRowEncoder
+from trainer.serving.encoding import EncodedRows, RawRowEncoder
+from trainer.serving.towers import TitleTowerSplit
 
 OUTPUT_NAME = "click_probability"
 EXAMPLES_INPUT = "examples"
@@ -45,11 +48,11 @@ def raw_columns(preprocessor: Preprocessor) -> dict[str, tf.DType]:
 def write_serving_export(model: keras.Model, preprocessor: Preprocessor, overrides: dict[str, list[str]],
                          folder: Path) -> None:
     """Write the SavedModel into `folder` (TF Serving's `<name>/1/`)."""
-    encoder = RawRowEncoder(preprocessor, overrides)
+    encoder, split = RawRowEncoder(preprocessor, overrides), TitleTowerSplit(model)
     columns = raw_columns(preprocessor)
 
-    def probabilities(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {OUTPUT_NAME: tf.reshape(tf.cast(model(inputs, training=False), tf.float32), [-1])}
+    def probabilities(encoded: EncodedRows) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: tf.reshape(tf.cast(split(encoded), tf.float32), [-1])}
 
     def click_probability(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return probabilities(encoder(features))

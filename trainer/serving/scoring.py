@@ -59,7 +59,7 @@ class ServingModel:
         return np.concatenate(scores) if scores else np.zeros(0, np.float32)
 
     def score_arrow(self, batch: pa.RecordBatch) -> np.ndarray:
-        return self({c: _from_arrow(batch.column(c), dtype) for c, dtype in self.columns.items()})
+        return self(serving_columns(self, batch))
 
     def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
         return self({c: _from_pandas(frame[c], dtype) for c, dtype in self.columns.items()})
@@ -79,6 +79,11 @@ class ServingModel:
             else:  # an export without `distinct_values`: the rows' strings themselves
                 inputs[column] = tf.gather(tf.constant(values[0], tf.string), tf.constant(values[1][rows]))
         return inputs
+
+
+def serving_columns(serving: ServingModel, batch: pa.RecordBatch) -> dict[str, Column]:
+    """The columns `serving` takes, from the NDJSON reader's Arrow arrays."""
+    return {c: _from_arrow(batch.column(c), dtype) for c, dtype in serving.columns.items()}
 
 
 def _from_arrow(values: pa.Array, dtype: tf.DType) -> Column:
