@@ -36,12 +36,13 @@ class TitleTowerSplit:
 
     def __init__(self, model: keras.Model) -> None:
         self.model = model
+        self.tower: keras.Model | None = None
+        self.rest: keras.Model | None = None
+        self.others = [name for name in _input_names(model) if name != TEXT_INPUT]
         title = _input_named(model, TEXT_INPUT)
         frontier = _tower_outputs(model, title) if title is not None else []
-        if not frontier or frontier == [title]:
-            self.tower = self.rest = None
+        if not frontier or [id(t) for t in frontier] == [id(title)]:
             return
-        self.others = [name for name in _input_names(model) if name != TEXT_INPUT]
         self.tower = keras.Model(title, frontier, name=f"{model.name}_title_tower")
         self.rest = keras.Model([_input_named(model, name) for name in self.others] + frontier, model.outputs,
                                 name=f"{model.name}_after_title_tower")
