@@ -1,7 +1,7 @@
 """One run on several devices (tf.distribute.MirroredStrategy), on this machine's CPU.
 
-There is no GPU here, so the test hook FAB_TEST_LOGICAL_CPUS=2 splits the CPU into
-two logical devices before TensorFlow starts: the path a multi-GPU host takes (the
+There is no GPU here, so the test hook FAB_TEST_LOGICAL_CPUS=2 (`trainer.faults`) splits
+the CPU into two logical devices before TensorFlow starts: the path a multi-GPU host takes (the
 model mirrored on each device, each batch split between them), on CPU:0 and CPU:1.
 Then `fab tune_workers --gpu`'s one worker per GPU: nvidia-smi's lines parsed, the
 device requests as the real engine records them, process workers over real SSH
@@ -11,6 +11,7 @@ each seeing its own CUDA_VISIBLE_DEVICES, and the engine's refusal as one line.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -29,6 +30,7 @@ from service_fixtures import Sshd
 from launch import workers
 from trainer.data.dataset import load_dataset
 from trainer.errors import TrainerError
+from trainer.faults import LOGICAL_CPUS_VARIABLE
 from trainer.package.loader import load_package
 from trainer.tuning.study import StudySpec
 
@@ -54,7 +56,8 @@ def runs(run_python: Runner, sample_path: Path, tmp_path_factory: pytest.TempPat
     root = tmp_path_factory.mktemp("multi_device")
     return {
         "one": _train(run_python, root / "one", sample_path, TRAINER_BATCH_SIZE="256"),
-        "two": _train(run_python, root / "two", sample_path, TRAINER_BATCH_SIZE="128", FAB_TEST_LOGICAL_CPUS="2"),
+        "two": _train(run_python, root / "two", sample_path, TRAINER_BATCH_SIZE="128",
+                      **{LOGICAL_CPUS_VARIABLE: "2"}),
     }
 
 
@@ -69,6 +72,23 @@ def test_two_devices_train_one_run_named_in_its_first_line_and_manifest(runs: di
     assert manifest["device"].endswith("mirrored: CPU:0, CPU:1") and manifest["batch_size"] == 256
     one_first = runs["one"][0].stdout.splitlines()[0]
     assert one_first.endswith(" on CPU (2 cores)")  # one device: the path as before
+
+
+DESCRIBE_SPLIT_DESCRIBE = """
+from trainer.training.fit import describe_device, split_cpu_for_tests
+print(describe_device(False))
+split_cpu_for_tests()
+print(describe_device(False))
+"""
+
+
+def test_describing_the_device_leaves_it_as_it_is_and_the_split_is_its_own_step(run_python: Runner) -> None:
+    proc = run_python("-c", DESCRIBE_SPLIT_DESCRIBE, env={LOGICAL_CPUS_VARIABLE: "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cores = os.cpu_count()
+    # The first description neither split the CPU nor started TensorFlow's runtime, so the split still applies.
+    assert proc.stdout.splitlines() == [f"CPU ({cores} cores)",
+                                        f"CPU ({cores} cores) as 2 logical devices, mirrored: CPU:0, CPU:1"]
 
 
 def test_two_devices_reach_the_single_device_auc_and_a_package_that_scores_alike(runs: dict,

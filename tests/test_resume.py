@@ -21,8 +21,8 @@ import tensorflow as tf
 from cloud_fixtures import object_names, storage_client
 
 from trainer.data.dataset import load_dataset
+from trainer.faults import KILL_AT_VARIABLE
 from trainer.package.loader import load_package
-from trainer.training.backup import KILL_POINT_VARIABLE
 
 Runner = Callable[..., subprocess.CompletedProcess]
 # Early stopping with patience 2 and dropout (its seed generators must resume too).
@@ -38,7 +38,7 @@ def train_args(sample_path: Path, output: Path) -> list[str]:
 
 
 def killed_at(run_python: Runner, args: list[str], env: dict[str, str], point: str) -> None:
-    proc = run_python(*args, env={**env, KILL_POINT_VARIABLE: point})
+    proc = run_python(*args, env={**env, KILL_AT_VARIABLE: point})
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
 
 
@@ -62,15 +62,23 @@ def tensorboard_steps(package: Path, tmp_path: Path) -> dict[str, list[int]]:
     return steps
 
 
-def test_a_run_killed_after_its_best_epoch_resumes_to_the_same_package(
-    tmp_path: Path, sample_path: Path, run_python: Runner
-) -> None:
-    clean = run_python(*train_args(sample_path, tmp_path / "clean"), env=STOPPING_ENV)
+@pytest.fixture(scope="module")
+def stopped_early(tmp_path_factory: pytest.TempPathFactory, sample_path: Path,
+                  run_python: Runner) -> tuple[Path, dict[str, Any], pd.DataFrame]:
+    """An uninterrupted run that early stopping ends: its package, manifest and epochs."""
+    output = tmp_path_factory.mktemp("clean")
+    clean = run_python(*train_args(sample_path, output), env=STOPPING_ENV)
     assert clean.returncode == 0, clean.stderr
-    clean_package, clean_manifest, clean_epochs = package_of(tmp_path / "clean")
+    return package_of(output)
+
+
+def test_a_run_killed_after_its_best_epoch_resumes_to_the_same_package(
+    tmp_path: Path, sample_path: Path, run_python: Runner, stopped_early: tuple[Path, dict[str, Any], pd.DataFrame]
+) -> None:
+    clean_package, clean_manifest, clean_epochs = stopped_early
     best, trained = clean_manifest["best_epoch"], clean_manifest["epochs_trained"]
     kill = best + 1  # after the best epoch, while early stopping is still waiting
-    assert kill < trained <= 8, f"early stopping must stop after epoch {kill} for this test: {clean.stdout}"
+    assert kill < trained <= 8, f"early stopping must stop after epoch {kill} for this test: {clean_manifest}"
 
     output = tmp_path / "resumed"
     killed_at(run_python, train_args(sample_path, output), STOPPING_ENV, f"epoch:{kill}")
@@ -93,6 +101,26 @@ def test_a_run_killed_after_its_best_epoch_resumes_to_the_same_package(
     assert tensorboard_steps(package, tmp_path) == {split: list(range(1, trained + 1))
                                                     for split in ("train", "validation")}
     assert not list(output.glob(".work/*"))
+
+
+def test_a_run_killed_once_early_stopping_ended_it_trains_no_further_epoch(
+    tmp_path: Path, sample_path: Path, run_python: Runner, stopped_early: tuple[Path, dict[str, Any], pd.DataFrame]
+) -> None:
+    _, clean_manifest, clean_epochs = stopped_early
+    trained = clean_manifest["epochs_trained"]
+    assert trained < 8, f"early stopping must end this run before its epoch limit: {clean_manifest}"
+    output = tmp_path / "resumed"
+    # After the last epoch's backup, which holds early stopping's decision, before fit returns.
+    killed_at(run_python, train_args(sample_path, output), STOPPING_ENV, f"epoch:{trained}")
+    again = run_python(*train_args(sample_path, output), env=STOPPING_ENV)
+    assert again.returncode == 0, again.stderr
+    assert re.search(rf"^resuming run deep_v1-\S+ after epoch {trained}/8$", again.stdout, re.MULTILINE), again.stdout
+    assert not EPOCH_LINE.search(again.stdout), "a run early stopping had ended was trained further"
+    _, manifest, epochs = package_of(output)
+    assert (manifest["epochs_trained"], manifest["best_epoch"]) == (trained, clean_manifest["best_epoch"])
+    for name, value in clean_manifest["test_metrics"].items():
+        assert manifest["test_metrics"][name] == pytest.approx(value, abs=1e-6), name
+    np.testing.assert_allclose(epochs[SCORE_COLUMNS], clean_epochs[SCORE_COLUMNS], atol=1e-6)
 
 
 def test_a_kill_during_packaging_packages_the_run_without_retraining(

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from trainer.config import NetConfig
+from trainer.faults import KILL_AT_VARIABLE
 from trainer.run import TrainRequest, train
-from trainer.training.backup import KILL_POINT_VARIABLE
 from trainer.training.fit import effective_batch_size
 
 # Early stopping off: the run must go through all six epochs.
@@ -34,7 +34,7 @@ def test_killed_run_resumes_where_its_backup_left_off(tmp_path: Path, sample_pat
     args = ["-m", "trainer", "train", "--variant", "deep_v1", "--dataset", str(sample_path), "--output", str(output)]
     # The test hook SIGKILLs the trainer in the middle of epoch 3's backup (its files written, not yet made
     # current): a fixed point, not a timed kill. Epoch 2's backup is the last whole one.
-    killed = run_python(*args, env={**RESUME_ENV, KILL_POINT_VARIABLE: "backup:3"})
+    killed = run_python(*args, env={**RESUME_ENV, KILL_AT_VARIABLE: "backup:3"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert epochs_printed(killed.stdout) == [1, 2, 3]
     assert not list(output.glob("*.zip"))

@@ -50,6 +50,7 @@ from trainer.training.fit import (
     describe_device,
     effective_batch_size,
     fit_model,
+    split_cpu_for_tests,
     training_strategy,
 )
 from trainer.training.metrics import RunMetrics, binary_metrics, epoch_table
@@ -100,6 +101,7 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
     """Run the whole pipeline and publish one package; returns where it went."""
     resolved = _resolve(request)
     config = resolved.config
+    split_cpu_for_tests()  # a test hook, before TensorFlow initialises its devices
     device = describe_device(request.require_gpu)
     strategy = training_strategy()  # None on one device: Keras' default path
     keras.utils.set_random_seed(config.seed)

@@ -37,6 +37,7 @@ from trainer.cloud.clients import api_message, bigquery_client, cloud_errors
 from trainer.data import storage
 from trainer.data.dataset import export_metadata_uri
 from trainer.errors import TrainerError
+from trainer.library_internals import export_data_statistics
 
 # google-cloud-bigquery retries 5xx answers for 10 minutes by default; a user waits 2 at most.
 RETRY = bigquery.DEFAULT_RETRY.with_timeout(120)
@@ -189,8 +190,7 @@ def _export_to_gcs(client: bigquery.Client, sql: str, parameters: list[Any],
                  f"AS\n{sql}")
     job = client.query(statement, job_config=bigquery.QueryJobConfig(query_parameters=parameters), retry=RETRY)
     job.result(retry=RETRY)
-    # The job resource's exportDataStatistics; the client has no accessor for them.
-    statistics = job._properties.get("statistics", {}).get("query", {}).get("exportDataStatistics", {})
+    statistics = export_data_statistics(job)  # no public accessor: library_internals says why
     return job, int(statistics.get("rowCount", 0)), int(statistics.get("fileCount", 0))
 
 

@@ -21,10 +21,10 @@ from trainer.config import NetConfig, ResolvedConfig
 from trainer.data.dataset import DatasetSource
 from trainer.data.features import Preprocessor
 from trainer.data.splits import Splits, describe_splits
+from trainer.faults import fault_point
 from trainer.package.layout import CONTRACT_FILE, MODEL_FILE, PREPROCESSING_FILE, SERVING_FOLDER, SERVING_README
 from trainer.package.writer import manifest, publish_package, write_json
 from trainer.serving.export import serving_readme, write_serving_export
-from trainer.training.backup import kill_point
 from trainer.training.metrics import RunMetrics, plot_epochs, write_tensorboard
 
 
@@ -59,7 +59,7 @@ def write_package(staging: Path, package_uri: str, contents: PackageContents, ru
     contents.epochs.to_csv(staging / "metrics.csv", index=False)
     plot_epochs(contents.epochs, staging / "metrics.png", title=run_facts["run_id"])
     write_tensorboard(contents.epochs, staging / "tensorboard")
-    kill_point("packaging")
+    fault_point("packaging")
     publish_package(staging, package_uri)
 
 

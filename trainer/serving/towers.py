@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from trainer.data.features import TEXT_INPUT
+from trainer.library_internals import functional_layer_calls
 from trainer.serving.encoding import EncodedRows
 
 KerasTensor = keras.KerasTensor
@@ -68,15 +69,10 @@ def _tower_outputs(model: keras.Model, title: KerasTensor) -> list[KerasTensor]:
     """The tensors computed from `title` alone that a layer outside the tower, or the model's output, reads."""
     from_title_only = {id(title): title}
     read_outside: dict[int, KerasTensor] = {}
-    # The functional graph's nodes, inputs first (Keras numbers depth from the outputs).
-    for depth in sorted(model._nodes_by_depth, reverse=True):  # Keras has no public walk of its graph
-        for node in model._nodes_by_depth[depth]:
-            if node.is_input:
-                continue
-            inputs = node.input_tensors
-            if inputs and all(id(tensor) in from_title_only for tensor in inputs):
-                from_title_only.update((id(tensor), tensor) for tensor in node.outputs)
-            else:
-                read_outside.update((id(t), t) for t in inputs if id(t) in from_title_only)
+    for call in functional_layer_calls(model):  # inputs first: a call's inputs are classified before it
+        if call.inputs and all(id(tensor) in from_title_only for tensor in call.inputs):
+            from_title_only.update((id(tensor), tensor) for tensor in call.outputs)
+        else:
+            read_outside.update((id(t), t) for t in call.inputs if id(t) in from_title_only)
     read_outside.update((id(t), t) for t in model.outputs if id(t) in from_title_only)
     return list(read_outside.values())

@@ -4,9 +4,11 @@ written as one unit.
 Keras' `BackupAndRestore` saves the weights (with the optimizer's state) and
 the epoch, but not early stopping's state, nor the dropout layers' seed
 generators, and it writes the weights and the epoch one after the other.
-`ExactBackup` adds both, writes them into a folder of their own and then
-points `latest.json` at that folder with one rename: a kill at any moment
-leaves either the previous epoch's backup or this one's, never a mix.
+`ExactBackup` saves all of them into a folder of their own and then points
+`latest.json` at that folder with one rename: a kill at any moment leaves
+either the previous epoch's backup or this one's, never a mix. It uses
+public Keras only: `restore` runs before `fit` and says which epoch to start
+from (`fit(initial_epoch=...)`), the callback saves after each epoch.
 """
 
 from __future__ import annotations
@@ -14,26 +16,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from trainer.faults import fault_point
+
 POINTER = "latest.json"
 WEIGHTS = "model.weights.h5"
 ARRAYS = "state.npz"
-# A test hook, read here so that kills land at fixed points, not at a time:
-# "epoch:N" after epoch N's backup, "backup:N" inside it (its files written,
-# not yet pointed to), "packaging" before the package is published.
-KILL_POINT_VARIABLE = "FAB_TEST_KILL_AT"  # not TRAINER_: that prefix is for config keys
-
-
-def kill_point(point: str) -> None:
-    """SIGKILL this process if the test hook names `point`."""
-    if os.environ.get(KILL_POINT_VARIABLE) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def backed_up_epochs(backup_dir: Path) -> int:
@@ -59,55 +52,67 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         return self.stopped_epoch > 0
 
 
-class ExactBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore with early stopping's state and the seed generators, written atomically.
+def seed_states(model: keras.Model) -> list[keras.Variable]:
+    """The dropout layers' SeedGenerator states: in model.variables, not in model.weights."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
-    Put it after the early stopping callback: that one's epoch-end state is
-    then what gets saved, and its reset at train begin comes before the restore.
+
+class ExactBackup(keras.callbacks.Callback):
+    """Saves the weights, optimizer state, seed generators and early stopping's state after every epoch.
+
+    Call `restore(model, epochs)` before `fit` and pass what it returns as
+    `initial_epoch`. Put the callback after the early stopping callback: that
+    one's epoch-end state is then what gets saved, and its reset at train
+    begin comes before this callback puts the restored state back.
     """
 
-    def __init__(self, backup_dir: Path, early_stopping: ResumableEarlyStopping | None, epochs: int) -> None:
-        # The backup outlives fit: the run's folder is removed once its package is published.
-        super().__init__(str(backup_dir), delete_checkpoint=False)
-        self.root, self.early_stopping, self.epochs = backup_dir, early_stopping, epochs
+    def __init__(self, backup_dir: Path, early_stopping: ResumableEarlyStopping | None) -> None:
+        super().__init__()
+        self.root, self.early_stopping = backup_dir, early_stopping
+        # Early stopping's restored state and best weights, held until on_train_begin.
+        self.restored_stopping: tuple[dict[str, Any], list[np.ndarray] | None] | None = None
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._load_model()  # no fallback to a previous file needed: the pointer only names complete backups
-
-    def _seed_states(self) -> list[keras.Variable]:
-        # model.variables adds the dropout layers' SeedGenerator states to model.weights.
-        weights = {id(v) for v in self.model.weights}
-        return [v for v in self.model.variables if id(v) not in weights]
-
-    def _load_model(self) -> None:
+    def restore(self, model: keras.Model, epochs: int) -> int:
+        """Load the last backup into `model` (nothing if there is none); the epoch fit starts from."""
         pointer = self.root / POINTER
         if not pointer.exists():
-            return
+            return 0
         state = json.loads(pointer.read_text())
         folder = self.root / state["folder"]
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(folder / WEIGHTS)
+        if model.optimizer is not None and not model.optimizer.built:
+            # The slots must exist to be loaded; under the model's strategy, as fit would build them.
+            with model.distribute_strategy.scope():
+                model.optimizer.build(model.trainable_variables)
+        model.load_weights(folder / WEIGHTS)  # no fallback needed: the pointer only names complete backups
         with np.load(folder / ARRAYS) as arrays:
-            for i, variable in enumerate(self._seed_states()):
+            for i, variable in enumerate(seed_states(model)):
                 variable.assign(arrays[f"seed_{i}"])
             best = [arrays[f"best_{i}"] for i in range(state["best_weights"])] if state["best_weights"] else None
-        if self.early_stopping is not None and state["early_stopping"]:
-            self.early_stopping.restore(state["early_stopping"], best)
+        if self.early_stopping is None or not state["early_stopping"]:
+            return state["epoch"]
+        self.restored_stopping = state["early_stopping"], best
         # A run that early stopping had ended trains no further epoch (as Keras' BackupAndRestore does).
-        stopped = self.early_stopping is not None and self.early_stopping.stopped
-        self.model._initial_epoch = self.epochs if stopped else state["epoch"]
+        return epochs if state["early_stopping"]["stopped_epoch"] > 0 else state["epoch"]
 
-    def _save_model(self) -> None:
-        epoch = self._current_epoch
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        # Early stopping's own on_train_begin has just reset it.
+        if self.early_stopping is not None and self.restored_stopping is not None:
+            self.early_stopping.restore(*self.restored_stopping)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.save(epoch + 1)
+
+    def save(self, epoch: int) -> None:
+        """This epoch's backup, written whole into its own folder, then made current by one rename."""
         folder = self.root / f"epoch-{epoch}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         self.model.save_weights(folder / WEIGHTS)
         best = (self.early_stopping.best_weights if self.early_stopping is not None else None) or []
-        arrays = {f"seed_{i}": np.asarray(v) for i, v in enumerate(self._seed_states())}
+        arrays = {f"seed_{i}": np.asarray(v) for i, v in enumerate(seed_states(self.model))}
         np.savez(folder / ARRAYS, **arrays, **{f"best_{i}": w for i, w in enumerate(best)})
-        kill_point(f"backup:{epoch}")
+        fault_point(f"backup:{epoch}")
         state = {"epoch": epoch, "folder": folder.name, "best_weights": len(best),
                  "early_stopping": self.early_stopping.state() if self.early_stopping is not None else None}
         partial = self.root / f"{POINTER}.partial"

@@ -30,12 +30,12 @@ class EpochShuffledBatches(keras.callbacks.Callback):
         # batch of an epoch is gathered with that epoch's order. On the CPU,
         # where tf.data gathers batches, even when a GPU trains.
         with tf.device("/CPU:0"):
-            self._order = tf.Variable(tf.range(self.rows, dtype=tf.int64), trainable=False, name="epoch_order")
+            self.order = tf.Variable(tf.range(self.rows, dtype=tf.int64), trainable=False, name="epoch_order")
             inputs = {name: tf.constant(values) for name, values in split.inputs.items()}
             labels = tf.constant(split.labels)
 
         def batch(step: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-            rows = self._order[step * batch_size: tf.minimum((step + 1) * batch_size, self.rows)]
+            rows = self.order[step * batch_size: tf.minimum((step + 1) * batch_size, self.rows)]
             return {name: tf.gather(values, rows) for name, values in inputs.items()}, tf.gather(labels, rows)
 
         self.dataset = (tf.data.Dataset.range(self.steps)
@@ -43,5 +43,5 @@ class EpochShuffledBatches(keras.callbacks.Callback):
                         .prefetch(tf.data.AUTOTUNE))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._order.assign(tf.random.experimental.stateless_shuffle(
+        self.order.assign(tf.random.experimental.stateless_shuffle(
             tf.range(self.rows, dtype=tf.int64), seed=tf.constant([self.seed, epoch], dtype=tf.int64)))

@@ -11,8 +11,8 @@ import numpy as np
 
 from trainer.config import NetConfig
 from trainer.errors import TrainingDivergedError
+from trainer.faults import fault_point
 from trainer.training.arrays import SplitArrays, predict
-from trainer.training.backup import kill_point
 from trainer.training.metrics import (
     EPOCH_SECONDS,
     RunMetrics,
@@ -59,16 +59,16 @@ class DivergenceGuard(keras.callbacks.Callback):
     def __init__(self, config: NetConfig) -> None:
         super().__init__()
         self.config = config
-        self._epoch = 0
+        self.epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._epoch = epoch
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise TrainingDivergedError(
-                f"training diverged: loss became {float(loss)} in epoch {self._epoch + 1}, batch {batch + 1}; "
+                f"training diverged: loss became {float(loss)} in epoch {self.epoch + 1}, batch {batch + 1}; "
                 f"lower learning_rate (now {self.config.learning_rate}) or check the numeric columns "
                 f"for extreme values"
             )
@@ -93,40 +93,40 @@ class EpochReport(keras.callbacks.Callback):
         self.run_metrics, self.train_rows, self.epochs, self.out = run_metrics, train_rows, epochs, out
         self.batch_size = batch_size
         self.steps_per_epoch = math.ceil(train_rows / batch_size)
-        self._trained_shapes: set[int] = set()  # batch sizes this process has already compiled
-        self._calls: list[StepCall] = []
-        self._started = self._call_started = 0.0
-        self._call_first_step = 0
+        self.trained_shapes: set[int] = set()  # batch sizes this process has already compiled
+        self.calls: list[StepCall] = []
+        self.epoch_started = self.call_started = 0.0
+        self.call_first_step = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._started = time.perf_counter()
-        self._calls = []
+        self.epoch_started = time.perf_counter()
+        self.calls = []
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self._call_first_step = batch
-        self._call_started = time.perf_counter()
+        self.call_first_step = batch
+        self.call_started = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        seconds = time.perf_counter() - self._call_started
+        seconds = time.perf_counter() - self.call_started
         # Keras reports the call's last step as first + steps_per_execution - 1, even past the epoch's end.
         end = min(batch + 1, self.steps_per_epoch)
-        shapes = {self._batch_rows(step) for step in range(self._call_first_step, end)}
-        self._calls.append(StepCall(end - self._call_first_step, seconds, not shapes <= self._trained_shapes))
-        self._trained_shapes |= shapes
+        shapes = {self.batch_rows(step) for step in range(self.call_first_step, end)}
+        self.calls.append(StepCall(end - self.call_first_step, seconds, not shapes <= self.trained_shapes))
+        self.trained_shapes |= shapes
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
-        training, compile_seconds = split_compile_seconds(self._calls)
+        training, compile_seconds = split_compile_seconds(self.calls)
         logs.update(training_seconds=training, compile_seconds=compile_seconds,
                     examples_per_second=self.train_rows / max(training, 1e-9))
         logs.setdefault("evaluation_seconds", math.nan)
-        logs["epoch_seconds"] = time.perf_counter() - self._started
+        logs["epoch_seconds"] = time.perf_counter() - self.epoch_started
         for part in EPOCH_SECONDS:
             self.run_metrics.time(f"epoch.{part}_seconds", logs[f"{part}_seconds"])
         self.run_metrics.count("examples_trained", self.train_rows, training)
         print(format_epoch_line(epoch + 1, self.epochs, logs), file=self.out, flush=True)
 
-    def _batch_rows(self, step: int) -> int:
+    def batch_rows(self, step: int) -> int:
         return min(self.batch_size, self.train_rows - step * self.batch_size)
 
 
@@ -134,4 +134,4 @@ class KillPoint(keras.callbacks.Callback):
     """The test hook `FAB_TEST_KILL_AT=epoch:N`: SIGKILL after epoch N is backed up (put it last)."""
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        kill_point(f"epoch:{epoch + 1}")
+        fault_point(f"epoch:{epoch + 1}")

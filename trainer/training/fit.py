@@ -3,11 +3,11 @@ metrics, TensorBoard, optional early stopping, a NaN guard and exact resume.
 
 Resuming: `backup.ExactBackup` saves the weights, optimizer state, early
 stopping's state and the epoch after every epoch into the run's work folder;
-a run started again with the same arguments finds that folder and continues
-from its last completed epoch, on the same batches (`batches`), to the same
-model. When fit ends, the trained (best) model is kept in the folder until the
-package is published, so a kill or a failed upload after training loses none
-of it.
+a run started again with the same arguments finds that folder, restores it
+before `fit` and continues from its last completed epoch, on the same batches
+(`batches`), to the same model. When fit ends, the trained (best) model is
+kept in the folder until the package is published, so a kill or a failed
+upload after training loses none of it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from trainer.config import NetConfig
 from trainer.errors import TrainerError
+from trainer.faults import logical_cpus
 from trainer.training.arrays import SplitArrays
 from trainer.training.backup import ExactBackup, ResumableEarlyStopping, backed_up_epochs
 from trainer.training.batches import EpochShuffledBatches
@@ -43,8 +44,6 @@ from trainer.training.metrics import RunMetrics
 # and slower on 1M (bench/bench_batch.py).
 AUTO_BATCH_RANGE = (64, 4096)
 AUTO_BATCH_STEPS = 64
-# A test hook, like FAB_TEST_KILL_AT: split the CPU into this many logical devices.
-LOGICAL_CPUS_VARIABLE = "FAB_TEST_LOGICAL_CPUS"
 
 
 def effective_batch_size(config: NetConfig, train_rows: int) -> int:
@@ -124,8 +123,8 @@ class WorkFolders:
 
 
 def describe_device(require_gpu: bool) -> str:
-    """The devices TensorFlow will train on, in words; fails if a GPU was required but none is seen."""
-    split_cpu_for_tests()
+    """The devices TensorFlow will train on, in words; fails if a GPU was required but none is seen.
+    It only describes: `split_cpu_for_tests` comes first when the CPU is to be split."""
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         if require_gpu:
@@ -133,7 +132,7 @@ def describe_device(require_gpu: bool) -> str:
                 "a GPU was asked for (--gpu) but TensorFlow sees none: check `nvidia-smi` and that the "
                 "CUDA build of TensorFlow is installed, or drop --gpu to train on the CPU"
             )
-        if _logical_cpus() > 1:  # only the test hook splits the CPU
+        if _cpu_split() > 1:  # only the test hook splits the CPU
             cpus = replica_devices()
             return f"CPU ({os.cpu_count()} cores) as {len(cpus)} logical devices, mirrored: {_short(cpus)}"
         return f"CPU ({os.cpu_count()} cores)"
@@ -145,17 +144,18 @@ def describe_device(require_gpu: bool) -> str:
 
 
 def split_cpu_for_tests() -> None:
-    """The test hook FAB_TEST_LOGICAL_CPUS=N: the CPU as N logical devices, so the multi-device
-    path runs on a machine without GPUs. It must run before TensorFlow initialises its devices."""
-    if (count := _logical_cpus()) < 2:
+    """The test hook FAB_TEST_LOGICAL_CPUS=N (`trainer.faults`): the CPU as N logical devices, so the
+    multi-device path runs on a machine without GPUs. It must run before TensorFlow initialises its devices."""
+    if (count := logical_cpus()) < 2:
         return
     cpu = tf.config.list_physical_devices("CPU")[0]
     if tf.config.get_logical_device_configuration(cpu) is None:  # a tuning worker's next trial: already split
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
 
 
-def _logical_cpus() -> int:
-    return int(os.environ.get(LOGICAL_CPUS_VARIABLE) or 0)
+def _cpu_split() -> int:
+    """Logical devices the CPU is configured as (0: not split), read without starting TensorFlow's runtime."""
+    return len(tf.config.get_logical_device_configuration(tf.config.list_physical_devices("CPU")[0]) or [])
 
 
 def replica_devices() -> list[str]:
@@ -168,7 +168,7 @@ def training_strategy() -> tf.distribute.Strategy | None:
     """MirroredStrategy over the devices when there are several (one model copy each, gradients
     summed); None for one device, where Keras' default path is kept exactly as it was."""
     # Physical devices first: listing logical ones starts TensorFlow's runtime, which one device leaves to Keras.
-    if len(tf.config.list_physical_devices("GPU")) < 2 and _logical_cpus() < 2:
+    if len(tf.config.list_physical_devices("GPU")) < 2 and _cpu_split() < 2:
         return None
     return tf.distribute.MirroredStrategy(replica_devices())
 
@@ -194,6 +194,8 @@ def fit_model(
     early_stopping = ResumableEarlyStopping(
         monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
     ) if config.early_stopping_patience else None
+    backup = ExactBackup(work.backup, early_stopping)
+    initial_epoch = backup.restore(model, config.epochs)  # 0 when starting fresh
     callbacks: list[keras.callbacks.Callback] = [
         batches,
         DivergenceGuard(config),
@@ -206,11 +208,12 @@ def fit_model(
         keras.callbacks.TensorBoard(log_dir=str(work.tensorboard), write_graph=False, profile_batch=0),
         *([early_stopping] if early_stopping else []),
         *extra_callbacks,  # after EpochEvaluation: they see the epoch's validation metrics
-        ExactBackup(work.backup, early_stopping, config.epochs),  # after early stopping: saves its epoch-end state
+        backup,  # after early stopping: saves its epoch-end state, and restores it after its reset
         KillPoint(),
     ]
     # shuffle=False: the batches come shuffled by epoch (fit would warn that it ignores shuffle=True).
-    model.fit(batches.dataset, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0)
+    model.fit(batches.dataset, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+              shuffle=False, verbose=0)
     # Without early stopping every epoch runs and the last one's weights are kept.
     stopping_chose = early_stopping is not None and early_stopping.best_weights is not None
     best_epoch = early_stopping.best_epoch + 1 if stopping_chose else config.epochs

@@ -46,7 +46,7 @@ class RunMetrics:
     def __init__(self) -> None:
         self.registry = MetricsRegistry()
         self.stage_seconds: dict[str, float] = {}
-        self._counted_seconds: dict[str, float] = {}
+        self.counted_seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -60,7 +60,7 @@ class RunMetrics:
         """Count `n` events (rows loaded, examples trained) done in `seconds` of their own; repeated
         calls add up, so the rate is every event over every second spent on them."""
         self.registry.counter(name).inc(n)
-        self._counted_seconds[name] = self._counted_seconds.get(name, 0.0) + seconds
+        self.counted_seconds[name] = self.counted_seconds.get(name, 0.0) + seconds
 
     def time(self, name: str, seconds: float) -> None:
         """One duration into a pyformance timer (its count, sum, percentiles); an unknown one is skipped."""
@@ -70,7 +70,7 @@ class RunMetrics:
     def snapshot(self) -> dict[str, Any]:
         metrics = {name: {key: value for key, value in values.items() if not key.endswith("_rate")}
                    for name, values in self.registry.dump_metrics().items()}
-        for name, seconds in self._counted_seconds.items():
+        for name, seconds in self.counted_seconds.items():
             count = metrics[name]["count"]
             metrics[name].update(seconds=round(seconds, 4), per_second=round(count / max(seconds, 1e-9), 1))
         epoch_totals = {part: round(metrics[f"epoch.{part}_seconds"]["sum"], 3)

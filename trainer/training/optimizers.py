@@ -36,6 +36,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from trainer.library_internals import adam_slots
+
 
 @keras.saving.register_keras_serializable(package="trainer")
 class LazyAdam(keras.optimizers.Adam):
@@ -48,22 +50,23 @@ class LazyAdam(keras.optimizers.Adam):
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         """Apply one update; sparse gradients update only the rows they index."""
         if isinstance(gradient, tf.IndexedSlices):
-            self._sparse_update_step(gradient, variable, learning_rate)
+            self.sparse_update_step(gradient, variable, learning_rate)
         else:
             super().update_step(gradient, variable, learning_rate)
 
-    def _sparse_update_step(self, gradient: tf.IndexedSlices, variable: Any, learning_rate: Any) -> None:
+    def sparse_update_step(self, gradient: tf.IndexedSlices, variable: Any, learning_rate: Any) -> None:
+        """Adam's update on the rows the sparse gradient indexes; the other rows and their slots keep their values."""
         dtype = variable.dtype
         local_step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
         alpha = (tf.cast(learning_rate, dtype) * tf.sqrt(1.0 - tf.pow(beta_2, local_step))
                  / (1.0 - tf.pow(beta_1, local_step)))
 
-        index = self._get_variable_index(variable)
+        slots = adam_slots(self, variable)
         if variable.shape[0] <= WHOLE_TABLE_PASS_ROWS:
-            self._small_table_step(gradient, variable, index, alpha, (beta_1, beta_2))
+            self.small_table_step(gradient, variable, slots, alpha, (beta_1, beta_2))
             return
-        m, v = self._momentums[index], self._velocities[index]
+        m, v, v_hat = slots
         rows, summed, touched = sum_duplicate_rows(gradient.indices, tf.cast(gradient.values, dtype))
         # Keras Adam's arithmetic, on the touched rows; the padding rows' deltas are zero.
         m_rows, v_rows = tf.gather(m.value, rows), tf.gather(v.value, rows)
@@ -72,20 +75,19 @@ class LazyAdam(keras.optimizers.Adam):
         self.assign_add(m, tf.IndexedSlices(m_delta, rows))
         self.assign_add(v, tf.IndexedSlices(v_delta, rows))
         m_rows, v_rows = m_rows + m_delta, v_rows + v_delta
-        if self.amsgrad:
-            v_hat = self._velocity_hats[index]
+        if v_hat is not None:
             v_hat_rows = tf.gather(v_hat.value, rows)
             v_rows = tf.maximum(v_hat_rows, v_rows)
             self.assign_add(v_hat, tf.IndexedSlices((v_rows - v_hat_rows) * touched, rows))
         step = alpha * m_rows / (tf.sqrt(v_rows) + tf.cast(self.epsilon, dtype)) * touched
         self.assign_sub(variable, tf.IndexedSlices(step, rows))
 
-    def _small_table_step(self, gradient: tf.IndexedSlices, variable: Any, index: int, alpha: Any,
-                          betas: tuple[Any, Any]) -> None:
+    def small_table_step(self, gradient: tf.IndexedSlices, variable: Any, slots: tuple[Any, Any, Any], alpha: Any,
+                         betas: tuple[Any, Any]) -> None:
         """The same update, computed over the whole table: for a table of up to `WHOLE_TABLE_PASS_ROWS`,
         one fused pass over it costs less than sorting the slices (XLA's sort is slow on CPUs)."""
         beta_1, beta_2 = betas
-        m, v = self._momentums[index], self._velocities[index]
+        m, v, v_hat = slots
         table_rows, dtype = variable.shape[0], variable.dtype
         summed = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), gradient.indices, table_rows)
         looked_up = tf.math.unsorted_segment_max(tf.ones_like(gradient.indices, dtype), gradient.indices, table_rows)
@@ -94,8 +96,7 @@ class LazyAdam(keras.optimizers.Adam):
         v_new = v.value + (tf.square(summed) - v.value) * (1.0 - beta_2) * touched
         self.assign(m, m_new)
         self.assign(v, v_new)
-        if self.amsgrad:
-            v_hat = self._velocity_hats[index]
+        if v_hat is not None:
             v_new = tf.maximum(v_hat.value, v_new)
             self.assign(v_hat, v_new)
         self.assign_sub(variable, alpha * m_new / (tf.sqrt(v_new) + tf.cast(self.epsilon, dtype)) * touched)

@@ -32,7 +32,7 @@ from trainer.config import ENV_PREFIX
 from trainer.data import storage
 from trainer.errors import RunAbandonedError, TrainerError, TrainingDivergedError
 from trainer.run import TrainRequest, TrainResult, train
-from trainer.training.fit import describe_device
+from trainer.training.fit import describe_device, split_cpu_for_tests
 from trainer.tuning.space import as_environment, suggest
 from trainer.tuning.study import (
     HEARTBEAT_INTERVAL_S,
@@ -66,6 +66,7 @@ def run_worker(name: str, url: str, require_gpu: bool = False, out: TextIO = sys
     overshooting the target, and takes over any of them whose worker dies.
     """
     study, spec = load_study(name, url)
+    split_cpu_for_tests()  # a test hook, before TensorFlow initialises its devices (each trial's run finds it done)
     device = describe_device(require_gpu)  # no GPU for --gpu: one line now, not a failed trial
     worker = f"{socket.gethostname()}/{os.getpid()}"
     stop = StopRequest()
