@@ -128,8 +128,10 @@ def _source(package_uri: str) -> str:
     import json
     import zipfile
 
+    from trainer.package.layout import DATASET_FILE
+
     with zipfile.ZipFile(package_uri) as archive:
-        return json.loads(archive.read("dataset.json"))["source"]
+        return json.loads(archive.read(DATASET_FILE))["source"]
 
 
 def timed_arms(package_uri: str, score_path: Path, rounds: int, folder: Path) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import Any
 from common import ROOT, save
 
 from trainer import import_tensorflow_quietly
+from trainer.package.layout import DATASET_FILE
 
 EVERY_ID_KEPT = {"TRAINER_MIN_CATEGORY_COUNT": "1", "TRAINER_MAX_CATEGORIES": "100000000"}
 OPTIMIZERS = {"lazy_adam": "lazy_adam", "keras_adam": "adam"}
@@ -98,7 +99,7 @@ def trained_rates(path: Path, keys: dict[str, str], epochs: int) -> tuple[list[f
     with tempfile.TemporaryDirectory() as output:
         result = train(TrainRequest("deep_v1", str(path), output, environ=environ), out=io.StringIO())
         with zipfile.ZipFile(result.package_uri) as archive:
-            item_rows = json.loads(archive.read("dataset.json"))["categorical_cardinalities"]["item_id"]
+            item_rows = json.loads(archive.read(DATASET_FILE))["categorical_cardinalities"]["item_id"]
     return result.epochs["examples_per_second"].iloc[1:].tolist(), result.validation_metrics["auc"], item_rows
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT, SAMPLE, clean_env
 
-from trainer.package.layout import MODEL_FILE, REQUIRED_FILES
+from trainer.package.layout import CURRENT_VERSION, FORMAT_VERSION_FIELD, MANIFEST_FILE, MODEL_FILE, REQUIRED_FILES
 
 FAB = Path(sys.executable).parent / "fab"
 TIMEOUT_S = 300
@@ -94,7 +94,13 @@ def package_with_bad_crc(path: Path) -> None:
 
 def incomplete_package(path: Path) -> None:
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("manifest.json", "{}")
+        archive.writestr(MANIFEST_FILE, "{}")
+
+
+def package_of_a_newer_format(path: Path) -> None:
+    """A package written by a trainer newer than this one: its manifest is all this one may read."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(MANIFEST_FILE, json.dumps({FORMAT_VERSION_FIELD: CURRENT_VERSION + 1}))
 
 
 NO_ENGINE = {"DOCKER_HOST": "unix://{tmp}/no-engine.sock"}
@@ -187,6 +193,9 @@ CASES = [
          files={"junk.zip": "these are not zip bytes"}),
     Case("package-incomplete", (*SCORE_SAMPLE, "{tmp}/part.zip"), "not a complete package (missing config.json",
          files={"part.zip": incomplete_package}),
+    Case("package-of-a-newer-format", (*SCORE_SAMPLE, "{tmp}/newer.zip"),
+         f"package format version {CURRENT_VERSION + 1} is newer than this trainer reads (1 to {CURRENT_VERSION}); "
+         "upgrade the trainer", files={"newer.zip": package_of_a_newer_format}),
     Case("package-member-with-a-bad-crc", (*SCORE_SAMPLE, "{tmp}/damaged.zip"),
          f"the package is corrupt ({MODEL_FILE} does not read back", files={"damaged.zip": package_with_bad_crc}),
     Case("score-missing-input", ("fab", "score", "--package", "{package}", "--input", "{tmp}/absent.json"),

@@ -19,6 +19,7 @@ from test_fab_forms import parsed
 
 from trainer.comparison.bootstrap import paired_auc_difference
 from trainer.comparison.compare import Comparison, compare_packages
+from trainer.package.layout import DATASET_FILE, MANIFEST_FILE
 from trainer.run import TrainRequest, train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -173,7 +174,7 @@ def scored_rows() -> tuple[np.ndarray, np.ndarray]:
 
 def read_manifest(uri: str) -> dict:
     with zipfile.ZipFile(uri) as archive:
-        return json.loads(archive.read("manifest.json"))
+        return json.loads(archive.read(MANIFEST_FILE))
 
 
 def with_dataset_hash(uri: str, copy: Path, sha256: str) -> str:
@@ -181,7 +182,7 @@ def with_dataset_hash(uri: str, copy: Path, sha256: str) -> str:
     with zipfile.ZipFile(uri) as source, zipfile.ZipFile(copy, "w") as target:
         for item in source.infolist():
             data = source.read(item.filename)
-            if item.filename == "dataset.json":
+            if item.filename == DATASET_FILE:
                 data = json.dumps({**json.loads(data), "sha256": sha256}).encode()
             target.writestr(item, data)
     return str(copy)

@@ -20,7 +20,18 @@ from trainer.config import KEYS
 from trainer.data import storage
 from trainer.data.dataset import load_dataset
 from trainer.errors import PackageError
-from trainer.package.layout import PREPROCESSING_FILE, REQUIRED_FILES
+from trainer.package.layout import (
+    CONFIG_FILE,
+    DATASET_FILE,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    METRICS_PLOT,
+    MODEL_FILE,
+    MODEL_FOLDER,
+    PREPROCESSING_FILE,
+    REQUIRED_FILES,
+    TENSORBOARD_FOLDER,
+)
 from trainer.package.listing import format_runs, list_runs
 from trainer.package.loader import load_package
 from trainer.package.writer import write_json
@@ -53,12 +64,12 @@ def test_package_holds_required_file(archive: zipfile.ZipFile, name: str) -> Non
 
 
 def test_package_holds_tensorboard_event_files(archive: zipfile.ZipFile) -> None:
-    events = [n for n in archive.namelist() if n.startswith("tensorboard/") and ".tfevents." in n]
+    events = [n for n in archive.namelist() if n.startswith(f"{TENSORBOARD_FOLDER}/") and ".tfevents." in n]
     assert {n.split("/")[1] for n in events} == {"train", "validation"}
 
 
 def test_metrics_csv_has_one_row_per_epoch_with_train_and_validation_metrics(archive: zipfile.ZipFile) -> None:
-    with archive.open("metrics.csv") as csv:
+    with archive.open(METRICS_FILE) as csv:
         table = pd.read_csv(csv)
     assert list(table["epoch"]) == [1, 2]
     assert list(table.columns[1:9]) == EPOCH_COLUMNS
@@ -70,8 +81,8 @@ def test_metrics_csv_has_one_row_per_epoch_with_train_and_validation_metrics(arc
 def test_the_packaged_epoch_and_its_validation_and_test_metrics_are_recorded(
     archive: zipfile.ZipFile, trained: Any
 ) -> None:
-    manifest = read_json(archive, "manifest.json")
-    table = pd.read_csv(archive.open("metrics.csv")).set_index("epoch")
+    manifest = read_json(archive, MANIFEST_FILE)
+    table = pd.read_csv(archive.open(METRICS_FILE)).set_index("epoch")
     best = manifest["best_epoch"]
     assert best == trained.result.best_epoch and best == table["validation_auc"].idxmax()
     # The validation metrics are those of the packaged weights: the chosen epoch's row.
@@ -99,7 +110,7 @@ def test_every_json_member_parses_strictly(archive: zipfile.ZipFile) -> None:
         raise ValueError(f"{constant} is not JSON")
 
     members = [name for name in archive.namelist() if name.endswith(".json")]
-    assert {"manifest.json", "config.json", "dataset.json", PREPROCESSING_FILE} <= set(members)
+    assert {MANIFEST_FILE, CONFIG_FILE, DATASET_FILE, PREPROCESSING_FILE} <= set(members)
     for name in members:
         json.loads(archive.read(name), parse_constant=refuse)
 
@@ -121,11 +132,11 @@ def test_publishing_removes_a_partial_copy_a_killed_publish_left(tmp_path: Path)
 
 
 def test_metrics_png_is_a_png(archive: zipfile.ZipFile) -> None:
-    assert archive.read("metrics.png").startswith(PNG_SIGNATURE)
+    assert archive.read(METRICS_PLOT).startswith(PNG_SIGNATURE)
 
 
 def test_config_json_has_every_key_with_its_source(archive: zipfile.ZipFile) -> None:
-    config = read_json(archive, "config.json")
+    config = read_json(archive, CONFIG_FILE)
     assert config["variant"] == "deep_v1"
     assert set(config["keys"]) == set(KEYS)
     assert config["keys"]["epochs"] == {"value": 2, "source": "environment TRAINER_EPOCHS"}
@@ -135,7 +146,7 @@ def test_config_json_has_every_key_with_its_source(archive: zipfile.ZipFile) -> 
 
 
 def test_dataset_json_describes_the_data_it_trained_on(archive: zipfile.ZipFile, sample_path: Path) -> None:
-    data = read_json(archive, "dataset.json")
+    data = read_json(archive, DATASET_FILE)
     rows = [json.loads(line) for line in sample_path.read_text().splitlines()]
     assert data["source"] == str(sample_path)
     assert data["sha256"] == hashlib.sha256(sample_path.read_bytes()).hexdigest()
@@ -150,11 +161,11 @@ def test_dataset_json_describes_the_data_it_trained_on(archive: zipfile.ZipFile,
     assert data["label_rate"]["all"] == pytest.approx(np.mean([int(r["is_click"]) for r in rows]))
     cardinalities = data["categorical_cardinalities"]
     assert cardinalities["platform"] == len({r["platform"] for r in rows}) + 1
-    assert set(cardinalities) == set(read_json(archive, "config.json")["keys"]["categorical_columns"]["value"])
+    assert set(cardinalities) == set(read_json(archive, CONFIG_FILE)["keys"]["categorical_columns"]["value"])
 
 
 def test_manifest_traces_code_libraries_device_and_timings(archive: zipfile.ZipFile, trained: Any) -> None:
-    manifest = read_json(archive, "manifest.json")
+    manifest = read_json(archive, MANIFEST_FILE)
     assert manifest["run_id"] == trained.result.run_id
     commit = re.fullmatch(r"([0-9a-f]{40})(\+dirty)?", manifest["code_commit"])
     assert commit, manifest["code_commit"]
@@ -208,13 +219,13 @@ def test_zip_without_the_model_files(tmp_path: Path, archive: zipfile.ZipFile) -
     path = tmp_path / "partial.zip"
     with zipfile.ZipFile(path, "w") as partial:
         for name in archive.namelist():
-            if not name.startswith("model/"):
+            if not name.startswith(f"{MODEL_FOLDER}/"):
                 partial.writestr(name, archive.read(name))
     with pytest.raises(PackageError) as caught:
         load_package(str(path))
     message = str(caught.value)
     assert "partial.zip: not a complete package" in message
-    assert "model/model.keras" in message and "model/preprocessing.json" in message
+    assert MODEL_FILE in message and PREPROCESSING_FILE in message
 
 
 def test_failed_run_leaves_no_zip(diverged_run: tuple[subprocess.CompletedProcess, Path]) -> None:

@@ -142,11 +142,12 @@ class ResolvedConfig:
 
 
 def config_from_json_dict(data: dict[str, Any]) -> ResolvedConfig:
-    """Read back what `ResolvedConfig.to_json_dict` wrote (a package's config.json)."""
+    """Read back what `ResolvedConfig.to_json_dict` wrote (a package's config.json, as the current format
+    version has it: `trainer.package.layout.read_as_current`). A key the package lacks takes its default."""
     keys = data["keys"]
     values = {k: tuple(v["value"]) if isinstance(v["value"], list) else v["value"] for k, v in keys.items()}
     return ResolvedConfig(data["variant"], NetConfig(**values), {k: v["source"] for k, v in keys.items()},
-                          data.get("variants_file"))
+                          data["variants_file"])
 
 
 def _jsonable(value: Any) -> Any:

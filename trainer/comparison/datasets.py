@@ -27,8 +27,8 @@ class TestGroup:
 def split_key(record: PackageRecord) -> str:
     """What identifies a package's test rows: the data's hash, the subsample and the split's description."""
     dataset = record.dataset
-    return json.dumps({"sha256": dataset.get("sha256"), "subsample": dataset.get("subsample"),
-                       "split": dataset.get("split")}, sort_keys=True)
+    return json.dumps({"sha256": dataset["sha256"], "subsample": dataset["subsample"], "split": dataset["split"]},
+                      sort_keys=True)
 
 
 def test_groups(records: list[PackageRecord]) -> list[TestGroup]:
@@ -43,19 +43,17 @@ def format_datasets(records: list[PackageRecord]) -> list[str]:
     """Each package's dataset source and hash, its split, and whether they are the same."""
     lines = ["dataset:"]
     lines += [f"  {record.letter} {_describe_dataset(record.dataset)}" for record in records]
-    lines.append("  " + _same({r.dataset.get("sha256") for r in records}, "same dataset", "different datasets"))
+    lines.append("  " + _same({r.dataset["sha256"] for r in records}, "same dataset", "different datasets"))
     lines.append("split:")
-    lines += [f"  {record.letter} {describe_split(record.dataset.get('split') or {})}" for record in records]
-    splits = {json.dumps(r.dataset.get("split"), sort_keys=True) for r in records}
+    lines += [f"  {record.letter} {describe_split(record.dataset['split'])}" for record in records]
+    splits = {json.dumps(r.dataset["split"], sort_keys=True) for r in records}
     lines.append("  " + _same(splits, "same split", "different splits"))
     return lines
 
 
 def _describe_dataset(dataset: dict) -> str:
     """`data/sample_2k.json  sha256 cc337630c29e  2,000 rows`; the hash is cut, the full one is in dataset.json."""
-    rows = dataset.get("rows")
-    return (f"{dataset.get('source')}  sha256 {str(dataset.get('sha256'))[:SHORT_HASH]}"
-            + (f"  {rows:,} rows" if isinstance(rows, int) else ""))
+    return f"{dataset['source']}  sha256 {dataset['sha256'][:SHORT_HASH]}  {dataset['rows']:,} rows"
 
 
 def describe_split(split: dict) -> str:

@@ -50,5 +50,5 @@ def _plot_one(axis: Axes, record: PackageRecord, column: str) -> None:
     if column not in table or "epoch" not in table:
         return
     (line,) = axis.plot(table["epoch"], table[column], "-", label=f"{record.letter} {record.run_id}")
-    best = table[table["epoch"] == record.manifest.get("best_epoch")]
+    best = table[table["epoch"] == record.manifest["best_epoch"]]
     axis.plot(best["epoch"], best[column], "o", color=line.get_color())

@@ -13,8 +13,17 @@ import pandas as pd
 
 from trainer.data import storage
 from trainer.errors import PackageError
+from trainer.package.layout import (
+    CONFIG_FILE,
+    DATASET_FILE,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    package_version,
+    read_as_current,
+)
 
-SMALL_MEMBERS = ("manifest.json", "config.json", "dataset.json", "metrics.csv")
+JSON_MEMBERS = (MANIFEST_FILE, CONFIG_FILE, DATASET_FILE)
+SMALL_MEMBERS = (*JSON_MEMBERS, METRICS_FILE)
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -24,14 +33,15 @@ class PackageRecord:
 
     uri: str
     letter: str  # A, B, C, ... in the order given: the first is the baseline the others are measured against
-    manifest: dict[str, Any]
+    format_version: int
+    manifest: dict[str, Any]  # these three as the current format version has them (layout.read_as_current)
     config: dict[str, Any]  # config.json: {"variant", "keys": {key: {"value", "source"}}, ...}
     dataset: dict[str, Any]  # dataset.json: source, sha256, rows, subsample, split
     epochs: pd.DataFrame  # metrics.csv: one row per epoch
 
     @property
     def run_id(self) -> str:
-        return str(self.manifest.get("run_id", self.uri))
+        return str(self.manifest["run_id"])
 
     @property
     def short_id(self) -> str:
@@ -61,16 +71,19 @@ def read_record(uri: str, letter: str) -> PackageRecord:
         raise PackageError(f"{uri}: no such package; `fab runs` or `ls runs/` lists them")
     try:
         with storage.open_for_reading(uri) as stream, zipfile.ZipFile(stream) as archive:
-            missing = [name for name in SMALL_MEMBERS if name not in archive.namelist()]
+            names = archive.namelist()
+            missing = [name for name in SMALL_MEMBERS if name not in names]
             if missing:
                 raise PackageError(f"{uri}: not a complete package (missing {', '.join(missing)})")
             members = {name: archive.read(name) for name in SMALL_MEMBERS}
     except zipfile.BadZipFile:
         raise PackageError(f"{uri}: not a zip file, so not a package") from None
     try:
-        manifest, config, dataset = (json.loads(members[name]) for name in SMALL_MEMBERS[:3])
-        epochs = pd.read_csv(io.BytesIO(members["metrics.csv"]))
+        documents = {name: json.loads(members[name]) for name in JSON_MEMBERS}
+        epochs = pd.read_csv(io.BytesIO(members[METRICS_FILE]))
     except (json.JSONDecodeError, pd.errors.ParserError, UnicodeDecodeError):
         raise PackageError(f"{uri}: its manifest, config, dataset or metrics do not read back; "
                            "train it again with fab train") from None
-    return PackageRecord(uri, letter, manifest, config, dataset, epochs)
+    version = package_version(uri, names, documents)
+    manifest, config, dataset = (read_as_current(uri, version, name, documents[name]) for name in JSON_MEMBERS)
+    return PackageRecord(uri, letter, version, manifest, config, dataset, epochs)

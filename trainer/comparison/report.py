@@ -36,7 +36,7 @@ def format_metrics(records: list[PackageRecord]) -> list[str]:
 
 
 def _cell(manifest: dict, section: str | None, key: str) -> str:
-    value = (manifest.get(section) or {}).get(key) if section else manifest.get(key)
+    value = manifest[section].get(key) if section else manifest[key]  # a metric an older trainer did not record: -
     if value is None:
         return "-"
     return f"{value:.4f}" if isinstance(value, float) else str(value)

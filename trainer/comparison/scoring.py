@@ -22,6 +22,7 @@ from trainer.data.dataset import load_dataset
 from trainer.data.splits import split_dataset
 from trainer.data.values import ColumnRoles
 from trainer.errors import TrainerError
+from trainer.package.layout import REBUILT_TEST_ROWS, supports
 
 
 @dataclass(frozen=True)
@@ -62,16 +63,19 @@ def score_group(group: TestGroup, cache: TestRowsCache) -> ScoredTest | str:
 def rebuild_test_rows(record: PackageRecord, config: NetConfig) -> pd.DataFrame | str:
     """The package's test split rebuilt from its dataset, or one line saying why it cannot be."""
     recorded = record.dataset
-    source = recorded.get("source")
+    source = recorded["source"]
+    if not supports(record.format_version, REBUILT_TEST_ROWS):
+        return (f"{record.letter} (package format version {record.format_version}) was split into train and test "
+                "by an older trainer, whose split this one does not rebuild")
     try:
         frame, loaded = load_dataset(source, config)
         splits = split_dataset(frame, config)
     except (TrainerError, OSError) as exc:
         return f"the dataset {source} does not load ({exc})"
-    if loaded.sha256 != recorded.get("sha256"):
+    if loaded.sha256 != recorded["sha256"]:
         return (f"the dataset {source} has changed since {record.letter} was trained "
-                f"(sha256 {loaded.sha256[:12]}, recorded {str(recorded.get('sha256'))[:12]})")
-    expected = (recorded.get("split") or {}).get("test", {}).get("rows")
+                f"(sha256 {loaded.sha256[:12]}, recorded {recorded['sha256'][:12]})")
+    expected = recorded["split"]["test"]["rows"]
     if len(splits.test) != expected:
         return (f"the test split rebuilt from {source} has {len(splits.test):,} rows, and {record.letter}'s "
                 f"dataset.json records {expected}")

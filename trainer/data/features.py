@@ -69,12 +69,13 @@ class Preprocessor:
     vocabularies: dict[str, list[str]] = field(default_factory=dict)
     numeric_mean: list[float] = field(default_factory=list)
     numeric_std: list[float] = field(default_factory=list)
-    # The training split's range; empty in packages written before numbers were clipped.
+    # The training split's range; empty without numeric columns, and before package format version 4
+    # (trainer/package/layout.py), whose numbers were not clipped.
     numeric_min: list[float] = field(default_factory=list)
     numeric_max: list[float] = field(default_factory=list)
     token_vocabulary: list[str] = field(default_factory=list)
     sequence_length: int = 0
-    # None in packages written before the "no text" token: their words start at 2.
+    # None without a text column, and before package format version 2, whose words start at 2.
     empty_text_token: int | None = None
     # Tokens of each title seen so far: fitting and then encoding the same
     # split would otherwise tokenize every title twice. Not saved.

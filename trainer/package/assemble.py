@@ -22,7 +22,20 @@ from trainer.data.dataset import DatasetSource
 from trainer.data.features import Preprocessor
 from trainer.data.splits import Splits, describe_splits
 from trainer.faults import fault_point
-from trainer.package.layout import CONTRACT_FILE, MODEL_FILE, PREPROCESSING_FILE, SERVING_FOLDER, SERVING_README
+from trainer.package.layout import (
+    CONFIG_FILE,
+    CONTRACT_FILE,
+    DATASET_FILE,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    METRICS_PLOT,
+    MODEL_FILE,
+    MODEL_FOLDER,
+    PREPROCESSING_FILE,
+    SERVING_FOLDER,
+    SERVING_README,
+    TENSORBOARD_FOLDER,
+)
 from trainer.package.writer import manifest, publish_package, write_json
 from trainer.serving.export import serving_readme, write_serving_export
 from trainer.training.metrics import RunMetrics, plot_epochs, write_tensorboard
@@ -46,19 +59,19 @@ def write_package(staging: Path, package_uri: str, contents: PackageContents, ru
                   run_metrics: RunMetrics) -> None:
     """Write every file of the package into `staging`, then publish it as one zip."""
     shutil.rmtree(staging, ignore_errors=True)  # a killed attempt's half-written files
-    (staging / "model").mkdir(parents=True)
+    (staging / MODEL_FOLDER).mkdir(parents=True)
     model = keras.saving.load_model(contents.model_file, compile=False)
     model.save(staging / MODEL_FILE)  # loaded uncompiled: saved without the optimizer
     write_serving_export(model, contents.preprocessor, contents.tokenizer_overrides, staging / SERVING_FOLDER)
     (staging / SERVING_README).write_text(serving_readme(contents.preprocessor, contents.example_row))
     write_json(staging / PREPROCESSING_FILE, contents.preprocessor.to_json_dict())
     write_json(staging / CONTRACT_FILE, contents.contract)
-    write_json(staging / "config.json", contents.resolved.to_json_dict())
-    write_json(staging / "dataset.json", contents.dataset)
-    write_json(staging / "manifest.json", manifest(run_facts, run_metrics.snapshot()))
-    contents.epochs.to_csv(staging / "metrics.csv", index=False)
-    plot_epochs(contents.epochs, staging / "metrics.png", title=run_facts["run_id"])
-    write_tensorboard(contents.epochs, staging / "tensorboard")
+    write_json(staging / CONFIG_FILE, contents.resolved.to_json_dict())
+    write_json(staging / DATASET_FILE, contents.dataset)
+    write_json(staging / MANIFEST_FILE, manifest(run_facts, run_metrics.snapshot()))
+    contents.epochs.to_csv(staging / METRICS_FILE, index=False)
+    plot_epochs(contents.epochs, staging / METRICS_PLOT, title=run_facts["run_id"])
+    write_tensorboard(contents.epochs, staging / TENSORBOARD_FOLDER)
     fault_point("packaging")
     publish_package(staging, package_uri)
 

@@ -2,9 +2,10 @@
 epoch whose weights were packaged, validation and test metrics, and the keys
 a run set beyond its variant's definition (its `TRAINER_*` overrides).
 
-Each package's manifest.json and config.json hold what is listed. They are
-read through a seekable stream, so from gs:// only the zip's directory and
-those two small members are fetched, not the model.
+Each package's manifest.json and config.json hold what is listed, read as
+their format version has them (`trainer.package.layout`). They are read
+through a seekable stream, so from gs:// only the zip's directory and those
+two small members are fetched, not the model.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from trainer.data import storage
 from trainer.errors import PackageError
+from trainer.package.layout import CONFIG_FILE, MANIFEST_FILE, package_version, read_as_current
 
 METRICS = ("auc", "logloss", "accuracy")
 
@@ -27,7 +29,7 @@ class RunSummary:
     variant: str
     written: dt.datetime  # when the package was zipped (the manifest's time in the zip)
     epochs: int
-    best_epoch: int | None  # None in packages written before the validation split
+    best_epoch: int | None  # None before format version 2 (no validation split)
     validation_metrics: dict[str, float]
     test_metrics: dict[str, float]
     overrides: dict[str, tuple[object, str]]  # key -> (value, level) beyond the variant's definition
@@ -42,15 +44,17 @@ def list_runs(output_uri: str) -> list[RunSummary]:
 def read_summary(package_uri: str) -> RunSummary:
     try:
         with storage.open_for_reading(package_uri) as stream, zipfile.ZipFile(stream) as archive:
-            manifest = json.loads(archive.read("manifest.json"))
-            written = dt.datetime(*archive.getinfo("manifest.json").date_time)
-            config = json.loads(archive.read("config.json"))
+            names = archive.namelist()
+            manifest = json.loads(archive.read(MANIFEST_FILE))
+            written = dt.datetime(*archive.getinfo(MANIFEST_FILE).date_time)
+            config = json.loads(archive.read(CONFIG_FILE))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
-        raise PackageError(f"{package_uri}: not a package (no readable manifest.json); move it out of the folder") \
-            from None
-    return RunSummary(package_uri, manifest["run_id"], manifest["variant"], written,
-                      manifest.get("epochs_trained", 0), manifest.get("best_epoch"),
-                      manifest.get("validation_metrics", {}), manifest.get("test_metrics", {}),
+        raise PackageError(f"{package_uri}: not a package (no readable {MANIFEST_FILE}); move it out of the "
+                           "folder") from None
+    version = package_version(package_uri, names, {MANIFEST_FILE: manifest, CONFIG_FILE: config})
+    manifest = read_as_current(package_uri, version, MANIFEST_FILE, manifest)
+    return RunSummary(package_uri, manifest["run_id"], manifest["variant"], written, manifest["epochs_trained"],
+                      manifest["best_epoch"], manifest["validation_metrics"], manifest["test_metrics"],
                       _beyond_the_variant(config))
 
 

@@ -3,8 +3,10 @@ raw rows, exactly as the training run encoded them.
 
 `score` goes through the package's serving export (the SavedModel that TF
 Serving would load); `score_with_keras` is the reference it is checked
-against: the project's `Preprocessor` and the Keras model. Packages written
-before the export existed score with Keras.
+against: the project's `Preprocessor` and the Keras model. A package of any
+format version is read through the table in `trainer.package.layout`: which
+members it holds, the fields older packages lack and what they mean, and
+whether it has an export at all (before version 4 it scores with Keras).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,8 +28,20 @@ from trainer.config import NetConfig, ResolvedConfig, config_from_json_dict
 from trainer.data import storage
 from trainer.data.features import Preprocessor
 from trainer.errors import PackageError
-from trainer.package.layout import CONTRACT_FILE, CORE_FILES, MODEL_FILE, PREPROCESSING_FILE, SERVING_FOLDER
-from trainer.serving.scoring import ServingModel
+from trainer.package import layout
+from trainer.package.layout import (
+    CONFIG_FILE,
+    CONTRACT_FILE,
+    DISTINCT_SIGNATURE,
+    DRIFT_SUMMARY,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    PREPROCESSING_FILE,
+    SERVING_EXPORT,
+    SERVING_FOLDER,
+    SERVING_MODEL_FILE,
+)
+from trainer.serving.scoring import ServingModel, signature_names
 
 
 @dataclass
@@ -36,9 +51,10 @@ class Package:
     model: keras.Model
     preprocessor: Preprocessor
     resolved: ResolvedConfig
-    manifest: dict[str, Any]
-    serving: ServingModel | None  # None in packages written before the serving export
-    contract: dict[str, Any] | None
+    manifest: dict[str, Any]  # with the fields of every version (layout.read_as_current)
+    format_version: int
+    serving: ServingModel | None  # None before format version 4: no export
+    contract: dict[str, Any] | None  # likewise
 
     @property
     def config(self) -> NetConfig:
@@ -66,22 +82,52 @@ def load_package(package_uri: str) -> Package:
     except zipfile.BadZipFile:
         raise PackageError(f"{package_uri}: not a zip file, so not a package") from None
     with archive:
-        missing = [name for name in CORE_FILES if name not in archive.namelist()]
-        if missing:
-            raise PackageError(f"{package_uri}: not a complete package (missing {', '.join(missing)})")
-        model = _load_model(_read(archive, MODEL_FILE, package_uri))
-        resolved = config_from_json_dict(_read_json(archive, "config.json", package_uri))
+        version, documents, model_bytes = _read_members(archive, package_uri)
+        exported, with_contract = layout.supports(version, SERVING_EXPORT), layout.supports(version, DRIFT_SUMMARY)
+        model = _load_model(model_bytes)
+        resolved = config_from_json_dict(documents[CONFIG_FILE])
         # Predict as training evaluated: compiled by XLA when the run used it. Keras' "auto" leaves a
         # loaded model uncompiled on CPUs, where oneDNN then logs an E0000 line about boolean masks.
         model.jit_compile = resolved.config.xla
         return Package(
             model=model,
-            preprocessor=Preprocessor.from_json_dict(_read_json(archive, PREPROCESSING_FILE, package_uri)),
+            preprocessor=Preprocessor.from_json_dict(documents[PREPROCESSING_FILE]),
             resolved=resolved,
-            manifest=_read_json(archive, "manifest.json", package_uri),
-            serving=_load_serving(archive, package_uri),
-            contract=_read_json(archive, CONTRACT_FILE, package_uri) if CONTRACT_FILE in archive.namelist() else None,
+            manifest=documents[MANIFEST_FILE],
+            format_version=version,
+            serving=_load_serving(archive, package_uri, version) if exported else None,
+            contract=_read_json(archive, CONTRACT_FILE, package_uri) if with_contract else None,
         )
+
+
+def _read_members(archive: zipfile.ZipFile, package_uri: str) -> tuple[int, dict[str, dict], bytes]:
+    """The format version, the JSON members the loader reads (as the current version has them) and the
+    model's bytes. A version newer than this code is refused before anything else is read (its members may
+    differ); the model is read (and CRC-checked) before the other members are interpreted."""
+    names = set(archive.namelist())
+    manifest = _read_json(archive, MANIFEST_FILE, package_uri) if MANIFEST_FILE in names else {}
+    layout.declared_version(package_uri, manifest)
+    layout.check_members(package_uri, names, layout.FIRST_VERSION)
+    model_bytes = _read(archive, MODEL_FILE, package_uri)
+    documents = {MANIFEST_FILE: manifest, **{name: _read_json(archive, name, package_uri)
+                                              for name in (CONFIG_FILE, PREPROCESSING_FILE)}}
+    version = layout.package_version(package_uri, names, documents, _signatures(archive, names, package_uri))
+    current = {name: layout.read_as_current(package_uri, version, name, data) for name, data in documents.items()}
+    return version, current, model_bytes
+
+
+def _signatures(archive: zipfile.ZipFile, names: set[str], package_uri: str) -> Callable[[], frozenset[str]]:
+    """The export's signature names, read when a package without format_version is recognised."""
+    def read() -> frozenset[str]:
+        if SERVING_MODEL_FILE not in names:
+            return frozenset()
+        found = signature_names(_read(archive, SERVING_MODEL_FILE, package_uri))
+        if found is None:
+            raise PackageError(f"{package_uri}: the package is corrupt ({SERVING_MODEL_FILE} is not a SavedModel); "
+                               "copy it again from where it was published, or train it again with fab train")
+        return found
+
+    return read
 
 
 def _read(archive: zipfile.ZipFile, name: str, package_uri: str) -> bytes:
@@ -105,13 +151,12 @@ def _load_model(model_bytes: bytes) -> keras.Model:
         return keras.saving.load_model(model_file, compile=False)
 
 
-def _load_serving(archive: zipfile.ZipFile, package_uri: str) -> ServingModel | None:
+def _load_serving(archive: zipfile.ZipFile, package_uri: str, version: int) -> ServingModel:
     members = [name for name in archive.namelist() if name.startswith(f"{SERVING_FOLDER}/")]
-    if not members:
-        return None
     with tempfile.TemporaryDirectory() as folder:
         for name in members:
             target = Path(folder, *PurePosixPath(name).relative_to(SERVING_FOLDER).parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(_read(archive, name, package_uri))
-        return ServingModel(Path(folder))  # loading reads the variables in: the folder can go
+        # Loading reads the variables in: the folder can go.
+        return ServingModel(Path(folder), distinct_values=layout.has_signature(version, DISTINCT_SIGNATURE))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from trainer.data import storage
-from trainer.package.layout import REQUIRED_FILES
+from trainer.package.layout import CURRENT_VERSION, FORMAT_VERSION_FIELD, REQUIRED_FILES
 from trainer.package.provenance import code_commit, container_image
 
 LIBRARIES = ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas", "pyarrow", "spacy", "pyformance")
@@ -52,8 +52,10 @@ def publish_package(staging: Path, package_uri: str) -> None:
 
 
 def manifest(run_facts: dict[str, Any], run_metrics: dict[str, Any]) -> dict[str, Any]:
-    """What ran where: the run's own facts plus code, libraries, host, timings and metrics."""
+    """The package's format version (first: what a reader looks at before the rest), then what ran where:
+    the run's own facts plus code, libraries, host, timings and metrics."""
     return {
+        FORMAT_VERSION_FIELD: CURRENT_VERSION,
         **run_facts,
         "code_commit": code_commit(),
         "image": container_image(),

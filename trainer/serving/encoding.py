@@ -130,6 +130,6 @@ class RawRowEncoder(tf.Module):
 
 
 def _clip_range(preprocessor: Preprocessor) -> tuple[tf.Tensor | None, tf.Tensor | None]:
-    if not preprocessor.numeric_min:  # a package made before numbers were clipped
+    if not preprocessor.numeric_min:  # a preprocessor of package format version 3 or older: never clipped
         return None, None
     return tf.constant(preprocessor.numeric_min, tf.float32), tf.constant(preprocessor.numeric_max, tf.float32)

@@ -27,12 +27,12 @@ import keras
 import tensorflow as tf
 
 from trainer.data.features import Preprocessor
+from trainer.package.layout import DISTINCT_SIGNATURE
 from trainer.serving.encoding import EncodedRows, RawRowEncoder
 from trainer.serving.towers import TitleTowerSplit
 
 OUTPUT_NAME = "click_probability"
 EXAMPLES_INPUT = "examples"
-DISTINCT_SIGNATURE = "distinct_values"
 DISTINCT_VALUES, ROW_INDEX = "__distinct", "__index"  # suffixes of a string column's two inputs there
 
 

@@ -19,13 +19,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import saved_model_pb2
 
 from trainer.data import storage
 from trainer.data.dataset import dataset_files
 from trainer.data.ndjson import stream_file
 from trainer.data.values import ColumnRoles
+from trainer.package.layout import DISTINCT_SIGNATURE
 from trainer.serving.contract import Profile
-from trainer.serving.export import DISTINCT_SIGNATURE, DISTINCT_VALUES, OUTPUT_NAME, ROW_INDEX
+from trainer.serving.export import DISTINCT_VALUES, OUTPUT_NAME, ROW_INDEX
 
 SCORE_BATCH_ROWS = 262_144  # at most one signature call per block
 # Blocks of 64 MB (about 200K rows): titles repeat with their items, and a larger block tokenizes each
@@ -40,15 +43,16 @@ Column = tuple[np.ndarray, np.ndarray] | np.ndarray
 
 class ServingModel:
     """A loaded export: raw columns in, click probabilities out, through its `distinct_values`
-    signature (`serving_default` for exports made before it)."""
+    signature, or `serving_default` where the package's format version predates it (`distinct_values`
+    False: see trainer/package/layout.py)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, distinct_values: bool = True) -> None:
         self._loaded = tf.saved_model.load(str(folder))  # keeps the tables and variables alive
         self.signatures = self._loaded.signatures
         default = self.signatures["serving_default"]
         self.columns = {name: spec.dtype for name, spec in default.structured_input_signature[1].items()}
-        self._distinct = self.signatures.get(DISTINCT_SIGNATURE)
-        self._signature = self._distinct or default
+        self._distinct = distinct_values
+        self._signature = self.signatures[DISTINCT_SIGNATURE] if distinct_values else default
 
     def __call__(self, columns: dict[str, Column]) -> np.ndarray:
         """Scores of `columns`: each string column a (distinct values, row indices) pair, each
@@ -73,12 +77,22 @@ class ServingModel:
         for column, values in columns.items():
             if self.columns[column] != tf.string:
                 inputs[column] = tf.constant(values[rows])
-            elif self._distinct is not None:
+            elif self._distinct:
                 inputs[column + DISTINCT_VALUES] = tf.constant(values[0], tf.string)
                 inputs[column + ROW_INDEX] = tf.constant(values[1][rows])
-            else:  # an export without `distinct_values`: the rows' strings themselves
+            else:  # serving_default: the rows' strings themselves
                 inputs[column] = tf.gather(tf.constant(values[0], tf.string), tf.constant(values[1][rows]))
         return inputs
+
+
+def signature_names(saved_model_pb: bytes) -> frozenset[str] | None:
+    """The signatures an export's saved_model.pb declares, read without loading its graph (None: the
+    bytes are not a SavedModel)."""
+    try:
+        proto = saved_model_pb2.SavedModel.FromString(saved_model_pb)
+    except DecodeError:
+        return None
+    return frozenset(name for graph in proto.meta_graphs for name in graph.signature_def)
 
 
 def serving_columns(serving: ServingModel, batch: pa.RecordBatch) -> dict[str, Column]:
