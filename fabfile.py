@@ -18,6 +18,8 @@ from launch import cli
 from launch.cli import task  # fabric's @task, with every typed option checked (one line, not a traceback)
 from trainer import import_tensorflow_quietly
 from trainer.config import DEFAULT_DATASET, DEFAULT_OUTPUT
+from trainer.serving.engines import SCORING_ENGINES
+from trainer.tuning.search import PRUNERS, SAMPLERS
 
 VARIANTS_HELP = "a variant file of your own, e.g. beside your data (default: configs/variant_config.json)"
 
@@ -122,8 +124,7 @@ def test_sanity(
         "input": "NDJSON rows in the training schema (the label may be absent)",
         "output": "NDJSON file of {id, score} per row (default: print to stdout); the drift summary goes "
                   "beside it as <output>.drift.json",
-        "engine": "export: the package's serving SavedModel, streamed; keras: the project's preprocessing "
-                  "and the Keras model (the reference, to debug skew)",
+        "engine": SCORING_ENGINES.described(),
     }
 )
 @cli.reports_user_errors
@@ -269,8 +270,8 @@ def compare(c: Context, package: list[str] | None = None, output: str = "") -> N
     help={
         "variant": "the variant to tune (fab variants lists them)",
         "trials": "finished trials the study wants (complete or pruned); again with more continues it",
-        "sampler": "tpe (learns from earlier trials) or random (the seed's baseline)",
-        "pruner": "median (stop a trial whose validation AUC is below the median at that epoch), hyperband, or none",
+        "sampler": SAMPLERS.described(),
+        "pruner": PRUNERS.described(),
         "study": "the study's name (default: the variant's); the same name continues it",
         "storage": "where the study lives: postgresql://USER:PASSWORD@HOST/DB to share it with workers on "
                    "other hosts (default: runs/tuning.db, this machine only)",

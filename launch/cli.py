@@ -18,11 +18,10 @@ import fabric
 from invoke import Exit
 from invoke.parser import Argument
 
-from launch import USER_ERROR_STATUS
 from trainer import import_tensorflow_quietly
 from trainer.__main__ import check_output_folder
 from trainer.config import DEFAULT_OUTPUT, DEFAULT_VARIANTS_FILE
-from trainer.errors import TrainerError
+from trainer.errors import USER_ERROR_STATUS, TrainerError
 
 if TYPE_CHECKING:
     import docker

@@ -10,7 +10,6 @@ for with a device request, as `docker run --gpus all` does.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,9 +19,11 @@ import docker
 from docker.errors import APIError, ImageNotFound
 from docker.types import DeviceRequest, Mount
 
+from trainer.cloud.environment import CREDENTIALS, PASSED_THROUGH
 from trainer.config import DEFAULT_VARIANTS_FILE, ENV_PREFIX
 from trainer.data import storage
 from trainer.errors import TrainerError
+from trainer.interrupts import TRAINING_STOP_TIMEOUT_S, sigterm_as_interrupt
 from trainer.package.provenance import COMMIT_VARIABLE, IMAGE_ID_VARIABLE, IMAGE_TAG_VARIABLE, code_commit
 
 DATA_MOUNT = "/mnt/data"
@@ -32,10 +33,8 @@ OUTPUT_MOUNT = "/mnt/output"
 CACHE_MOUNT = "/mnt/cache"
 CONFIG_MOUNT = "/mnt/config"
 CREDENTIALS_MOUNT = "/var/run/secrets/google/credentials.json"
-CREDENTIALS_VARIABLE = "GOOGLE_APPLICATION_CREDENTIALS"
-# Google's own conventions (and the emulators'), passed through when set.
-GOOGLE_VARIABLES = ("GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")
-STOP_TIMEOUT_S = 10
+# The caller's uid, which runs the container, has no home in the image; caches go to /tmp.
+CONTAINER_HOME = "/tmp"
 # Marks the containers fab starts (`docker ps --filter label=trainer.command`).
 CONTAINER_LABEL = "trainer.command"
 NO_GPU_RUNTIME = (
@@ -85,7 +84,7 @@ class ContainerJob:
             host_cache = storage.cache_root()
             host_cache.mkdir(parents=True, exist_ok=True)
             self._mount(host_cache, f"{CACHE_MOUNT}/{host_cache.name}", read_only=False)
-            self.environment["XDG_CACHE_HOME"] = CACHE_MOUNT
+            self.environment[storage.CACHE_HOME_VARIABLE] = CACHE_MOUNT
 
     def mount_variants(self, variants_file: Path) -> str:
         """The variant file (this checkout's, or --variants), so a variant added since the build is found."""
@@ -95,16 +94,16 @@ class ContainerJob:
     def pass_environment(self, environ: Mapping[str, str]) -> None:
         """Config overrides, Google settings and the credentials file (mounted read-only)."""
         self.environment.update(
-            {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) or k in GOOGLE_VARIABLES}
+            {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) or k in PASSED_THROUGH}
         )
-        credentials = environ.get(CREDENTIALS_VARIABLE)
+        credentials = environ.get(CREDENTIALS)
         if credentials:
             path = Path(credentials)
             if not path.is_file():
-                raise TrainerError(f"{CREDENTIALS_VARIABLE}={credentials}: no such file; point it at a service "
+                raise TrainerError(f"{CREDENTIALS}={credentials}: no such file; point it at a service "
                                    "account key file or unset it")
             self.mounts.append(Mount(CREDENTIALS_MOUNT, str(path.resolve()), type="bind", read_only=True))
-            self.environment[CREDENTIALS_VARIABLE] = CREDENTIALS_MOUNT
+            self.environment[CREDENTIALS] = CREDENTIALS_MOUNT
 
     def _mount(self, host: Path, target: str, read_only: bool) -> None:
         self.mounts.append(Mount(target, str(host), type="bind", read_only=read_only))
@@ -154,8 +153,7 @@ def run_job(client: docker.DockerClient, job: ContainerJob, echo: Callable[[str]
 def _create(client: docker.DockerClient, image: docker.models.images.Image,
             job: ContainerJob) -> docker.models.containers.Container:
     environment = {**job.environment, IMAGE_ID_VARIABLE: image.id, IMAGE_TAG_VARIABLE: job.image,
-                   # The caller's uid (below) has no home in the image; caches go to /tmp.
-                   "HOME": "/tmp"}
+                   "HOME": CONTAINER_HOME}
     try:
         return client.containers.create(
             image.id, job.arguments, environment=environment, mounts=job.mounts,
@@ -177,17 +175,12 @@ def _stopped_when_interrupted(container: docker.models.containers.Container) -> 
 
     A stopped run resumes from its last epoch when started again, as a killed one does.
     """
-    def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    except KeyboardInterrupt:
-        container.stop(timeout=STOP_TIMEOUT_S)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_interrupt():  # kept while stopping: a second SIGTERM ends the wait, not fab
+        try:
+            yield
+        except KeyboardInterrupt:
+            container.stop(timeout=TRAINING_STOP_TIMEOUT_S)
+            raise
 
 
 def find_image(client: docker.DockerClient, tag: str, gpu: bool = False) -> docker.models.images.Image:

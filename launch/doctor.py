@@ -238,7 +238,8 @@ def google_check() -> Check:
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
-    from trainer.cloud.clients import CREDENTIALS, FIX_CREDENTIALS, PROJECT, STORAGE_EMULATOR
+    from trainer.cloud.clients import FIX_CREDENTIALS
+    from trainer.cloud.environment import CREDENTIALS, PROJECT, STORAGE_EMULATOR
 
     counted = bool(os.environ.get(CREDENTIALS))
     if os.environ.get(STORAGE_EMULATOR):

@@ -20,7 +20,7 @@ from docker.errors import APIError
 from docker.utils import parse_repository_tag
 
 from trainer.errors import TrainerError
-from trainer.package.provenance import SOURCE_ROOT, code_commit
+from trainer.package.provenance import COMMIT_VARIABLE, SOURCE_ROOT, code_commit
 
 REPOSITORY = "trainer"
 DEFAULT_BASE_IMAGES = {"cpu": "python:3.11-slim", "gpu": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04"}
@@ -87,7 +87,7 @@ def build_image(client: docker.DockerClient, request: BuildRequest, echo: Callab
     progress = client.api.build(
         fileobj=context, custom_context=True, dockerfile=DOCKERFILE, tag=tags[0],
         buildargs={"BASE_IMAGE": base_image, "TENSORFLOW": TENSORFLOW_BUILDS[request.flavor],
-                   "CODE_COMMIT": code_commit()},
+                   COMMIT_VARIABLE: code_commit()},  # the Dockerfile's ARG, then the image's ENV
         # The host's network: the engine may have no bridge (see docker/local-engine.sh).
         network_mode="host", rm=True, forcerm=True, decode=True,
     )

@@ -22,8 +22,6 @@ from fabric.main import Fab
 from invoke import Collection, Exit, ParseError, Task
 from invoke.parser import Argument, ParserContext
 
-from launch import USER_ERROR_STATUS
-
 TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
 FALSE_WORDS = frozenset({"false", "no", "off", "0"})
 # Fabric 1 let a value hold a comma or an equals sign behind a backslash.
@@ -40,7 +38,19 @@ class TrainerFab(Fab):
         try:
             super().parse_tasks()
         except ParseError as exc:
-            raise Exit(explain(exc, self.collection), code=USER_ERROR_STATUS) from None
+            raise user_error(explain(exc, self.collection)) from None
+
+
+def user_error(line: str) -> Exit:
+    """Ends fab with `line` and the user-error status.
+
+    Imported here, not at the top: this module loads before the fabfile, and importing
+    `trainer` then would take the installed checkout's, not the one Fabric puts on
+    sys.path for the fabfile. This runs while tasks are parsed, after the fabfile loaded.
+    """
+    from trainer.errors import USER_ERROR_STATUS
+
+    return Exit(line, code=USER_ERROR_STATUS)
 
 
 def expand_fabric1_words(words: list[str], collection: Collection) -> list[str]:
@@ -91,7 +101,7 @@ def _task_words(task: Task, name: str, arguments: str) -> list[str]:
         key, value = parts
         argument = options.get(key.replace("_", "-"))
         if argument is None:
-            raise Exit(_unknown_option(name, key, list(options)), code=USER_ERROR_STATUS)
+            raise user_error(_unknown_option(name, key, list(options)))
         words += _option_words(argument, name, _unescaped(value))
     return words
 
@@ -102,8 +112,7 @@ def _option_words(argument: Argument, task_name: str, value: str) -> list[str]:
         return [f"{flag}={value}"]
     word = value.lower()
     if word not in TRUE_WORDS | FALSE_WORDS:
-        raise Exit(f"error: {task_name}:{argument.name}={value}: expected True or False",
-                   code=USER_ERROR_STATUS)
+        raise user_error(f"error: {task_name}:{argument.name}={value}: expected True or False")
     wanted = word in TRUE_WORDS
     if wanted == bool(argument.default):
         return []

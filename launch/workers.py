@@ -33,19 +33,17 @@ from typing import Any
 from fabric import Connection
 from invoke import Context
 
-from launch.containers import gpu_refusal
+from launch.containers import CONTAINER_HOME, CONTAINER_LABEL, gpu_refusal
+from trainer.cloud.environment import PASSED_THROUGH
 from trainer.data import storage
 from trainer.errors import TrainerError
+from trainer.interrupts import WORKER_STOP_TIMEOUT_S
 from trainer.tuning.study import StudySpec
 
 CONTAINER_PREFIX = "trainer-tune"
 STUDY_LABEL = "trainer.study"
-# What a stopped worker gets: SIGTERM, then this long to queue its trial again.
-STOP_TIMEOUT_S = 30
 # One CSV line per GPU, e.g. "0, NVIDIA A100-SXM4-80GB, GPU-5c3c6d0e-...".
 GPU_QUERY = "nvidia-smi --query-gpu=index,name,uuid --format=csv,noheader"
-# Google's settings a worker needs for gs:// data (and the emulators'), passed when set.
-PASSED_VARIABLES = ("GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST")
 
 
 @dataclass(frozen=True)
@@ -72,8 +70,8 @@ def host_connection(c: Context) -> Connection:
 
 
 def passed_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The PASSED_VARIABLES set here, for the worker to see on its own host."""
-    return {name: environ[name] for name in PASSED_VARIABLES if name in environ}
+    """Google's settings (and the emulators') set here, for the worker to see on its own host."""
+    return {name: environ[name] for name in PASSED_THROUGH if name in environ}
 
 
 def check_shareable(storage_url: str) -> None:
@@ -143,7 +141,7 @@ def stop_workers(connection: Any, study: str) -> str:
     if _docker_answers(connection):
         ids = _run(connection, f"docker ps -q --filter label={STUDY_LABEL}={shlex.quote(study)}").split()
         if ids:
-            _run(connection, shlex.join(["docker", "stop", "-t", str(STOP_TIMEOUT_S), *ids]))
+            _run(connection, shlex.join(["docker", "stop", "-t", str(WORKER_STOP_TIMEOUT_S), *ids]))
         return f"stopped {len(ids)} worker container(s) of study '{study}'"
     pattern = shlex.quote(f"trainer tune --study {study} ")
     stopped = connection.run(f"pkill -TERM -f -- {pattern}", hide=True, warn=True, in_stream=False)
@@ -153,17 +151,21 @@ def stop_workers(connection: Any, study: str) -> str:
 def container_command(request: WorkerRequest, name: str, gpus: list[Gpu]) -> list[str]:
     """`docker run -d ...` for one worker container, asking for its GPUs by index."""
     return ["docker", "run", "-d", "--name", name, "--label", f"{STUDY_LABEL}={request.study}",
-            "--label", "trainer.command=tune", "--network", "host", "--init", "-e", "HOME=/tmp",
+            "--label", f"{CONTAINER_LABEL}=tune", "--network", "host", "--init", "-e", f"HOME={CONTAINER_HOME}",
             *_environment_flags(request.environment), *_mount_flags(request.spec),
             *_gpu_flags(gpus), request.image, *request.worker_arguments()]
 
 
 def process_command(request: WorkerRequest, log: str, gpus: list[Gpu]) -> str:
-    """The shell line that starts one worker process under nohup, seeing only its GPUs."""
+    """The shell line that starts one worker process under nohup, seeing only its GPUs, and prints its pid.
+
+    In braces, `&` puts the worker alone in the background, so `$!` is its pid (nohup execs python),
+    not that of a subshell running `cd` too.
+    """
     environment = {**request.environment, **({"CUDA_VISIBLE_DEVICES": _indices(gpus)} if gpus else {})}
     variables = " ".join(f"{k}={shlex.quote(v)}" for k, v in environment.items())
     command = shlex.join([f"{request.workdir}/.venv/bin/python", "-m", "trainer", *request.worker_arguments()])
-    return f"cd {shlex.quote(request.workdir)} && {variables} nohup {command} > {log} 2>&1 < /dev/null &"
+    return f"cd {shlex.quote(request.workdir)} && {{ {variables} nohup {command} > {log} 2>&1 < /dev/null & echo $!; }}"
 
 
 def _start_container(connection: Any, request: WorkerRequest, gpus: list[Gpu]) -> str:
@@ -191,8 +193,8 @@ def _start_process(connection: Any, request: WorkerRequest, gpus: list[Gpu]) -> 
                            f"{request.workdir}: start Docker and build the image there, or clone this project "
                            "there, run `make setup`, and pass --workdir DIR")
     log = f"/tmp/{CONTAINER_PREFIX}-{_safe(request.study)}-{uuid.uuid4().hex[:6]}.log"
-    _run(connection, process_command(request, log, gpus), what="start a worker process")
-    return f"worker process in {request.workdir}{_on(gpus)}; log: {log}"
+    pid = _run(connection, process_command(request, log, gpus), what="start a worker process").strip()
+    return f"worker process {pid} in {request.workdir}{_on(gpus)}; log: {log}"
 
 
 def _gpu_flags(gpus: list[Gpu]) -> list[str]:

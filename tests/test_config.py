@@ -165,7 +165,7 @@ def test_out_of_range_value_names_key_value_and_level(variants_file: Path) -> No
     ("TRAINER_VALIDATION_FRACTION", "0", "must be in (0, 1)"),
     ("TRAINER_VALIDATION_FRACTION", "0.8", "plus test_fraction (0.2) must be below 1, to leave rows to train on"),
     ("TRAINER_DROPOUT", "nan", "must be in [0, 1)"),
-    ("TRAINER_OPTIMIZER", "sgd", "must be 'adam' or 'lazy_adam'"),
+    ("TRAINER_OPTIMIZER", "sgd", "must be one of lazy_adam, adam"),
     ("TRAINER_HIDDEN_LAYERS", "-1", "must not be negative"),
 ])
 def test_range_checks(variants_file: Path, variable: str, value: str, why: str) -> None:

@@ -162,8 +162,8 @@ def test_n_gpus_give_n_worker_processes_each_seeing_its_own(sshd: Sshd, tmp_path
     python.write_text('#!/bin/sh\necho "CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES $*"\n')
     python.chmod(0o755)
     lines = list(workers.start_workers(sshd.connection(), _request(tmp_path, use_docker=False)))
-    assert [line.split("; log: ")[0] for line in lines] == [
-        f"worker process in {tmp_path}, GPU {i} (NVIDIA A100-SXM4-80GB)" for i in range(4)]
+    assert [re.sub(r"process \d+ in", "process PID in", line.split("; log: ")[0]) for line in lines] == [
+        f"worker process PID in {tmp_path}, GPU {i} (NVIDIA A100-SXM4-80GB)" for i in range(4)]
     logs = [Path(line.split("; log: ")[1]) for line in lines]
     deadline = time.monotonic() + 20
     while not all(log.exists() and log.read_text() for log in logs) and time.monotonic() < deadline:

@@ -8,24 +8,30 @@ real sshd on 127.0.0.1, in the trainer image and as a plain process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 import optuna
 import pandas as pd
 import pytest
+from conftest import PROJECT_ROOT
 from docker_fixtures import BuiltImage
 from optuna.trial import FrozenTrial, TrialState
 from service_fixtures import Postgres, Sshd
 
-from launch.workers import STUDY_LABEL
+from launch.engine import connect
 from trainer.tuning.study import DEFAULT_STORAGE_FILE, storage_url
 from trainer.tuning.worker import trial_label
 
@@ -240,33 +246,83 @@ def shared_study(postgres: Postgres, run_fab: Runner, space_file: Path, tmp_path
     return define
 
 
+@dataclass
+class StartedWorkers:
+    """The workers a test starts, each ended at teardown by its own id, never by a name pattern
+    that could reach another job's: its processes, the processes and containers fab started over SSH."""
+
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    over_ssh: list[tuple[int, str]] = field(default_factory=list)  # (pid, study); the sshd is on this machine
+    containers: list[str] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)  # the worker processes' logs, in this machine's /tmp
+
+    def record(self, tune_workers: subprocess.CompletedProcess, study: str) -> None:
+        """The workers `fab tune_workers` says it started: each line names its container or pid."""
+        self.over_ssh += [(int(pid), study) for pid in re.findall(r": worker process (\d+) in ", tune_workers.stdout)]
+        self.containers += re.findall(r": worker container (\S+) \(", tune_workers.stdout)
+        self.logs += [Path(log) for log in re.findall(r"; log: (/\S+)$", tune_workers.stdout, re.MULTILINE)]
+
+    def end(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+        for pid, study in self.over_ssh:
+            _kill_worker_process(pid, study)
+        for log in self.logs:
+            log.unlink(missing_ok=True)
+        if self.containers:
+            engine = connect()
+            for name in self.containers:
+                with contextlib.suppress(docker.errors.NotFound):
+                    engine.containers.get(name).remove(force=True)
+
+
+def _kill_worker_process(pid: int, study: str) -> None:
+    """SIGKILL the worker `pid` if it still runs. Started under nohup, it is no child of ours: once
+    it ends its pid can be reused, so its command line must still be the study's worker."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return
+    if b"\0".join([b"trainer", b"tune", b"--study", study.encode()]) in command:
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture
-def worker_cleanup(engine: docker.DockerClient) -> Iterator[list[subprocess.Popen]]:
-    """Workers a test leaves behind are ended: its processes, and containers of its studies."""
-    processes: list[subprocess.Popen] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-    for container in engine.containers.list(all=True, filters={"label": STUDY_LABEL}):
-        container.remove(force=True)
-    subprocess.run(["pkill", "-KILL", "-f", "trainer tune --study ssh-"], check=False)
+def worker_cleanup() -> Iterator[StartedWorkers]:
+    """Workers a test leaves behind are ended: those it records in the StartedWorkers given."""
+    started = StartedWorkers()
+    yield started
+    started.end()
+
+
+def _checkout_with_venv(folder: Path) -> Path:
+    """A --workdir for a worker process: this checkout's trainer and the venv running the tests, linked
+    (the checkout itself may have no .venv of its own)."""
+    folder.mkdir()
+    (folder / "trainer").symlink_to(PROJECT_ROOT / "trainer")
+    (folder / ".venv").symlink_to(sys.prefix)
+    return folder
 
 
 def test_two_workers_over_ssh_finish_a_study_together(
     built: BuiltImage, sshd: Sshd, shared_study: Callable[..., str], run_fab: Runner,
-    engine: docker.DockerClient, tmp_path: Path, worker_cleanup: list, lines_of: Lines,
+    engine: docker.DockerClient, tmp_path: Path, worker_cleanup: StartedWorkers, lines_of: Lines,
 ) -> None:
     url = shared_study("ssh-two", 6)
     in_docker = run_fab(*sshd.fab_args, "tune_workers", "--study", "ssh-two", "--storage", url)
+    worker_cleanup.record(in_docker, "ssh-two")
     assert in_docker.returncode == 0, in_docker.stdout + in_docker.stderr
     assert f"{sshd.host.split('@')[1].split(':')[0]}: worker container trainer-tune-ssh-two-" in in_docker.stdout
-    as_process = run_fab(*sshd.fab_args, "tune_workers", "--study", "ssh-two", "--storage", url, "--no-docker")
+    as_process = run_fab(*sshd.fab_args, "tune_workers", "--study", "ssh-two", "--storage", url, "--no-docker",
+                         "--workdir", str(_checkout_with_venv(tmp_path / "checkout")))
+    worker_cleanup.record(as_process, "ssh-two")
     assert as_process.returncode == 0, as_process.stdout + as_process.stderr
-    assert "worker process in" in as_process.stdout
+    started_lines = in_docker.stdout + as_process.stdout
+    assert (len(worker_cleanup.containers), len(worker_cleanup.over_ssh)) == (1, 1), started_lines
 
     _wait_for(lambda: len(_finished(url, "ssh-two")) >= 6, "two workers to finish 6 trials")
-    container = engine.containers.list(all=True, filters={"label": f"{STUDY_LABEL}=ssh-two"})[0]
+    container = engine.containers.get(worker_cleanup.containers[0])
     assert container.wait(timeout=120)["StatusCode"] == 0, container.logs()[-3000:].decode()
     workers = {t.user_attrs["worker"] for t in _trials(url, "ssh-two")}
     assert len(workers) == 2, f"both workers should have run trials: {workers}"
@@ -279,6 +335,23 @@ def test_two_workers_over_ssh_finish_a_study_together(
     assert stop.returncode == 0 and "stopped 0 worker container(s) of study 'ssh-two'" in stop.stdout
 
 
+def test_a_worker_process_over_ssh_says_its_pid_and_finishes_the_study(
+    sshd: Sshd, shared_study: Callable[..., str], run_fab: Runner, tmp_path: Path, worker_cleanup: StartedWorkers,
+) -> None:
+    url = shared_study("ssh-process", 2)
+    workdir = _checkout_with_venv(tmp_path / "checkout")
+    started = run_fab(*sshd.fab_args, "tune_workers", "--study", "ssh-process", "--storage", url, "--no-docker",
+                      "--workdir", str(workdir))
+    worker_cleanup.record(started, "ssh-process")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert len(worker_cleanup.over_ssh) == 1, started.stdout
+    pid, _ = worker_cleanup.over_ssh[0]
+
+    _wait_for(lambda: len(_finished(url, "ssh-process")) >= 2, "the worker to finish 2 trials")
+    # The pid printed is the worker's own (what a user would kill), not a shell's around it.
+    assert {t.user_attrs["worker"] for t in _trials(url, "ssh-process")} == {f"{socket.gethostname()}/{pid}"}
+
+
 def test_tune_workers_needs_hosts_and_a_shared_storage(run_fab: Runner, sshd: Sshd, lines_of: Lines,
                                                        sqlite_url: str) -> None:
     no_hosts = run_fab("tune_workers", "--study", "s", "--storage", "postgresql://u@h/db")
@@ -289,9 +362,9 @@ def test_tune_workers_needs_hosts_and_a_shared_storage(run_fab: Runner, sshd: Ss
 
 
 def _start_worker(start_python: Callable[..., subprocess.Popen], study: str, url: str, log: Path,
-                  processes: list[subprocess.Popen]) -> subprocess.Popen:
+                  started: StartedWorkers) -> subprocess.Popen:
     process = start_python("-m", "trainer", "tune", "--study", study, "--storage", url, stderr=log.open("w"))
-    processes.append(process)
+    started.processes.append(process)
     return process
 
 
@@ -312,7 +385,7 @@ def _freeze_mid_trial(worker: subprocess.Popen, url: str, study: str) -> int:
 
 def test_a_worker_killed_mid_study_loses_nothing_and_its_trial_is_retried(
     shared_study: Callable[..., str], start_python: Callable[..., subprocess.Popen], tmp_path: Path,
-    worker_cleanup: list,
+    worker_cleanup: StartedWorkers,
 ) -> None:
     url = shared_study("kill", 6)
     doomed = _start_worker(start_python, "kill", url, tmp_path / "doomed.log", worker_cleanup)
@@ -336,7 +409,7 @@ def test_a_worker_killed_mid_study_loses_nothing_and_its_trial_is_retried(
 
 def test_a_stopped_worker_queues_its_trial_for_the_others(
     shared_study: Callable[..., str], start_python: Callable[..., subprocess.Popen], tmp_path: Path,
-    worker_cleanup: list,
+    worker_cleanup: StartedWorkers,
 ) -> None:
     url = shared_study("stop", 3, TRAINER_EPOCHS="500", TRAINER_EARLY_STOPPING_PATIENCE="0")  # minutes a trial
     worker = _start_worker(start_python, "stop", url, tmp_path / "worker.log", worker_cleanup)

@@ -1,7 +1,7 @@
 """Command line of the trainer (the container's entry point).
 
     python -m trainer train --variant deep_v1 [--dataset URI] [--output URI] [--gpu]
-    python -m trainer score --package URI --input URI [--output FILE] [--engine export|keras]
+    python -m trainer score --package URI --input URI [--output FILE] [--engine ENGINE]
     python -m trainer sanity [--output URI]   every variant, 3 epochs on the sample (fab test_sanity)
     python -m trainer tune --study NAME [--storage URL] [--gpu]   a worker of a study made by fab tune
     python -m trainer compare A B [C ...] [--output PNG]   packages side by side (fab compare)
@@ -21,10 +21,10 @@ from pathlib import Path
 from trainer import import_tensorflow_quietly
 from trainer.config import KEYS, key_type
 from trainer.data.storage import scheme_of
-from trainer.errors import ConfigError, TrainerError
+from trainer.errors import USER_ERROR_STATUS, ConfigError, TrainerError
+from trainer.serving.engines import SCORING_ENGINES
 from trainer.typed_values import type_words
 
-EXIT_USER_ERROR = 2
 EXIT_SANITY_FAILED = 1
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C (SIGINT)
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.command(args) or 0
     except TrainerError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return USER_ERROR_STATUS
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -156,9 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--input", required=True, help="NDJSON rows in the training schema (label optional)")
     score.add_argument("--output", help="NDJSON of {id, score} per row (default: stdout); the drift summary "
                                         "goes beside it as <output>.drift.json")
-    score.add_argument("--engine", default="export", choices=("export", "keras"),
-                       help="export: the package's serving SavedModel, streamed (default); keras: the "
-                            "project's Preprocessor and the Keras model, the reference to debug skew with")
+    score.add_argument("--engine", default="export", choices=SCORING_ENGINES.names(),
+                       help=f"{SCORING_ENGINES.described()} (default: %(default)s)")
     score.set_defaults(command=_score)
 
     sanity = commands.add_parser("sanity", help="train every variant briefly on the sample and check each package")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import ConfigError
+from trainer.training.optimizer_registry import OPTIMIZERS
 from trainer.typed_values import json_value, string_value
 
 ENV_PREFIX = "TRAINER_"
@@ -52,10 +53,7 @@ class NetConfig:
         0, "examples per gradient step; 0 = auto: 1/64 of the training rows (64 steps per epoch), 64 to 4096"
     )
     learning_rate: float = _key(0.005, "Adam step size (large batches want a larger step)")
-    optimizer: str = _key(
-        "lazy_adam", "lazy_adam: Adam on the embedding rows a batch touches (step cost independent of table size), "
-                     "or adam: Keras' Adam, every row of every table each step"
-    )
+    optimizer: str = _key("lazy_adam", OPTIMIZERS.described())
     xla: bool = _key(
         True, "compile the training step with XLA (faster); skipped on CPUs when dropout > 0 (17x slower there)"
     )
@@ -261,8 +259,8 @@ def check_values(config: NetConfig) -> list[tuple[str, str]]:
     problems += _fraction_problems(config)
     if not 0 <= config.dropout < 1:
         problems.append(("dropout", "must be in [0, 1)"))
-    if config.optimizer not in ("adam", "lazy_adam"):
-        problems.append(("optimizer", "must be 'adam' or 'lazy_adam'"))
+    if config.optimizer not in OPTIMIZERS:
+        problems.append(("optimizer", f"must be one of {', '.join(OPTIMIZERS.names())}"))
     problems += _column_problems(config)
     return problems
 

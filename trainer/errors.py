@@ -3,6 +3,10 @@
 Anything else that escapes is a bug and keeps its traceback.
 """
 
+# The exit status of a command ended by one of these: `python -m trainer`'s, and `fab`'s
+# (launch imports it from here, so the container's status and fab's own agree).
+USER_ERROR_STATUS = 2
+
 
 class TrainerError(Exception):
     """A problem with the user's input or environment; the message says what to do."""

@@ -24,9 +24,8 @@ from trainer.errors import ConfigError
 from trainer.package.loader import Package, load_package
 from trainer.package.writer import write_json
 from trainer.serving.contract import Profile
+from trainer.serving.engines import SCORING_ENGINES, ScoringEngine
 from trainer.serving.scoring import score_lines, score_stream
-
-SCORING_ENGINES = ("export", "keras")
 
 
 def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sys.stdout,
@@ -39,8 +38,7 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
     train creates its --output, with the drift summary beside it (`<output>.drift.json`); without it,
     the lines go to `out`. Columns that drifted from the package's data contract are printed to `err`.
     """
-    if engine not in SCORING_ENGINES:
-        raise ConfigError(f"--engine {engine}: unknown; use one of {', '.join(SCORING_ENGINES)}")
+    scoring = SCORING_ENGINES.get(engine)
     if output and not storage.scheme_of(output) and Path(output).is_dir():
         raise ConfigError(f"--output {output}: is a folder; name the file the scores go to, "
                           f"e.g. --output {storage.join(output, 'scores.json')}")
@@ -49,7 +47,7 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
     with tempfile.TemporaryDirectory() as folder:
         scores_file = Path(folder) / "scores.json"
         with scores_file.open("wb") as lines:
-            rows, drift = _score_into(package, input_uri, roles, engine, lines.write)
+            rows, drift = _score_into(package, input_uri, roles, scoring, lines.write)
         for line in drift.get("drift", []):
             print(line, file=err)
         if output:
@@ -67,16 +65,16 @@ def drift_summary_uri(scores_uri: str) -> str:
     return f"{scores_uri.removesuffix('.json')}.drift.json"
 
 
-def _score_into(package: Package, input_uri: str, roles: ColumnRoles, engine: str,
+def _score_into(package: Package, input_uri: str, roles: ColumnRoles, engine: ScoringEngine,
                 write: Callable[[bytes], None]) -> tuple[int, dict[str, object]]:
     """Score every input row into `write`; the rows and the drift summary ({} without a data contract)."""
     profile = Profile(package.contract) if package.contract else None
-    if engine == "export" and package.serving is not None and profile is not None:
+    if engine.streams and package.serving is not None and profile is not None:
         rows = score_stream(package.serving, input_uri, roles, profile, write)
         return rows, profile.summary()
     frame, _ = load_dataset(input_uri, dataclasses.replace(package.config, subsample=1.0), with_label=False)
     batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
-    scores = package.score_with_keras(frame) if engine == "keras" else package.score(frame)
+    scores = engine.score_frame(package, frame)
     write(score_lines(batch, np.asarray(scores).reshape(-1), roles.row_id))
     if profile is None:
         return len(frame), {}

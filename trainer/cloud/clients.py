@@ -26,12 +26,9 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
+from trainer.cloud.environment import BIGQUERY_EMULATOR, CREDENTIALS, PROJECT, STORAGE_EMULATOR
 from trainer.errors import TrainerError
 
-STORAGE_EMULATOR = "STORAGE_EMULATOR_HOST"
-BIGQUERY_EMULATOR = "BIGQUERY_EMULATOR_HOST"
-PROJECT = "GOOGLE_CLOUD_PROJECT"
-CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
 FIX_CREDENTIALS = (f"set {CREDENTIALS} to a service-account key file "
                    "or run `gcloud auth application-default login`")
 

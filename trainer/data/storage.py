@@ -20,6 +20,9 @@ from urllib.parse import urlparse
 
 from trainer.errors import TrainerError
 
+# The XDG convention's cache folder, which fab points a container at a mounted cache.
+CACHE_HOME_VARIABLE = "XDG_CACHE_HOME"
+
 
 class StorageBackend(Protocol):
     def expand(self, uri: str, *, must_match: bool = True) -> list[str]:
@@ -168,7 +171,7 @@ def open_for_reading(uri: str) -> BinaryIO:
 
 def cache_root() -> Path:
     """Where remote backends keep downloads and the work folders of remote outputs."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trainer"
+    return Path(os.environ.get(CACHE_HOME_VARIABLE) or Path.home() / ".cache") / "trainer"
 
 
 def join(base_uri: str, name: str) -> str:

@@ -8,7 +8,7 @@ import tensorflow as tf
 from trainer.config import NetConfig
 from trainer.data.features import DatasetShapes
 from trainer.networks.registry import get_network
-from trainer.training.optimizers import LazyAdam
+from trainer.training.optimizer_registry import OPTIMIZERS
 
 # Training steps per call of the train function: each call costs Python and a
 # sync, a few ms against 8 steps of about 20 ms each at 1M rows; 32 measured
@@ -39,9 +39,8 @@ def build_model_graph(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
     (`training.EpochEvaluation`), so runs of different networks compare directly.
     """
     model = get_network(config.network)(config, shapes)
-    optimizer_class = LazyAdam if config.optimizer == "lazy_adam" else keras.optimizers.Adam
     model.compile(
-        optimizer=optimizer_class(learning_rate=config.learning_rate),
+        optimizer=OPTIMIZERS.get(config.optimizer)(config.learning_rate),
         loss=keras.losses.BinaryCrossentropy(name="loss"),
         # Keras' default jit_compile="auto" leaves XLA off on CPUs; XLA fuses
         # Adam's whole-table embedding updates and the MLP (about 1.2x alone,

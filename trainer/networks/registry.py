@@ -20,26 +20,22 @@ import keras
 from trainer.config import NetConfig
 from trainer.data.features import DatasetShapes
 from trainer.errors import ConfigError
+from trainer.registry import Registry
 
 NetworkBuilder = Callable[[NetConfig, DatasetShapes], keras.Model]
-_NETWORKS: dict[str, NetworkBuilder] = {}
+NETWORKS: Registry[NetworkBuilder] = Registry("network")
 
 
 def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
-    def add(builder: NetworkBuilder) -> NetworkBuilder:
-        if name in _NETWORKS:
-            raise ValueError(f"network '{name}' is registered twice")
-        _NETWORKS[name] = builder
-        return builder
-
-    return add
+    return NETWORKS.register(name)
 
 
 def network_names() -> list[str]:
-    return sorted(_NETWORKS)
+    return sorted(NETWORKS.names())
 
 
 def get_network(name: str) -> NetworkBuilder:
-    if name not in _NETWORKS:
+    # Its own wording: a variant's network is a config key, not an option typed on a command line.
+    if name not in NETWORKS:
         raise ConfigError(f"unknown network '{name}'; registered networks: {', '.join(network_names())}")
-    return _NETWORKS[name]
+    return NETWORKS.get(name)

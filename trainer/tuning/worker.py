@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import sys
 import tempfile
@@ -31,8 +30,10 @@ from optuna.trial import FrozenTrial, TrialState
 from trainer.config import ENV_PREFIX
 from trainer.data import storage
 from trainer.errors import RunAbandonedError, TrainerError, TrainingDivergedError
+from trainer.interrupts import StopRequest, sigterm_as_interrupt
 from trainer.run import TrainRequest, TrainResult, train
 from trainer.training.fit import describe_device, split_cpu_for_tests
+from trainer.tuning.search import PRUNERS, SAMPLERS
 from trainer.tuning.space import as_environment, suggest
 from trainer.tuning.study import (
     HEARTBEAT_INTERVAL_S,
@@ -71,14 +72,16 @@ def run_worker(name: str, url: str, require_gpu: bool = False, out: TextIO = sys
     worker = f"{socket.gethostname()}/{os.getpid()}"
     stop = StopRequest()
     objective = TrialObjective(study, spec, name, worker, require_gpu, out, stop)
-    study.sampler, study.pruner = _sampler(spec), _pruner(spec)
+    study.sampler, study.pruner = SAMPLERS.get(spec.sampler)(spec.trials), PRUNERS.get(spec.pruner)()
     # This worker prints a line for every failed and pruned trial: Optuna's own
     # warnings for them would add a traceback each, Ctrl-C included.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     print(f"worker {worker} on {device} joins study '{name}' in {shown(url)}: {spec.variant}, "
           f"target {spec.trials} trials", file=out, flush=True)
     waiting_said, failures_in_a_row = False, 0
-    with stop.on_sigterm(), objective.variants_file():
+    # `docker stop`, `fab tune_workers --stop` and CI aborts send SIGTERM: the worker stops
+    # as on Ctrl-C, and queues its trial again (TrialObjective.run_one).
+    with sigterm_as_interrupt(stop), objective.variants_file():
         while (finished := _finished(study)) < spec.trials:
             stop.raise_if_requested()
             if _others_finish_it(study, spec.trials):
@@ -116,55 +119,6 @@ def _counts(study: optuna.Study) -> dict[TrialState, int]:
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state] += 1
     return counts
-
-
-class StopRequest:
-    """`docker stop`, `fab tune_workers --stop` and CI aborts send SIGTERM: the worker
-    stops as on Ctrl-C, and its trial is queued again.
-
-    The KeyboardInterrupt the handler raises is lost when it lands in a weakref
-    callback or finalizer ("Exception ignored in ..."), so the request is also
-    remembered, and raised again after the next batch and before the next trial.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def raise_if_requested(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def on_sigterm(self) -> Iterator[None]:
-        def interrupt(signum: int, frame: object) -> None:
-            self.requested = True
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, interrupt)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler()
-    # TPE models good and bad trials from the first random ones; constant_liar
-    # keeps parallel workers from all proposing the same point.
-    with quiet_experimental():
-        return optuna.samplers.TPESampler(n_startup_trials=max(3, min(10, spec.trials // 4)), multivariate=True,
-                                          constant_liar=True)
-
-
-def _pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    if spec.pruner == "median":
-        # Steps are epochs, from 1: never on the first epoch's noisy AUC alone (a step below
-        # n_warmup_steps is not pruned), nor before 3 trials have finished to compare with.
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
-    if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
-    return optuna.pruners.NopPruner()
 
 
 class TrialObjective:
