@@ -26,8 +26,11 @@ pytest_plugins = ["cloud_fixtures", "docker_fixtures", "service_fixtures"]  # te
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = PROJECT_ROOT / "data" / "sample_2k.json"
 SAMPLE_ROWS = 2000
+# XLA compiling costs 3-6 s of every run and changes no outcome these tests check, so every
+# command and every QUICK run trains without it; the tests of XLA itself set TRAINER_XLA back.
+NO_XLA = {"TRAINER_XLA": "false"}
 # Two short epochs in small batches: a real run that takes seconds.
-QUICK = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128"}
+QUICK = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128", **NO_XLA}
 COMMAND_TIMEOUT_S = 600
 
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -48,9 +51,9 @@ class TrainedPackage:
 
 
 def clean_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without config or TensorFlow-logging overrides, plus `overrides`."""
+    """The caller's environment without config or TensorFlow-logging overrides, plus NO_XLA and `overrides`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINER_") and k != "TF_CPP_MIN_LOG_LEVEL"}
-    return {**env, **(overrides or {})}
+    return {**env, **NO_XLA, **(overrides or {})}
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import QUICK, SAMPLE, Lines, Runner
+from conftest import QUICK, SAMPLE, Lines, Runner, TrainedPackage
 from test_fab_forms import parsed
 
 from trainer.comparison.bootstrap import paired_auc_difference
@@ -41,19 +41,19 @@ class Printed:
 
 
 @pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory) -> Packages:
+def packages(tmp_path_factory: pytest.TempPathFactory, trained: TrainedPackage) -> Packages:
     folder = tmp_path_factory.mktemp("compare")
     fewer = folder / "sample_minus_100.json"
     fewer.write_text("".join(SAMPLE.read_text().splitlines(keepends=True)[:-100]))
 
-    def trained(dataset: Path, **environ: str) -> str:
+    def train_quick(dataset: Path, **environ: str) -> str:
         request = TrainRequest("deep_v1", dataset=str(dataset), output=str(folder / "runs"),
                                environ={**QUICK, **environ})
         return train(request, io.StringIO()).package_uri
 
-    # C only needs to exist: one epoch.
-    return Packages(trained(SAMPLE), trained(SAMPLE, TRAINER_LEARNING_RATE=FASTER), trained(fewer, TRAINER_EPOCHS="1"),
-                    folder)
+    # A is the session's package (deep_v1, QUICK, the sample); C only needs to exist: one epoch.
+    return Packages(str(trained.zip_path), train_quick(SAMPLE, TRAINER_LEARNING_RATE=FASTER),
+                    train_quick(fewer, TRAINER_EPOCHS="1"), folder)
 
 
 def compared(*uris: str, plot: Path) -> Printed:

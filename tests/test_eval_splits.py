@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import QUICK
 
 from trainer.config import NetConfig
 from trainer.data.splits import split_dataset
@@ -88,7 +89,7 @@ def test_a_dataset_with_one_label_class_ends_with_one_line_before_training(
 
 
 def test_a_run_split_by_time_records_each_splits_time_range(output_dir: Path, sample_path: Path) -> None:
-    environ = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128", "TRAINER_SPLIT_TIME_COLUMN": "event_time"}
+    environ = {**QUICK, "TRAINER_SPLIT_TIME_COLUMN": "event_time"}
     result = train(TrainRequest("deep_v1", dataset=str(sample_path), output=str(output_dir), environ=environ),
                    io.StringIO())
     with zipfile.ZipFile(result.package_uri) as archive:

@@ -21,6 +21,7 @@ from trainer.package.loader import load_package
 from trainer.run import TrainRequest, train
 
 NO_TITLE_EVERY = 10  # one row in ten: title null, "", no key, or only punctuation
+EVEN_BATCH = 125  # divides the 2,000 sample rows
 
 
 def sample_without_some_titles(sample_path: Path, folder: Path) -> tuple[Path, np.ndarray]:
@@ -70,7 +71,7 @@ def test_l2_keys_shrink_the_embeddings_and_the_dense_kernels(
         keras.utils.set_random_seed(0)
         # Without XLA: compiling costs more than these few steps; the penalty is the same either way.
         model = build_model_graph(NetConfig(network=network, xla=False, **keys), shapes)
-        history = model.fit(inputs, labels, batch_size=128, epochs=1, verbose=0, shuffle=False)
+        history = model.fit(inputs, labels, batch_size=EVEN_BATCH, epochs=1, verbose=0, shuffle=False)
         assert np.all(np.isfinite(history.history["loss"]))
         norms[name] = squared_norms(model)
     # Each key shrinks its own weights (the other kind may grow to make up for it).
@@ -90,11 +91,12 @@ def test_network_builds_from_sample_shapes_and_a_short_fit_lowers_the_loss(
     # One title in ten is missing: no NaN anywhere, and those rows still score by their other features.
     inputs, labels, shapes, no_title = encoded_sample
     keras.utils.set_random_seed(0)
-    model = build_model_graph(NetConfig(network=network), shapes)
-    history = model.fit(inputs, labels, batch_size=128, epochs=3, verbose=0, shuffle=True)
+    model = build_model_graph(NetConfig(network=network), shapes)  # with XLA, as a user's run compiles it
+    # Batches that divide the sample: every step has one shape, so XLA compiles the step once, not twice.
+    history = model.fit(inputs, labels, batch_size=EVEN_BATCH, epochs=3, verbose=0, shuffle=True)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
-    scores = model.predict(inputs, verbose=0)
+    scores = model.predict(inputs, batch_size=len(labels), verbose=0)
     assert scores.shape == (len(labels), 1)
     assert np.all((scores >= 0) & (scores <= 1))  # NaN fails this too
     assert len(np.unique(scores[no_title])) > 1

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import TrainedPackage
+from conftest import NO_XLA, TrainedPackage
 
 from trainer.config import NetConfig
 from trainer.data.dataset import load_dataset
@@ -98,7 +98,7 @@ def network_packages(messy_sample: Path, tmp_path_factory: pytest.TempPathFactor
     packages = {}
     for network in network_names():
         log = io.StringIO()
-        environ = {"TRAINER_EPOCHS": "1", "TRAINER_BATCH_SIZE": "256", "TRAINER_NETWORK": network}
+        environ = {"TRAINER_EPOCHS": "1", "TRAINER_BATCH_SIZE": "256", "TRAINER_NETWORK": network, **NO_XLA}
         if network == "deep_v1":  # and one with Keras' Adam (the others train with lazy_adam, the default)
             environ |= {"TRAINER_OPTIMIZER": "adam"}
         result = train(TrainRequest("deep_v1", dataset=str(messy_sample), output=str(output), environ=environ),
@@ -368,7 +368,7 @@ def test_the_export_equals_the_keras_path_on_the_test_split_of_200k_generated_ro
     path = tmp_path / "ctr_200k.json"
     generate(200_000, path, seed=1)
     result = train(TrainRequest("deep_v1", dataset=str(path), output=str(tmp_path / "runs"),
-                                environ={"TRAINER_EPOCHS": "1"}), io.StringIO())
+                                environ={"TRAINER_EPOCHS": "1", **NO_XLA}), io.StringIO())
     package = load_package(result.package_uri)
     frame, _ = load_dataset(str(path), package.config)
     test = split_dataset(frame, package.config).test
@@ -381,7 +381,8 @@ def test_a_package_whose_vocabularies_are_all_empty_exports_and_scores_as_keras(
     sample_path: Path, tmp_path: Path
 ) -> None:
     # Every value and word rarer than its minimum count: every row is the unknown category and unknown words.
-    environ = {"TRAINER_EPOCHS": "1", "TRAINER_MIN_CATEGORY_COUNT": "100000", "TRAINER_TEXT_MIN_COUNT": "100000"}
+    environ = {"TRAINER_EPOCHS": "1", "TRAINER_MIN_CATEGORY_COUNT": "100000", "TRAINER_TEXT_MIN_COUNT": "100000",
+               **NO_XLA}
     result = train(TrainRequest("deep_v1", dataset=str(sample_path), output=str(tmp_path), environ=environ),
                    io.StringIO())
     package = load_package(result.package_uri)
