@@ -1,10 +1,19 @@
 """Every bad input a user can type ends as one `error:` line, exit status 2, no traceback, nothing written.
 
 One row of CASES per input, run as the user runs it: `fab ...` or `python -m
-trainer ...` in a subprocess with a clean shell. Each case checks its exit
-status, exactly one line starting with `error:` that names the problem, no
-traceback, and that nothing under the test's folder changed (its output folder
-holds a package from an earlier run, which must stay as it was).
+trainer ...` in the project folder with a clean shell (no TRAINER_* of the
+caller's; TRAINER_XLA=false). Most cases run in this process, through the
+programs' own entry points (`launch.program.make_program().run(argv)` and
+`trainer.__main__.main(argv)`) with the case's environment and working folder
+set and everything they print captured (a subprocess per case spent seconds
+importing the project, TensorFlow among it). A case in a copy of the project,
+and one `end_to_end` case per program, run the real console script in a
+subprocess instead, so the exit status the shell sees and the "no traceback"
+promise are checked end to end.
+Each case checks its exit status, exactly one line starting with `error:` that
+names the problem, no traceback, and that nothing under the test's folder
+changed (its output folder holds a package from an earlier run, which must
+stay as it was).
 
 Adding a case is adding a row. Words of `argv` may hold these placeholders:
 
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,6 +42,8 @@ from pathlib import Path
 import pytest
 from conftest import PROJECT_ROOT, SAMPLE, clean_env
 
+from launch.program import make_program
+from trainer.__main__ import main as trainer_main
 from trainer.package.layout import CURRENT_VERSION, FORMAT_VERSION_FIELD, MANIFEST_FILE, MODEL_FILE, REQUIRED_FILES
 
 FAB = Path(sys.executable).parent / "fab"
@@ -55,7 +67,10 @@ class Case:
     env: Mapping[str, str] = field(default_factory=dict)
     status: int = 2
     hidden: tuple[str, ...] = ()  # text that must appear nowhere in the output (secrets, wrong advice)
-    project_copy: bool = False  # run in a copy of the project, for cases that break the project's own files
+    # Run in a copy of the project, for cases that break the project's own files. Always a subprocess:
+    # a copy must run its own code, and this process has imported the original's `launch` and `trainer`.
+    project_copy: bool = False
+    end_to_end: bool = False  # run the real console script in a subprocess (one case per program)
 
 
 def first_sample_rows(count: int, drop: str = "") -> str:
@@ -128,9 +143,9 @@ CASES = [
          "--output {tmp}/a-file: is a file", files={"a-file": "mine"}),
     Case("train-in-docker-output-is-a-file", ("fab", "train", "--output", "{tmp}/a-file"),
          "--output {tmp}/a-file: is a file", files={"a-file": "mine"}, env=NO_ENGINE),
-    Case("python-train-output-is-a-file",
+    Case("python-train-output-is-a-file",  # python -m trainer's end-to-end case: ends before TensorFlow loads
          ("python", "-m", "trainer", "train", "--variant", "deep_v1", "--output", "{tmp}/a-file"),
-         "--output {tmp}/a-file: is a file", files={"a-file": "mine"}),
+         "--output {tmp}/a-file: is a file", files={"a-file": "mine"}, end_to_end=True),
     Case("tune-output-is-a-file",
          ("fab", "tune", "--output", "{tmp}/a-file", "--storage", "sqlite:///{out}/tuning.db"),
          "--output {tmp}/a-file: is a file", files={"a-file": "mine"}),
@@ -208,8 +223,8 @@ CASES = [
          "--storage redis://***@db/0: expected postgresql://", hidden=("pw1",)),
     Case("storage-password-with-an-at", ("fab", "tune_report", "--study", "s", "--storage", STORAGE_WITH_AT),
          "cannot open the study storage postgresql://***@127.0.0.1:1/studies", hidden=("tuner", "se@", "cret")),
-    Case("tune-report-of-a-missing-study", ("fab", "tune_report", "--study", "absent"),
-         "no study 'absent': {project}/runs/tuning.db does not exist", project_copy=True),
+    Case("tune-report-of-a-missing-study", ("fab", "tune_report", "--study", "absent"),  # fab's end-to-end case
+         "no study 'absent': {project}/runs/tuning.db does not exist", project_copy=True, end_to_end=True),
     Case("tune-report-of-a-missing-study-file",
          ("fab", "tune_report", "--study", "absent", "--storage", "sqlite:///{out}/tuning.db"),
          "no study 'absent': {out}/tuning.db does not exist"),
@@ -253,19 +268,81 @@ def command(case: Case, values: dict[str, str]) -> list[str]:
     return program + [word.format(**values) for word in case.argv[1:]]
 
 
+def case_env(case: Case, values: dict[str, str]) -> dict[str, str]:
+    return {name: value.format(**values) for name, value in case.env.items()}
+
+
+def run_in_subprocess(case: Case, values: dict[str, str]) -> tuple[int, str]:
+    """The command as the user's shell runs it: its exit status, and its stdout then stderr."""
+    env = {**case_env(case, values), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(command(case, values), cwd=values["project"], env=clean_env(env), capture_output=True,
+                          text=True, timeout=TIMEOUT_S, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def run_in_process(case: Case, values: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                   capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """The command through its program's entry point here, in the environment and folder it would have.
+
+    capfd, not capsys: it also sees what is written to file descriptors 1 and 2, as the subprocess's pipes did."""
+    use_environment(monkeypatch, clean_env(case_env(case, values)))
+    monkeypatch.chdir(values["project"])  # fab finds the fabfile from here, and loads it anew each run
+    argv = [word.format(**values) for word in case.argv]
+    capfd.readouterr()  # what came before is not the command's (training the {package}, for one)
+    try:
+        status = ENTRY_POINTS[argv[0]](argv)
+    except SystemExit as stop:  # how both programs end with a status; nothing else is caught
+        status = exit_status(stop)
+    captured = capfd.readouterr()
+    return status, captured.out + captured.err
+
+
+def use_environment(monkeypatch: pytest.MonkeyPatch, environ: Mapping[str, str]) -> None:
+    """os.environ as `environ` while the case runs, except TF_CPP_MIN_LOG_LEVEL: clean_env drops it, and
+    importing `trainer` sets it again, as it did in this process."""
+    for key in set(os.environ) - set(environ) - {"TF_CPP_MIN_LOG_LEVEL"}:
+        monkeypatch.delenv(key)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+
+
+def run_fab(argv: list[str]) -> int:
+    """`fab` as its console script runs it: on an Exit, invoke prints its message and calls sys.exit(code).
+
+    exit=False would print the message too but drop the code, which the case checks."""
+    make_program().run(argv)
+    return 0
+
+
+def run_python_m_trainer(argv: list[str]) -> int:
+    return trainer_main(argv[3:])  # the words after "python -m trainer"
+
+
+ENTRY_POINTS: dict[str, Callable[[list[str]], int]] = {"fab": run_fab, "python": run_python_m_trainer}
+
+
+def exit_status(stop: SystemExit) -> int:
+    """The status the shell would see for `stop`: None is 0; a message is printed to stderr and is 1."""
+    if stop.code is None or isinstance(stop.code, int):
+        return stop.code or 0
+    print(stop.code, file=sys.stderr)
+    return 1
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_bad_input_is_one_error_line_and_nothing_written(
-    case: Case, tmp_path: Path, request: pytest.FixtureRequest
+    case: Case, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     values = prepare(case, tmp_path)
     if any("{package}" in word for word in case.argv):
         values["package"] = str(request.getfixturevalue("trained").zip_path)
     before = snapshot(tmp_path)
-    env = {**{k: v.format(**values) for k, v in case.env.items()}, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run(command(case, values), cwd=values["project"], env=clean_env(env), capture_output=True,
-                          text=True, timeout=TIMEOUT_S, check=False)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == case.status, output[-3000:]
+    if case.project_copy or case.end_to_end:
+        status, output = run_in_subprocess(case, values)
+    else:
+        status, output = run_in_process(case, values, monkeypatch, capfd)
+    assert status == case.status, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, f"expected one error line:\n{output[-3000:]}"
