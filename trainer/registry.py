@@ -28,7 +28,7 @@ class Registry(Generic[Entry]):
 
     def __init__(self, kind: str, option: str = "") -> None:
         self.kind, self.option = kind, option or kind
-        self._entries: dict[str, tuple[Entry, str]] = {}
+        self.entries: dict[str, tuple[Entry, str]] = {}
 
     def register(self, name: str, help: str = "") -> Callable[[Entry], Entry]:
         """A decorator that registers what it decorates under `name`."""
@@ -40,23 +40,23 @@ class Registry(Generic[Entry]):
         return add
 
     def add(self, name: str, entry: Entry, help: str = "") -> None:
-        if name in self._entries:
+        if name in self.entries:
             raise ValueError(f"{self.kind} '{name}' is registered twice")
-        self._entries[name] = (entry, help)
+        self.entries[name] = (entry, help)
 
     def names(self) -> list[str]:
-        return list(self._entries)
+        return list(self.entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self.entries
 
     def get(self, name: str) -> Entry:
         """The entry registered as `name`; an unknown name is a ConfigError listing the known ones."""
-        if name not in self._entries:
+        if name not in self.entries:
             raise ConfigError(f"{self.option} {name}: unknown; use one of {', '.join(self.names())}")
-        return self._entries[name][0]
+        return self.entries[name][0]
 
     def described(self) -> str:
         """Every name with its help, for an option's help: "a (what a is), b (...) or c (...)"."""
-        shown = [f"{name} ({help})" if help else name for name, (_, help) in self._entries.items()]
+        shown = [f"{name} ({help})" if help else name for name, (_, help) in self.entries.items()]
         return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"

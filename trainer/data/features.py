@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
 
@@ -79,7 +79,7 @@ class Preprocessor:
     empty_text_token: int | None = None
     # Tokens of each title seen so far: fitting and then encoding the same
     # split would otherwise tokenize every title twice. Not saved.
-    _tokens: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
+    token_cache: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def fit(cls, train: pd.DataFrame, config: NetConfig) -> Preprocessor:
@@ -108,19 +108,19 @@ class Preprocessor:
         """Model inputs by input name: int32 ids, float32 numbers, int32 token ids."""
         inputs = {c: _encode_categorical(frame[c], self.vocabularies[c]) for c in self.categorical_columns}
         if self.numeric_columns:
-            inputs[NUMERIC_INPUT] = self._encode_numeric(frame)
+            inputs[NUMERIC_INPUT] = self.encode_numeric(frame)
         if self.text_column:
-            inputs[TEXT_INPUT] = self._encode_text(frame[self.text_column])
+            inputs[TEXT_INPUT] = self.encode_text(frame[self.text_column])
         return inputs
 
-    def _encode_numeric(self, frame: pd.DataFrame) -> np.ndarray:
+    def encode_numeric(self, frame: pd.DataFrame) -> np.ndarray:
         values = np.stack([frame[c].to_numpy(np.float32) for c in self.numeric_columns], axis=1)
         if self.numeric_min:
             values = np.clip(values, np.float32(self.numeric_min), np.float32(self.numeric_max))  # NaN stays NaN
         standardised = (values - np.float32(self.numeric_mean)) / np.float32(self.numeric_std)
         return np.nan_to_num(standardised, nan=0.0).astype(np.float32)
 
-    def _encode_text(self, titles: pd.Series) -> np.ndarray:
+    def encode_text(self, titles: pd.Series) -> np.ndarray:
         categories, codes = _categories_and_codes(titles)
         token_index = {token: i for i, token in enumerate(self.token_vocabulary, start=self.first_word_token)}
         per_title = np.zeros((len(categories) + 1, self.sequence_length), np.int32)
@@ -139,14 +139,14 @@ class Preprocessor:
     def tokens_of(self, titles: Iterable[str]) -> list[list[str]]:
         """Each title's tokens, tokenizing only titles not seen before."""
         titles = list(titles)
-        new = [t for t in dict.fromkeys(titles) if t not in self._tokens]
-        self._tokens.update(zip(new, tokenize(new)))
-        return [self._tokens[t] for t in titles]
+        new = [t for t in dict.fromkeys(titles) if t not in self.token_cache]
+        self.token_cache.update(zip(new, tokenize(new)))
+        return [self.token_cache[t] for t in titles]
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items() if not k.startswith("_")
-        }
+        # The fitted state only: the token cache (compare=False) is a speed-up, not part of it.
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Preprocessor:

@@ -69,10 +69,10 @@ class Profile:
     contract: dict[str, Any]
     columns: dict[str, ColumnProfile] = field(default_factory=dict)
     # Each vocabulary as an Arrow array, made once rather than once per block (they reach 200,000 values).
-    _vocabularies: dict[str, pa.Array] = field(init=False, repr=False)
+    vocabulary_arrays: dict[str, pa.Array] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._vocabularies = {c: pa.array(terms["vocabulary"], pa.string())
+        self.vocabulary_arrays = {c: pa.array(terms["vocabulary"], pa.string())
                               for c, terms in self.contract["columns"].items() if terms["kind"] == "categorical"}
 
     def add(self, batch: dict[str, pa.Array]) -> None:
@@ -82,7 +82,7 @@ class Profile:
             profile.rows += len(values)
             profile.nulls += _missing_count(values, terms["kind"])
             if terms["kind"] == "categorical":
-                profile.unseen += _unseen_count(values, self._vocabularies[column])
+                profile.unseen += _unseen_count(values, self.vocabulary_arrays[column])
             elif terms["kind"] == "numeric":
                 _add_numbers(profile, values, terms)
 

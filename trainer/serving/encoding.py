@@ -84,11 +84,11 @@ class RawRowEncoder(tf.Module):
     def __call__(self, features: dict[str, tf.Tensor]) -> EncodedRows:
         inputs = {c: tf.cast(self.categories[c].lookup(features[c]), tf.int32) for c in self.categorical_columns}
         if self.numeric_columns:
-            inputs[NUMERIC_INPUT] = self._numeric(features)
+            inputs[NUMERIC_INPUT] = self.numeric_inputs(features)
         if not self.text_column:
             return EncodedRows(inputs)
         titles, title_of_row = tf.unique(features[self.text_column])
-        return EncodedRows(inputs, self._title_tokens(titles), title_of_row)
+        return EncodedRows(inputs, self.title_token_ids(titles), title_of_row)
 
     def encode_distinct(self, distinct: dict[str, tuple[tf.Tensor, tf.Tensor]],
                         numbers: dict[str, tf.Tensor]) -> EncodedRows:
@@ -96,29 +96,29 @@ class RawRowEncoder(tf.Module):
         inputs = {c: tf.gather(tf.cast(self.categories[c].lookup(distinct[c][0]), tf.int32), distinct[c][1])
                   for c in self.categorical_columns}
         if self.numeric_columns:
-            inputs[NUMERIC_INPUT] = self._numeric(numbers)
+            inputs[NUMERIC_INPUT] = self.numeric_inputs(numbers)
         if not self.text_column:
             return EncodedRows(inputs)
         titles, title_of_row = distinct[self.text_column]
-        return EncodedRows(inputs, self._title_tokens(titles), title_of_row)
+        return EncodedRows(inputs, self.title_token_ids(titles), title_of_row)
 
-    def _numeric(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+    def numeric_inputs(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
         values = tf.stack([tf.cast(features[c], tf.float32) for c in self.numeric_columns], axis=1)
         known = tf.where(tf.math.is_finite(values), values, self.mean)
         if self.low is not None:
             known = tf.clip_by_value(known, self.low, self.high)
         return (known - self.mean) / self.std
 
-    def _title_tokens(self, titles: tf.Tensor) -> tf.Tensor:
+    def title_token_ids(self, titles: tf.Tensor) -> tf.Tensor:
         """(titles, sequence_length) token ids of each title."""
-        ids = self.tokens.lookup(self._tokens(titles))[:, : self.sequence_length]
+        ids = self.tokens.lookup(self.title_words(titles))[:, : self.sequence_length]
         padded = tf.cast(ids.to_tensor(PAD_TOKEN, shape=[None, self.sequence_length]), tf.int32)
         if self.empty_text_token is None:
             return padded
         first = tf.where(tf.equal(ids.row_lengths(), 0), self.empty_text_token, padded[:, 0])
         return tf.concat([first[:, None], padded[:, 1:]], axis=1)
 
-    def _tokens(self, titles: tf.Tensor) -> tf.RaggedTensor:
+    def title_words(self, titles: tf.Tensor) -> tf.RaggedTensor:
         """Each title's tokens: spaCy's where the export carries them, else the rules'."""
         if self.overrides is None:  # the rules agree with spaCy on every training title
             return rule_tokens(titles)

@@ -47,18 +47,18 @@ class ServingModel:
     False: see trainer/package/layout.py)."""
 
     def __init__(self, folder: Path, distinct_values: bool = True) -> None:
-        self._loaded = tf.saved_model.load(str(folder))  # keeps the tables and variables alive
-        self.signatures = self._loaded.signatures
+        self.loaded = tf.saved_model.load(str(folder))  # keeps the tables and variables alive
+        self.signatures = self.loaded.signatures
         default = self.signatures["serving_default"]
         self.columns = {name: spec.dtype for name, spec in default.structured_input_signature[1].items()}
-        self._distinct = distinct_values
-        self._signature = self.signatures[DISTINCT_SIGNATURE] if distinct_values else default
+        self.distinct_values = distinct_values
+        self.signature = self.signatures[DISTINCT_SIGNATURE] if distinct_values else default
 
     def __call__(self, columns: dict[str, Column]) -> np.ndarray:
         """Scores of `columns`: each string column a (distinct values, row indices) pair, each
         numeric column a float32 array; at most SCORE_BATCH_ROWS rows per signature call."""
-        rows = self._rows(columns)
-        scores = [self._signature(**self._inputs(columns, slice(start, start + SCORE_BATCH_ROWS)))[OUTPUT_NAME]
+        rows = self.row_count(columns)
+        scores = [self.signature(**self.signature_inputs(columns, slice(start, start + SCORE_BATCH_ROWS)))[OUTPUT_NAME]
                   .numpy() for start in range(0, rows, SCORE_BATCH_ROWS)]
         return np.concatenate(scores) if scores else np.zeros(0, np.float32)
 
@@ -68,16 +68,16 @@ class ServingModel:
     def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
         return self({c: _from_pandas(frame[c], dtype) for c, dtype in self.columns.items()})
 
-    def _rows(self, columns: dict[str, Column]) -> int:
+    def row_count(self, columns: dict[str, Column]) -> int:
         column, values = next(iter(columns.items()))
         return len(values[1]) if self.columns[column] == tf.string else len(values)
 
-    def _inputs(self, columns: dict[str, Column], rows: slice) -> dict[str, tf.Tensor]:
+    def signature_inputs(self, columns: dict[str, Column], rows: slice) -> dict[str, tf.Tensor]:
         inputs = {}
         for column, values in columns.items():
             if self.columns[column] != tf.string:
                 inputs[column] = tf.constant(values[rows])
-            elif self._distinct:
+            elif self.distinct_values:
                 inputs[column + DISTINCT_VALUES] = tf.constant(values[0], tf.string)
                 inputs[column + ROW_INDEX] = tf.constant(values[1][rows])
             else:  # serving_default: the rows' strings themselves

@@ -129,16 +129,16 @@ class TrialObjective:
         self.study, self.spec, self.name, self.worker = study, spec, name, worker
         self.require_gpu, self.out, self.stop = require_gpu, out, stop
         self.trials_run = 0
-        self._variants_file: Path | None = None
-        self._current: int | None = None
+        self.study_variants_file: Path | None = None
+        self.current_trial: int | None = None
         self.last_failure = "no reason recorded"
 
     @contextlib.contextmanager
     def variants_file(self) -> Iterator[None]:
         """The study's own copy of its variant: later edits of variant_config.json change no trial."""
         with tempfile.TemporaryDirectory(prefix="trainer-tune-") as folder:
-            self._variants_file = Path(folder) / "variant_config.json"
-            self._variants_file.write_text(json.dumps({self.spec.variant: self.spec.variant_keys}))
+            self.study_variants_file = Path(folder) / "variant_config.json"
+            self.study_variants_file.write_text(json.dumps({self.spec.variant: self.spec.variant_keys}))
             yield
 
     def run_one(self) -> TrialState:
@@ -146,21 +146,21 @@ class TrialObjective:
         try:
             self.study.optimize(self, n_trials=1, catch=(TrainingDivergedError,), gc_after_trial=True)
         except KeyboardInterrupt:
-            self._queue_again()
+            self.queue_again()
             raise
         finally:
             self.trials_run += 1
             keras.backend.clear_session()  # each trial's graphs would otherwise pile up
-        keep_best_package(self.study, self._current)
-        trial = self._trial(self._current)
+        keep_best_package(self.study, self.current_trial)
+        trial = self.trial_numbered(self.current_trial)
         self.last_failure = trial.user_attrs.get("failure", self.last_failure)
         return trial.state
 
-    def _trial(self, number: int | None) -> FrozenTrial:
+    def trial_numbered(self, number: int | None) -> FrozenTrial:
         return next(t for t in self.study.get_trials(deepcopy=False) if t.number == number)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self._current = trial.number
+        self.current_trial = trial.number
         overrides = suggest(trial, self.spec.space)
         origin = _origin_number(self.study, trial.number)
         trial.set_user_attr("worker", self.worker)
@@ -169,7 +169,7 @@ class TrialObjective:
                                                    for k, v in overrides.items()),
               file=self.out, flush=True)
         request = TrainRequest(
-            self.spec.variant, self.spec.dataset, self.spec.output, variants_file=self._variants_file,
+            self.spec.variant, self.spec.dataset, self.spec.output, variants_file=self.study_variants_file,
             environ=as_environment(overrides) | {f"{ENV_PREFIX}{k.upper()}": v for k, v in
                                                  self.spec.fixed_overrides.items()},
             require_gpu=self.require_gpu, run_label=trial_label(self.name, self.spec.variant, origin),
@@ -184,10 +184,10 @@ class TrialObjective:
             trial.set_user_attr("failure", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             print(f"trial {trial.number} failed: {exc}", file=self.out, flush=True)
             raise
-        self._record(trial, result)
+        self.record(trial, result)
         return result.validation_metrics["auc"]
 
-    def _record(self, trial: optuna.Trial, result: TrainResult) -> None:
+    def record(self, trial: optuna.Trial, result: TrainResult) -> None:
         trial.set_user_attr("package", result.package_uri)
         trial.set_user_attr("run_id", result.run_id)
         trial.set_user_attr("epochs", len(result.epochs))
@@ -196,11 +196,11 @@ class TrialObjective:
             for name, value in metrics.items():
                 trial.set_user_attr(f"{split}_{name}", value)
 
-    def _queue_again(self) -> None:
+    def queue_again(self) -> None:
         """A stopped worker's trial runs again elsewhere, as a dead worker's would."""
-        if self._current is None:
+        if self.current_trial is None:
             return
-        trial = self._trial(self._current)
+        trial = self.trial_numbered(self.current_trial)
         if trial.state == TrialState.FAIL:
             with quiet_experimental():
                 RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(self.study, trial)
