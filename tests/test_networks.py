@@ -156,7 +156,7 @@ def test_dropout_on_a_cpu_trains_without_xla(
     dropout: float, compiled_with_xla: bool,
     encoded_sample: tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes, np.ndarray]
 ) -> None:
-    # XLA's CPU random numbers made a Dropout model 17x slower (bench note in networks/compile.py).
+    # XLA's CPU random numbers make a Dropout model many times slower (the README's benchmarks).
     _, _, shapes, _ = encoded_sample
     model = build_model_graph(NetConfig(dropout=dropout), shapes)
     assert model.jit_compile is compiled_with_xla

@@ -55,7 +55,7 @@ class NetConfig:
     learning_rate: float = _key(0.005, "Adam step size (large batches want a larger step)")
     optimizer: str = _key("lazy_adam", OPTIMIZERS.described())
     xla: bool = _key(
-        True, "compile the training step with XLA (faster); skipped on CPUs when dropout > 0 (17x slower there)"
+        True, "compile the training step with XLA (faster); skipped on CPUs when dropout > 0 (much slower there)"
     )
     early_stopping_patience: int = _key(
         2, "stop after this many epochs without a better validation AUC (keeping the best weights); 0 = off"

@@ -220,7 +220,7 @@ def tokenize(texts: Any) -> list[list[str]]:
 
 @cache
 def _tokenizer() -> Any:
-    import spacy  # spaCy loads in ~1 s; only runs with a text column pay for it
+    import spacy  # slow to import (see the README's benchmarks); only runs with a text column pay for it
 
     tokenizer = spacy.blank("en").tokenizer
     tokenizer.max_cache_size = TOKENIZER_CACHE_ENTRIES

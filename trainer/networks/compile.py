@@ -11,14 +11,14 @@ from trainer.networks.registry import get_network
 from trainer.training.optimizer_registry import OPTIMIZERS
 
 # Training steps per call of the train function: each call costs Python and a
-# sync, a few ms against 8 steps of about 20 ms each at 1M rows; 32 measured
-# the same within noise (bench_train --levers).
+# sync, small against 8 steps at 1M rows, and 32 steps per call were no faster
+# (see the README's benchmarks: bench/bench_train.py --levers).
 STEPS_PER_EXECUTION = 8
 
 
 def use_xla(config: NetConfig) -> bool:
     """XLA unless dropout would run on the CPU: XLA's CPU random-number
-    generator made a Dropout model 17x slower here (7K vs 128K examples/s).
+    generator makes a Dropout model many times slower (see the README's benchmarks).
     Nor under a MirroredStrategy: XLA then failed to reach the other devices'
     variables (tested on two logical CPUs)."""
     cpu_dropout = config.dropout and not tf.config.list_physical_devices("GPU")
@@ -43,8 +43,9 @@ def build_model_graph(config: NetConfig, shapes: DatasetShapes) -> keras.Model:
         optimizer=OPTIMIZERS.get(config.optimizer)(config.learning_rate),
         loss=keras.losses.BinaryCrossentropy(name="loss"),
         # Keras' default jit_compile="auto" leaves XLA off on CPUs; XLA fuses
-        # Adam's whole-table embedding updates and the MLP (about 1.2x alone,
-        # more with large batches). Several steps per call cut Python overhead.
+        # Adam's whole-table embedding updates and the MLP (faster alone, more
+        # so with large batches: see the README's benchmarks). Several steps per
+        # call cut Python overhead.
         jit_compile=use_xla(config),
         steps_per_execution=steps_per_execution(),
     )

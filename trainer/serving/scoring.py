@@ -32,7 +32,8 @@ from trainer.serving.export import DISTINCT_VALUES, OUTPUT_NAME, ROW_INDEX
 
 SCORE_BATCH_ROWS = 262_144  # at most one signature call per block
 # Blocks of 64 MB (about 200K rows): titles repeat with their items, and a larger block tokenizes each
-# distinct title of more rows at once (50K-row blocks are 46% distinct titles, 200K-row ones 32%).
+# distinct title of more rows at once (a larger block has fewer distinct titles per row: see the
+# README's benchmarks).
 SCORE_BLOCK_BYTES = 64 << 20
 
 
@@ -141,7 +142,7 @@ def _batches(input_uri: str, roles: ColumnRoles) -> Iterator[pa.RecordBatch]:
     files, _ = dataset_files(input_uri)
     for file_uri in files:
         # One thread parses the next block while TensorFlow scores this one on every core (`prefetched`):
-        # pyarrow's own threads fought TensorFlow for the cores (raw rows 0.85x on 2 cores).
+        # pyarrow's own threads fought TensorFlow for the cores (slower on 2 cores: the README's benchmarks).
         yield from stream_file(storage.local_copy(file_uri), roles, SCORE_BLOCK_BYTES, use_threads=False)
 
 

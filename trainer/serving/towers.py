@@ -1,11 +1,12 @@
 """The trained model cut where its title tower ends, so that the export runs
 the tower once per distinct title rather than once per row.
 
-Titles repeat with their items (a 200K-row scoring block holds about a third
-as many distinct titles), and everything a network computes from the title
-alone (token embeddings, their masked mean, a GRU over them) depends on
-nothing else in the row. `TitleTowerSplit` finds that part in any registered
-network's functional graph, without the network declaring it:
+Titles repeat with their items (a 200K-row scoring block holds far fewer
+distinct titles than rows: see the README's benchmarks), and everything a
+network computes from the title alone (token embeddings, their masked mean,
+a GRU over them) depends on nothing else in the row. `TitleTowerSplit` finds
+that part in any registered network's functional graph, without the network
+declaring it:
 
 - the tower: every layer whose inputs all come, through other such layers,
   from the title's token ids alone;

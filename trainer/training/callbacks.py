@@ -27,13 +27,14 @@ class EpochEvaluation(keras.callbacks.Callback):
     """Train and validation metrics from the epoch's final weights, once per epoch.
 
     Keras would update AUC, log-loss and accuracy inside every training step:
-    about 40% of a step's time on these CPUs. Instead the model scores the
-    validation split and a fixed sample of the training split (as large as
-    the validation split) at the end of each epoch, so both are measured
-    alike, from the same weights. `loss` stays Keras' mean training loss over
-    the epoch. The test split is not looked at here: it is scored once, on
-    the packaged weights. Keras' `val_` prefix is the validation split.
-    Its own seconds go into the logs as `evaluation_seconds`.
+    a large share of a step's time on these CPUs (see the README's
+    benchmarks). Instead the model scores the validation split and a fixed
+    sample of the training split (as large as the validation split) at the
+    end of each epoch, so both are measured alike, from the same weights.
+    `loss` stays Keras' mean training loss over the epoch. The test split is
+    not looked at here: it is scored once, on the packaged weights. Keras'
+    `val_` prefix is the validation split. Its own seconds go into the logs
+    as `evaluation_seconds`.
     """
 
     def __init__(self, train: SplitArrays, validation: SplitArrays, seed: int) -> None:

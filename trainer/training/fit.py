@@ -38,10 +38,9 @@ from trainer.training.metrics import RunMetrics
 # per epoch up to 262K training rows, more beyond, where the batch stays at
 # 4096. On 1M rows 4096 trains as fast as 8192 (the matmuls already fill both
 # cores) and matches a batch-1024 fit's validation AUC at every epoch, where
-# 8192 trailed it by 0.06 after epoch 1 (bench/bench_train.py). 1/16 (16
-# steps per epoch) underfitted 100K rows in 8 epochs: linear_v1 was still
-# improving, deep_v1 0.04 validation AUC lower; 1/128 was no better there
-# and slower on 1M (bench/bench_batch.py).
+# 8192 trailed it after epoch 1 (bench/bench_train.py). 1/16 (16 steps per
+# epoch) underfitted 100K rows in 8 epochs; 1/128 was no better there and
+# slower on 1M (bench/bench_batch.py). Figures: the README's benchmarks.
 AUTO_BATCH_RANGE = (64, 4096)
 AUTO_BATCH_STEPS = 64
 

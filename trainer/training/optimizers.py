@@ -103,10 +103,10 @@ class LazyAdam(keras.optimizers.Adam):
 
 
 # Tables up to this many rows are updated in one pass over the table, larger ones row by row (sorted
-# slices, gathers and scatters). Keras' Adam, which rewrites whole tables, trains 0.89-0.94x as fast
-# with a 139K-row table as with default ones, but 0.27-0.38x with 939K rows (issue 13); sorting a
-# batch's slices cost 2.6x the step with every table row by row (bench/bench_vocab.py). The batch
-# size is not known here (a trace may leave it open), so the line is drawn by rows alone.
+# slices, gathers and scatters). Keras' Adam, which rewrites whole tables, loses little speed with a
+# 139K-row table but most of it with 939K rows (issue 13); sorting a batch's slices made the step
+# much longer with every table row by row (bench/bench_vocab.py; figures: the README's benchmarks).
+# The batch size is not known here (a trace may leave it open), so the line is drawn by rows alone.
 WHOLE_TABLE_PASS_ROWS = 262_144
 
 
