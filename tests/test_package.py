@@ -98,7 +98,7 @@ def test_fab_runs_shows_the_packaged_epoch_with_its_validation_and_test_auc(trai
     assert header.split() == ["run", "variant", "written", "epochs", "best_epoch", "validation_auc", "test_auc",
                               "test_logloss", "test_accuracy", "beyond_the_variant"]
     # The fixture trains deep_v1 as defined, with conftest's QUICK overrides from the environment.
-    assert row.endswith("batch_size=128 (environment), epochs=2 (environment)")
+    assert row.endswith("batch_size=128 (environment), epochs=2 (environment), xla=false (environment)")
     cells = row.split()  # the written time is two cells: date and time
     result = trained.result
     assert (cells[0], cells[4], cells[5]) == (result.run_id, "2", str(result.best_epoch))
