@@ -1,9 +1,16 @@
 """Exact resume and nothing lost after training: a run killed at a fixed point
 (the FAB_TEST_KILL_AT hook SIGKILLs the trainer there) and run again with the
-same arguments ends with the package an uninterrupted run writes."""
+same arguments ends with the package an uninterrupted run writes.
+
+The killed runs and their reruns are the user's command, in subprocesses. The
+uninterrupted run they are compared with only has to write its package, so it
+is `train` in this process: the same config and seed make the same package as
+the command, without another process starting TensorFlow.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import signal
@@ -19,16 +26,17 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from cloud_fixtures import object_names, storage_client
+from conftest import NO_XLA, QUICK
 
 from trainer.data.dataset import load_dataset
 from trainer.faults import KILL_AT_VARIABLE
 from trainer.package.loader import load_package
+from trainer.run import TrainRequest, train
 
 Runner = Callable[..., subprocess.CompletedProcess]
 # Early stopping with patience 2 and dropout (its seed generators must resume too).
 STOPPING_ENV = {"TRAINER_EPOCHS": "8", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "2",
-                "TRAINER_DROPOUT": "0.2"}
-QUICK = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128"}
+                "TRAINER_DROPOUT": "0.2", **NO_XLA}
 EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+\b", re.MULTILINE)
 SCORE_COLUMNS = ["train_loss", "train_auc", "validation_auc", "validation_logloss"]
 
@@ -63,12 +71,11 @@ def tensorboard_steps(package: Path, tmp_path: Path) -> dict[str, list[int]]:
 
 
 @pytest.fixture(scope="module")
-def stopped_early(tmp_path_factory: pytest.TempPathFactory, sample_path: Path,
-                  run_python: Runner) -> tuple[Path, dict[str, Any], pd.DataFrame]:
+def stopped_early(tmp_path_factory: pytest.TempPathFactory,
+                  sample_path: Path) -> tuple[Path, dict[str, Any], pd.DataFrame]:
     """An uninterrupted run that early stopping ends: its package, manifest and epochs."""
     output = tmp_path_factory.mktemp("clean")
-    clean = run_python(*train_args(sample_path, output), env=STOPPING_ENV)
-    assert clean.returncode == 0, clean.stderr
+    train(TrainRequest("deep_v1", dataset=str(sample_path), output=str(output), environ=STOPPING_ENV), io.StringIO())
     return package_of(output)
 
 

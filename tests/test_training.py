@@ -13,14 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from conftest import NO_XLA
 
 from trainer.config import NetConfig
 from trainer.faults import KILL_AT_VARIABLE
 from trainer.run import TrainRequest, train
 from trainer.training.fit import effective_batch_size
 
-# Early stopping off: the run must go through all six epochs.
-RESUME_ENV = {"TRAINER_EPOCHS": "6", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "0"}
+# Early stopping off: the run must go through all four epochs.
+RESUME_ENV = {"TRAINER_EPOCHS": "4", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "0", **NO_XLA}
 Runner = Callable[..., subprocess.CompletedProcess]
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)\b")
 
@@ -41,11 +42,11 @@ def test_killed_run_resumes_where_its_backup_left_off(tmp_path: Path, sample_pat
 
     again = run_python(*args, env=RESUME_ENV)
     assert again.returncode == 0, again.stderr
-    assert re.search(r"^resuming run deep_v1-\S+ after epoch 2/6$", again.stdout, re.MULTILINE), again.stdout
-    assert epochs_printed(again.stdout) == [3, 4, 5, 6]  # epochs 1 and 2 are not trained again
+    assert re.search(r"^resuming run deep_v1-\S+ after epoch 2/4$", again.stdout, re.MULTILINE), again.stdout
+    assert epochs_printed(again.stdout) == [3, 4]  # epochs 1 and 2 are not trained again
     [package] = output.glob("*.zip")
     with zipfile.ZipFile(package) as archive, archive.open("metrics.csv") as csv:
-        assert list(pd.read_csv(csv)["epoch"]) == [1, 2, 3, 4, 5, 6]
+        assert list(pd.read_csv(csv)["epoch"]) == [1, 2, 3, 4]
     assert not list(output.glob(".work/*")), "the finished run's work folder is left behind"
 
 
@@ -88,7 +89,7 @@ def test_early_stopping_ends_before_the_epoch_limit(output_dir: Path, sample_pat
     # A learning rate of 1e-12 cannot move float32 weights: the validation AUC never
     # improves after epoch 1, so patience 1 stops after epoch 2, every time.
     environ = {"TRAINER_EPOCHS": "8", "TRAINER_BATCH_SIZE": "128", "TRAINER_LEARNING_RATE": "1e-12",
-               "TRAINER_EARLY_STOPPING_PATIENCE": "1"}
+               "TRAINER_EARLY_STOPPING_PATIENCE": "1", **NO_XLA}
     log = io.StringIO()
     result = train(TrainRequest("deep_v1", dataset=str(sample_path), output=str(output_dir), environ=environ), log)
     assert epochs_printed(log.getvalue()) == [1, 2]
@@ -111,8 +112,12 @@ def test_a_second_process_training_the_same_run_is_refused(
     try:
         assert first.stdout is not None
         assert any(line.startswith("epoch 1/300") for line in first.stdout), "the first run never trained"
+        # Paused mid-training, it still holds the run (its lock), and leaves the CPU to the second run's start.
+        first.send_signal(signal.SIGSTOP)
         second = run_python(*args, env=env)
         assert first.poll() is None, "the first run ended too early for this test"
+        first.send_signal(signal.SIGCONT)
+        assert next(first.stdout).startswith("epoch 2/300"), "the first run did not train on"
     finally:
         first.kill()
         first.wait()

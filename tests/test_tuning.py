@@ -1,9 +1,10 @@
 """`fab tune`, its workers and their reliability, with real Optuna storages.
 
-Studies are small: a few trials of two or three epochs on the 2K sample, over
-a space of fast networks. Several workers share a study in a real PostgreSQL
-(tests/service_fixtures.py); remote workers are started by `fab -H` over a
-real sshd on 127.0.0.1, in the trainer image and as a plain process.
+Studies are small: as few trials as each claim needs, of two epochs on the 2K
+sample without XLA (conftest.QUICK), over a space of fast networks. Several
+workers share a study in a real PostgreSQL (tests/service_fixtures.py); remote
+workers are started by `fab -H` over a real sshd on 127.0.0.1, in the trainer
+image and as a plain process.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import docker
 import optuna
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, QUICK
 from docker_fixtures import BuiltImage
 from optuna.trial import FrozenTrial, TrialState
 from service_fixtures import Postgres, Sshd
@@ -40,7 +41,6 @@ Lines = Callable[[subprocess.CompletedProcess], list[str]]
 
 FAST_SPACE = {"learning_rate": {"log_uniform": [0.003, 0.03]}, "hidden_width": {"choice": [32, 64]},
               "hidden_layers": {"int": [1, 2]}}
-TWO_EPOCHS = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128"}
 STUDY_TIMEOUT_S = 420
 
 
@@ -92,14 +92,14 @@ def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
     run_fab: Runner, sqlite_url: str, space_file: Path, tmp_path: Path, sample_path: Path
 ) -> None:
     output = tmp_path / "trials"
-    args = _tune_args("quick", sqlite_url, space_file, output, sample_path, 3, sampler="random")
-    proc = run_fab(*args, env=TWO_EPOCHS)
+    args = _tune_args("quick", sqlite_url, space_file, output, sample_path, 2, sampler="random")
+    proc = run_fab(*args, env=QUICK)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "study 'quick' has 3 finished trials (target 3)" in proc.stdout
+    assert "study 'quick' has 2 finished trials (target 2)" in proc.stdout
     assert "fab tune_report --study quick" in proc.stdout
 
     completed = _trials(sqlite_url, "quick", TrialState.COMPLETE)
-    assert len(completed) == 3
+    assert len(completed) == 2
     for trial in completed:  # each trial trained with its own values, two epochs each, reported per epoch
         assert set(trial.params) == set(FAST_SPACE) and 0.003 <= trial.params["learning_rate"] <= 0.03
         assert trial.user_attrs["epochs"] == 2 and sorted(trial.intermediate_values) == [1, 2]
@@ -115,21 +115,22 @@ def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
     assert best.user_attrs["test_auc"] == manifest["test_metrics"]["auc"]  # recorded, held out of the search
     assert not (output / ".work").exists() or not any((output / ".work").iterdir())
 
-    again = run_fab(*args, env=TWO_EPOCHS)
+    again = run_fab(*args, env=QUICK)
     assert again.returncode == 0 and "this worker ran 0" in again.stdout
-    assert len(_trials(sqlite_url, "quick")) == 3, "the same command again must not start over"
+    assert len(_trials(sqlite_url, "quick")) == 2, "the same command again must not start over"
 
-    more = run_fab(*_tune_args("quick", sqlite_url, space_file, output, sample_path, 4, sampler="random"),
-                   env=TWO_EPOCHS)
+    more = run_fab(*_tune_args("quick", sqlite_url, space_file, output, sample_path, 3, sampler="random"),
+                   env=QUICK)
     assert more.returncode == 0, more.stderr[-2000:]
-    assert len(_finished(sqlite_url, "quick")) == 4
-    assert [t.value for t in _trials(sqlite_url, "quick")[:3]] == [t.value for t in completed]
+    assert len(_finished(sqlite_url, "quick")) == 3
+    assert [t.value for t in _trials(sqlite_url, "quick")[:2]] == [t.value for t in completed]
 
     report = run_fab("tune_report", "--study", "quick", "--storage", sqlite_url, "--output", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr
     best = max(_trials(sqlite_url, "quick", TrialState.COMPLETE), key=lambda t: t.value)
     variant = json.loads(report.stdout[report.stdout.index("{"):report.stdout.index("\n}") + 2])
-    assert variant == {"deep_v1_tuned": {"network": "deep_v1", "epochs": 2, "batch_size": 128, **best.params}}
+    assert variant == {"deep_v1_tuned": {"network": "deep_v1", "xla": False, "epochs": 2, "batch_size": 128,
+                                         **best.params}}
     assert f"best package: {best.user_attrs['package']}" in report.stdout
     assert {p.name for p in (tmp_path / "report").iterdir()} == {"leaderboard.csv", "history.png", "importances.png"}
 
@@ -137,9 +138,11 @@ def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
 def test_tpe_with_hyperband_finishes_its_study(
     run_fab: Runner, sqlite_url: str, space_file: Path, tmp_path: Path, sample_path: Path
 ) -> None:
+    # Four trials: TPE's first three are random start-up trials, the fourth is its own. Hyperband's
+    # first rung is epoch 1, so a trial may be pruned there.
     args = _tune_args("tpe", sqlite_url, space_file, tmp_path / "trials", sample_path, 4, sampler="tpe",
                       pruner="hyperband")
-    proc = run_fab(*args, env={**TWO_EPOCHS, "TRAINER_EPOCHS": "3"})
+    proc = run_fab(*args, env=QUICK)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     finished = _finished(sqlite_url, "tpe")
     assert len(finished) == 4 and all(t.intermediate_values for t in finished)
@@ -153,18 +156,18 @@ def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"learning_rate": {"choice": [0.01, 1e30]}}))
     output = tmp_path / "trials"
-    define = run_fab(*_tune_args("nan", sqlite_url, space, output, sample_path, 2, define_only=True), env=TWO_EPOCHS)
+    define = run_fab(*_tune_args("nan", sqlite_url, space, output, sample_path, 1, define_only=True), env=QUICK)
     assert define.returncode == 0, define.stderr
     study = optuna.load_study(study_name="nan", storage=sqlite_url)
-    for learning_rate in (1e30, 0.01, 0.01):  # the first trial diverges
+    for learning_rate in (1e30, 0.01):  # the first trial diverges, the next one finishes the study
         study.enqueue_trial({"learning_rate": learning_rate})
 
-    proc = run_fab(*_tune_args("nan", sqlite_url, space, output, sample_path, 2), env=TWO_EPOCHS)
+    proc = run_fab(*_tune_args("nan", sqlite_url, space, output, sample_path, 1), env=QUICK)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     failed = _trials(sqlite_url, "nan", TrialState.FAIL)
     assert len(failed) == 1 and failed[0].params == {"learning_rate": 1e30}
     assert "training diverged" in failed[0].user_attrs["failure"]
-    assert len(_trials(sqlite_url, "nan", TrialState.COMPLETE)) == 2
+    assert [t.params for t in _trials(sqlite_url, "nan", TrialState.COMPLETE)] == [{"learning_rate": 0.01}]
 
 
 def test_a_study_whose_trials_all_fail_stops_with_one_line(
@@ -172,7 +175,7 @@ def test_a_study_whose_trials_all_fail_stops_with_one_line(
 ) -> None:
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"learning_rate": {"choice": [1e30]}}))
-    proc = run_fab(*_tune_args("doomed", sqlite_url, space, tmp_path / "out", sample_path, 3), env=TWO_EPOCHS)
+    proc = run_fab(*_tune_args("doomed", sqlite_url, space, tmp_path / "out", sample_path, 3), env=QUICK)
     assert proc.returncode == 2
     assert lines_of(proc)[-1].startswith("error: 5 trials in a row failed, the last with: training diverged")
     assert len(_trials(sqlite_url, "doomed", TrialState.FAIL)) == 5
@@ -239,7 +242,7 @@ def shared_study(postgres: Postgres, run_fab: Runner, space_file: Path, tmp_path
         url = postgres.new_database(name)
         args = _tune_args(name, url, space_file, tmp_path / "trials", sample_path, trials, sampler="random",
                           define_only=True)
-        proc = run_fab(*args, env={**TWO_EPOCHS, "TRAINER_EPOCHS": "3", **overrides})
+        proc = run_fab(*args, env={**QUICK, **overrides})
         assert proc.returncode == 0, proc.stderr
         return url
 
@@ -309,7 +312,7 @@ def test_two_workers_over_ssh_finish_a_study_together(
     built: BuiltImage, sshd: Sshd, shared_study: Callable[..., str], run_fab: Runner,
     engine: docker.DockerClient, tmp_path: Path, worker_cleanup: StartedWorkers, lines_of: Lines,
 ) -> None:
-    url = shared_study("ssh-two", 6)
+    url = shared_study("ssh-two", 6)  # enough trials that the slower-starting container surely takes some
     in_docker = run_fab(*sshd.fab_args, "tune_workers", "--study", "ssh-two", "--storage", url)
     worker_cleanup.record(in_docker, "ssh-two")
     assert in_docker.returncode == 0, in_docker.stdout + in_docker.stderr
@@ -387,7 +390,9 @@ def test_a_worker_killed_mid_study_loses_nothing_and_its_trial_is_retried(
     shared_study: Callable[..., str], start_python: Callable[..., subprocess.Popen], tmp_path: Path,
     worker_cleanup: StartedWorkers,
 ) -> None:
-    url = shared_study("kill", 6)
+    # Four trials are enough: the dead worker's trial counts as running until its heartbeat is stale,
+    # so the survivor reaches the target only through its retry, whatever it ran meanwhile.
+    url = shared_study("kill", 4)
     doomed = _start_worker(start_python, "kill", url, tmp_path / "doomed.log", worker_cleanup)
     survivor = _start_worker(start_python, "kill", url, tmp_path / "survivor.log", worker_cleanup)
 
@@ -404,7 +409,7 @@ def test_a_worker_killed_mid_study_loses_nothing_and_its_trial_is_retried(
     retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed_trial]
     assert len(retries) == 1 and retries[0].params == trials[killed_trial].params
     assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-    assert len(_finished(url, "kill")) == 6
+    assert len(_finished(url, "kill")) == 4
 
 
 def test_a_stopped_worker_queues_its_trial_for_the_others(
