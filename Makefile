@@ -5,7 +5,7 @@
 
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt requirements-serving-protos.txt pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: setup train test sanity lint bench
 
@@ -13,9 +13,10 @@ setup: $(STAMP)
 
 # The pinned requirements, then the project itself (editable: the code stays in the checkout) for its
 # `fab`, which also reads Fabric 1's task:key=value form (launch/program.py).
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-serving-protos.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements-serving-protos.txt
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation --editable .
 	rm -f $(VENV)/.installed-* && touch $@
 

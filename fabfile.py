@@ -381,3 +381,71 @@ def tune_report(c: Context, study: str, storage: str = "", output: str = "") -> 
     loaded, _ = load_study(study, storage_url(storage))
     report = write_report(loaded, Path(cli.study_output(output, study)))
     print(format_report(report, study))
+
+
+TO_HELP = "where TF Serving's models live: a folder or gs://BUCKET/prefix (models.config and one folder per model)"
+MODEL_HELP = "the model's name under --to (default: the only model there)"
+
+
+@task(
+    positional=["package"],
+    help={
+        "package": "a package zip written by fab train, local or gs://",
+        "to": TO_HELP,
+        "model": "the model's name under --to (default: the package's variant)",
+        "label": "the label the new version gets, e.g. canary or stable (default: stable for the model's first "
+                 "push, else none)",
+        "against": "score the gate on every row of this dataset instead of the package's test split",
+        "min_auc": "the gate's threshold: the candidate's AUC on the gate's rows must reach it",
+        "tolerance": "the gate refuses a candidate whose AUC difference to stable has a 95% interval wholly "
+                     "below -tolerance",
+        "force": "push even when the gate refuses, or the raw inputs differ from stable's (recorded in history)",
+        "serving_base": "where TF Serving sees --to, for models.config's base_path (default: --to for gs://, "
+                        "/models for a folder, as the README's docker run mounts it)",
+    },
+)
+@cli.reports_user_errors
+def push(c: Context, package: str, to: str, model: str = "", label: str = "", against: str = "",
+         min_auc: float = 0.5, tolerance: float = 0.01, force: bool = False, serving_base: str = "") -> None:
+    """Push a package's SavedModel as the next version TF Serving loads, if it passes the gate.
+
+    fab push runs/<run>.zip --to /srv/models (or gs://BUCKET/models). The gate scores the package and the
+    version labelled stable on the same rows (fab compare's paired bootstrap) and prints one line; a
+    refused package exits 2 and nothing is written. The version appears whole, is recorded in the
+    model's history and listed in --to's models.config. The same command after a kill finishes the push.
+    """
+    import_tensorflow_quietly()
+    from trainer.deploy.gate import Rule
+    from trainer.deploy.push import PushRequest
+    from trainer.deploy.push import push as push_package
+
+    push_package(PushRequest(package, to, model, label, against, Rule(min_auc, tolerance), force, serving_base))
+
+
+@task(positional=["name", "version"], help={"name": "the label: stable, canary or any word",
+                                            "version": "the pushed version it names", "to": TO_HELP,
+                                            "model": MODEL_HELP})
+@cli.reports_user_errors
+def label(c: Context, name: str, version: int, to: str, model: str = "") -> None:
+    """Point a label (stable, canary, ...) at a pushed version, in models.config and the history."""
+    from trainer.deploy.push import move_label
+
+    move_label(to, model, name, version)
+
+
+@task(help={"to": TO_HELP, "model": MODEL_HELP})
+@cli.reports_user_errors
+def rollback(c: Context, to: str, model: str = "") -> None:
+    """Move stable back to the version that was stable before it (again: the one before that)."""
+    from trainer.deploy.push import rollback as roll_back
+
+    roll_back(to, model)
+
+
+@task(help={"to": TO_HELP, "model": MODEL_HELP})
+@cli.reports_user_errors
+def history(c: Context, to: str, model: str = "") -> None:
+    """Every push, label move and rollback of a model: time, user, version, package, variant, data, gate."""
+    from trainer.deploy.push import show_history
+
+    show_history(to, model)

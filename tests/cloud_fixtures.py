@@ -1,7 +1,9 @@
 """Local Google Cloud for the tests: the real clients against real emulators.
 
 - Cloud Storage: `gcp-storage-emulator`, reached through STORAGE_EMULATOR_HOST,
-  which google-cloud-storage reads itself.
+  which google-cloud-storage reads itself. It is started through
+  tests/gcs_emulator.py, which adds the upload preconditions
+  (`ifGenerationMatch`) it lacks and Cloud Storage has.
 - BigQuery: `bqemulator` (DuckDB inside), reached through BIGQUERY_EMULATOR_HOST.
   It needs DuckDB's spatial extension, which it would download; here it comes
   from PyPI's duckdb-extension-spatial, installed into DuckDB's extension
@@ -116,8 +118,8 @@ def _install_duckdb_spatial() -> None:
 def cloud_emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudEmulators]:
     root = tmp_path_factory.mktemp("emulators")
     gcs_port, rest_port, grpc_port = free_port(), free_port(), free_port()
-    gcs = _start([str(BIN / "gcp-storage-emulator"), "start", "--port", str(gcs_port), "--default-bucket", BUCKET,
-                  "--in-memory"], "/", gcs_port, root / "gcs.log", {})
+    gcs = _start([sys.executable, str(Path(__file__).with_name("gcs_emulator.py")), "start", "--port", str(gcs_port),
+                  "--default-bucket", BUCKET, "--in-memory"], "/", gcs_port, root / "gcs.log", {})
     try:
         _install_duckdb_spatial()
         exports = root / "bigquery-gcs"

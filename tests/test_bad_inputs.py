@@ -44,7 +44,14 @@ from conftest import PROJECT_ROOT, SAMPLE, clean_env
 
 from launch.program import make_program
 from trainer.__main__ import main as trainer_main
-from trainer.package.layout import CURRENT_VERSION, FORMAT_VERSION_FIELD, MANIFEST_FILE, MODEL_FILE, REQUIRED_FILES
+from trainer.package.layout import (
+    CURRENT_VERSION,
+    FORMAT_VERSION_FIELD,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    REQUIRED_FILES,
+    members,
+)
 
 FAB = Path(sys.executable).parent / "fab"
 TIMEOUT_S = 300
@@ -118,6 +125,23 @@ def package_of_a_newer_format(path: Path) -> None:
         archive.writestr(MANIFEST_FILE, json.dumps({FORMAT_VERSION_FIELD: CURRENT_VERSION + 1}))
 
 
+def package_before_the_export(path: Path) -> None:
+    """A package of format version 3: every member of its time, no model/serving/1/."""
+    documents = {MANIFEST_FILE: {"run_id": "deep_v1-old", "variant": "deep_v1", "best_epoch": 1,
+                                 "validation_metrics": {}, "test_metrics": {}},
+                 "config.json": {"variant": "deep_v1", "keys": {}, "variants_file": None}, "dataset.json": {}}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in members(3):
+            archive.writestr(name, json.dumps(documents.get(name, {})) if name.endswith(".json") else "epoch\n1\n")
+
+
+# BASE with deep_v1's version 1 pushed: its models.config and its one history entry.
+PUSHED_ONCE = {
+    "models/models.config": 'model_config_list { config { name: "deep_v1" base_path: "/models/deep_v1" '
+                            'model_platform: "tensorflow" version_labels { key: "stable" value: 1 } } }\n',
+    "models/deep_v1/history/000001.json": json.dumps({"action": "push", "version": 1, "label": "stable",
+                                                       "time": "2026-12-03T10:00:00+00:00", "user": "me"}),
+}
 NO_ENGINE = {"DOCKER_HOST": "unix://{tmp}/no-engine.sock"}
 TRAIN_LOCAL = ("fab", "train", "--local", "--output", "{out}")
 SCORE_SAMPLE = ("fab", "score", "--input", "{sample}", "--package")
@@ -218,6 +242,17 @@ CASES = [
     Case("score-input-missing-a-column", ("fab", "score", "--package", "{package}", "--input", "{tmp}/rows.json"),
          "the package's schema needs them", files={"rows.json": first_sample_rows(20, drop="category")},
          hidden=("_columns keys",)),  # the package fixes the schema: no training advice
+    # --- fab push, label, rollback, history ---
+    Case("push-to-a-file", ("fab", "push", "{package}", "--to", "{tmp}/a-file"), "--to {tmp}/a-file: is a file",
+         files={"a-file": "mine"}),
+    Case("push-a-package-before-the-export", ("fab", "push", "{tmp}/old.zip", "--to", "{tmp}/models"),
+         "package format version 3 has no serving export", files={"old.zip": package_before_the_export}),
+    Case("label-naming-no-version", ("fab", "label", "canary", "7", "--to", "{tmp}/models"),
+         "no version 7 to label canary (pushed: 1)", files=PUSHED_ONCE),
+    Case("rollback-without-an-earlier-stable", ("fab", "rollback", "--to", "{tmp}/models"),
+         "no earlier stable version to roll back to", files=PUSHED_ONCE),
+    Case("history-of-an-empty-base", ("fab", "history", "--to", "{tmp}/models"),
+         "--to {tmp}/models holds no models.config: name the model with --model NAME"),
     # --- tuning studies ---
     Case("storage-url-with-an-unknown-scheme", ("fab", "tune_report", "--study", "s", "--storage", "redis://u:pw1@db/0"),
          "--storage redis://***@db/0: expected postgresql://", hidden=("pw1",)),

@@ -28,6 +28,10 @@ class PackageError(TrainerError):
     """A run package that is missing, incomplete or not a package at all."""
 
 
+class DeployError(TrainerError):
+    """fab push / label / rollback / history: a bad target, a refused candidate, a label naming no version."""
+
+
 class RunAbandonedError(Exception):
     """Raised by a callback to end a run for good (a pruned tuning trial): its
     work folder is removed and nothing is packaged. Not a user error."""

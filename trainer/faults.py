@@ -3,7 +3,10 @@
 - `FAB_TEST_KILL_AT=POINT`: `fault_point(POINT)` SIGKILLs the process, so a
   kill lands at a fixed point, not at a time. The points: "epoch:N" after
   epoch N's backup, "backup:N" inside it (its files written, not yet pointed
-  to), "packaging" before the package is published.
+  to), "packaging" before the package is published; fab push's "push:staged" (the
+  version's files in staging), "push:half-copied" (gs://: half of them copied
+  to the version's prefix) and "push:copied" (the version whole, before its
+  history entry).
 - `FAB_TEST_LOGICAL_CPUS=N`: the CPU split into N logical devices
   (`trainer.training.fit.split_cpu_for_tests`), so the multi-device path runs
   on a machine without GPUs.

@@ -17,10 +17,18 @@
   library's DEFAULT_RETRY (exponential backoff, 120 s in all).
 - A run writing to gs:// keeps its work folder (epoch backups for resuming)
   under the same cache, so a killed run resumes like a local one.
+- Folders (`fab push`'s versions) have no rename here: the files go to a
+  staging prefix beside the target, each checked by size and crc32c as the
+  listing reports them, then are copied server-side to the target with `last`
+  (saved_model.pb) copied last, checked again, and the staging deleted.
+- `create_if_absent` uploads with `if_generation_match=0` and `update` with
+  the generation it read: a second writer gets 412 Precondition Failed
+  instead of overwriting (it then tries the next name, or reads again).
 """
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import glob
 import os
@@ -32,6 +40,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
 
+import google_crc32c
 from google.api_core import exceptions as api_exceptions
 from google.cloud.storage import Blob
 from google.cloud.storage.retry import DEFAULT_RETRY
@@ -39,11 +48,14 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from trainer.cloud.clients import cloud_errors, storage_client
 from trainer.data import storage
 from trainer.errors import TrainerError
+from trainer.faults import fault_point
 
 # Resumable uploads send the file in chunks of this size; must be a multiple of 256 KiB.
 UPLOAD_CHUNK_BYTES = 8 << 20
 # Ranged reads of a package zip (`fab runs` reads only its manifest).
 READ_CHUNK_BYTES = 256 << 10
+# Read-modify-write attempts of `update` before giving up (each lost race is another writer's success).
+UPDATE_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,91 @@ class GcsBackend:
     def open_for_reading(self, uri: str) -> BinaryIO:
         blob = _existing_blob(GcsPath.parse(uri))
         return blob.open("rb", chunk_size=READ_CHUNK_BYTES, retry=DEFAULT_RETRY)  # a seekable binary file
+
+    def list_tree(self, uri: str) -> list[str]:
+        path = _folder(uri)
+        with _bucket_errors(path):
+            return sorted(name.removeprefix(path.name) for name in _checksums(path))
+
+    def create_if_absent(self, uri: str, data: bytes) -> bool:
+        path = GcsPath.parse(uri)
+        with _bucket_errors(path):
+            try:
+                path.blob().upload_from_string(data, if_generation_match=0, checksum="crc32c")
+                return True
+            except api_exceptions.PreconditionFailed:
+                return False
+
+    def update(self, uri: str, change: storage.Change) -> bytes:
+        path = GcsPath.parse(uri)
+        with _bucket_errors(path):
+            for _ in range(UPDATE_ATTEMPTS):
+                current = storage_client().bucket(path.bucket).get_blob(path.name, retry=DEFAULT_RETRY)
+                generation = current.generation if current else 0
+                try:
+                    data = change(current.download_as_bytes(if_generation_match=generation) if current else None)
+                    path.blob().upload_from_string(data, if_generation_match=generation, checksum="crc32c")
+                    return data
+                except (api_exceptions.PreconditionFailed, api_exceptions.NotFound):
+                    continue  # another writer came between the read and the write: read again
+        raise TrainerError(f"{path}: {UPDATE_ATTEMPTS} writers in a row changed it first; run the command again")
+
+    def publish_folder(self, local_folder: Path, uri: str, last: str) -> None:
+        target = _folder(uri)
+        parent, _, name = target.name.rstrip("/").rpartition("/")
+        staging = GcsPath(target.bucket, f"{parent}/{storage.STAGING_PREFIX}{name}/".lstrip("/"))
+        files = {p.relative_to(local_folder).as_posix(): _crc32c(p) for p in local_folder.rglob("*") if p.is_file()}
+        with _bucket_errors(target):
+            _delete_under(staging)
+            if _checksums(target) == {target.name + n: crc for n, crc in files.items()}:
+                return  # a copy killed after its last object: whole already
+            _delete_under(target)  # a copy killed half-way: no saved_model.pb, listed in no models.config
+            for relative in files:
+                blob = GcsPath(target.bucket, staging.name + relative).blob(chunk_size=UPLOAD_CHUNK_BYTES)
+                blob.upload_from_filename(str(local_folder / relative), retry=DEFAULT_RETRY, checksum="crc32c")
+            _check_copy(staging, files)
+            fault_point("push:staged")
+            bucket = storage_client().bucket(target.bucket)
+            ordered = sorted(files, key=lambda relative: (relative == last, relative))
+            for index, relative in enumerate(ordered):
+                bucket.copy_blob(bucket.blob(staging.name + relative), bucket, target.name + relative,
+                                 retry=DEFAULT_RETRY)
+                if index == len(ordered) // 2:
+                    fault_point("push:half-copied")
+            _check_copy(target, files)
+            _delete_under(staging)
+
+
+def _folder(uri: str) -> GcsPath:
+    """A folder's prefix, ending in '/' (so gs://b/models/1 does not take in gs://b/models/10)."""
+    path = GcsPath.parse(uri)
+    return GcsPath(path.bucket, f"{path.name.rstrip('/')}/" if path.name.strip("/") else "")
+
+
+def _crc32c(path: Path) -> str:
+    """A file's CRC32C as the API reports an object's: base64 of its big-endian bytes."""
+    return base64.b64encode(google_crc32c.Checksum(path.read_bytes()).digest()).decode()
+
+
+def _checksums(prefix: GcsPath) -> dict[str, str]:
+    """name -> crc32c of every object under the prefix."""
+    listed = storage_client().list_blobs(prefix.bucket, prefix=prefix.name, retry=DEFAULT_RETRY)
+    return {blob.name: blob.crc32c for blob in listed}
+
+
+def _check_copy(prefix: GcsPath, files: dict[str, str]) -> None:
+    """Every object of the copy there, with the local file's CRC32C (a size or byte change changes it)."""
+    found = _checksums(prefix)
+    wrong = [relative for relative, crc in files.items() if found.get(prefix.name + relative) != crc]
+    if wrong:
+        raise TrainerError(f"{prefix}: {len(wrong)} objects differ from the files copied ({wrong[0]}, ...) after "
+                           "the upload; run the command again")
+
+
+def _delete_under(prefix: GcsPath) -> None:
+    for name in _checksums(prefix):
+        with suppress(api_exceptions.NotFound):
+            storage_client().bucket(prefix.bucket).blob(name).delete(retry=DEFAULT_RETRY)
 
 
 def _folder_objects(uri: str, path: GcsPath, must_match: bool) -> list[str]:

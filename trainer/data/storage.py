@@ -1,7 +1,9 @@
 """One file API for datasets and packages, chosen by the URI's scheme.
 
 Training code calls `expand`, `local_copy` and `publish` and never asks where a
-file lives. Local paths (and `file://`) are served here; other schemes
+file lives; `fab push` adds folders published whole (`publish_folder`), files
+created only where none is (`create_if_absent`) and read-modify-write under a
+lock or a generation precondition (`update`). Local paths (and `file://`) are served here; other schemes
 register a backend with `register_backend`, and nothing else in the trainer
 changes. `gs://` is trainer.cloud.gcs, imported on its first use so that a run on
 local files never loads the Google Cloud clients.
@@ -9,16 +11,24 @@ local files never loads the Google Cloud clients.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import importlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 from trainer.errors import TrainerError
+from trainer.faults import fault_point
+
+# A folder published by publish_folder is first copied under this prefix beside its final name: not all
+# digits, so TF Serving never takes it for a version.
+STAGING_PREFIX = ".staging-"
+Change = Callable[[bytes | None], bytes]  # update's function: the current bytes (None: no file) -> the new ones
 
 # The XDG convention's cache folder, which fab points a container at a mounted cache.
 CACHE_HOME_VARIABLE = "XDG_CACHE_HOME"
@@ -47,6 +57,20 @@ class StorageBackend(Protocol):
 
     def open_for_reading(self, uri: str) -> BinaryIO:
         """The file as a seekable binary stream (remote bytes are fetched as they are read)."""
+
+    def list_tree(self, uri: str) -> list[str]:
+        """Every file under the folder `uri`, at any depth, as sorted names relative to it ([]: none)."""
+
+    def create_if_absent(self, uri: str, data: bytes) -> bool:
+        """Write `data` at `uri` whole, only if no file is there; False (nothing written) if one is."""
+
+    def update(self, uri: str, change: Change) -> bytes:
+        """Replace the file with `change(its bytes)` such that two updaters never lose each other's change."""
+
+    def publish_folder(self, local_folder: Path, uri: str, last: str) -> None:
+        """Put a local folder's files under `uri`, never visible there half-copied; `last` (a relative
+        name) appears last where files appear one by one. Whole already: kept; a killed attempt's
+        leftovers (its staging, a partial copy) are removed first."""
 
 
 class LocalBackend:
@@ -94,6 +118,50 @@ class LocalBackend:
 
     def open_for_reading(self, uri: str) -> BinaryIO:
         return _local_path(uri).open("rb")
+
+    def list_tree(self, uri: str) -> list[str]:
+        folder = _local_path(uri)
+        if not folder.is_dir():
+            return []
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+    def create_if_absent(self, uri: str, data: bytes) -> bool:
+        target = _local_path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            partial.write_bytes(data)
+            os.link(partial, target)  # fails if the name exists: whole content, created exclusively
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def update(self, uri: str, change: Change) -> bytes:
+        target = _local_path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.with_name(f".{target.name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            data = change(target.read_bytes() if target.is_file() else None)
+            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+            try:
+                partial.write_bytes(data)
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
+        return data
+
+    def publish_folder(self, local_folder: Path, uri: str, last: str) -> None:
+        target = _local_path(uri)
+        for stale in target.parent.glob(f"{STAGING_PREFIX}{glob.escape(target.name)}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if target.is_dir():
+            return  # only a rename puts it there, so it is whole
+        staging = target.with_name(f"{STAGING_PREFIX}{target.name}-{os.getpid()}")
+        shutil.copytree(local_folder, staging)
+        fault_point("push:staged")
+        os.rename(staging, target)  # one step: TF Serving sees no version, then the whole version
 
 
 def _folder_files(uri: str, folder: Path, must_match: bool) -> list[str]:
@@ -167,6 +235,27 @@ def delete(uri: str) -> None:
 
 def open_for_reading(uri: str) -> BinaryIO:
     return backend_for(uri).open_for_reading(uri)
+
+
+def list_tree(uri: str) -> list[str]:
+    return backend_for(uri).list_tree(uri)
+
+
+def create_if_absent(uri: str, data: bytes) -> bool:
+    return backend_for(uri).create_if_absent(uri, data)
+
+
+def update(uri: str, change: Change) -> bytes:
+    return backend_for(uri).update(uri, change)
+
+
+def publish_folder(local_folder: Path, uri: str, last: str) -> None:
+    backend_for(uri).publish_folder(local_folder, uri, last)
+
+
+def read_bytes(uri: str) -> bytes:
+    with open_for_reading(uri) as stream:
+        return stream.read()
 
 
 def cache_root() -> Path:
