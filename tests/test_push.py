@@ -108,7 +108,7 @@ def test_the_gate_labels_rollback_and_history(base: str, packages: Packages) -> 
     assert model.name == MODEL and model.model_platform == "tensorflow"
     assert list(model.model_version_policy.specific.versions) == [1]
 
-    version, printed = pushed(packages.good, base, label="stable")
+    version, printed = pushed(packages.good, base)  # blessed: the new stable
     verdict = [line for line in printed.splitlines() if line.startswith("gate passed")]
     assert version == 2 and len(verdict) == 1 and "vs stable version 1" in verdict[0]
     assert labels(base) == {"stable": 2}

@@ -32,7 +32,7 @@ class PushRequest:
     package: str
     base: str  # --to
     model: str = ""  # default: the package's variant
-    label: str = ""  # default: stable for a model's first push, else none
+    label: str = ""  # default: stable when the gate passes, none when --force pushed past it
     against: str = ""  # the gate's rows: a dataset instead of the candidate's test split
     rule: gate.Rule = field(default_factory=gate.Rule)
     force: bool = False
@@ -97,7 +97,9 @@ def bless(request: PushRequest, record: PackageRecord, home: ModelHome, state: S
     if not verdict.passed and not request.force:
         raise DeployError(f"{verdict.line}; nothing pushed (--force pushes it anyway)")
     print(verdict.line + ("; pushed anyway (--force)" if forced else ""), file=out)
-    label = request.label or ("" if champion_version else STABLE)
+    # A blessed push is the new champion, as TFX's Pusher serves what its Evaluator blessed; --label
+    # canary (any other word) keeps stable where it is, and a forced push moves no label unasked.
+    label = request.label or ("" if forced else STABLE)
     return {"run_id": record.run_id, "variant": record.manifest["variant"], "package": record.uri,
             "dataset_sha256": record.dataset["sha256"], "inputs": inputs, "label": label,
             "gate": verdict.numbers, "forced": forced}
