@@ -421,7 +421,7 @@ def test_a_stopped_worker_queues_its_trial_for_the_others(
     stopped_trial = _freeze_mid_trial(worker, url, "stop")
     worker.send_signal(signal.SIGTERM)  # what `docker stop` and fab tune_workers --stop send
     worker.send_signal(signal.SIGCONT)
-    assert worker.wait(timeout=60) == 130
+    assert worker.wait(timeout=60) == 130, (tmp_path / "worker.log").read_text()[-3000:]
     assert "is queued for the next worker" in worker.stdout.read()
     # Queued at once, not a grace period later when the heartbeat would have noticed.
     waiting = _trials(url, "stop", TrialState.WAITING)

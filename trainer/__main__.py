@@ -184,4 +184,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+    except KeyboardInterrupt:  # a stop (SIGTERM in a tuning worker) that landed after main's own handler
+        print("stopped", file=sys.stderr)
+        status = EXIT_INTERRUPTED
+    sys.exit(status)
