@@ -36,6 +36,8 @@ from trainer.run import TrainRequest, train
 
 MODEL = "deep_v1"  # the packages' variant: the model's default name
 ANY_AUC = Rule(min_auc=0.0)  # for the chance-level packages' first pushes
+# Two pushes at once: the race decides whether the second is judged against the first, so nothing may refuse it.
+ANY_CANDIDATE = Rule(min_auc=0.0, tolerance=1.0)
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def test_two_pushes_at_once_take_two_versions(base: str, packages: Packages) -> 
     def push_one(package: str) -> None:
         start.wait()
         try:
-            push(PushRequest(package, base, rule=ANY_AUC), io.StringIO())
+            push(PushRequest(package, base, rule=ANY_CANDIDATE), io.StringIO())
         except Exception as exc:  # reported below, in the test's thread
             errors.append(exc)
 
@@ -192,7 +194,7 @@ def test_two_pushes_at_once_take_two_versions(base: str, packages: Packages) -> 
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors
+    assert not errors, errors
     assert versions(base) == [1, 2]
     entries = read_entries(ModelHome(base, MODEL))
     assert sorted(e["version"] for e in entries) == [1, 2] and len({e["run_id"] for e in entries}) == 2

@@ -46,8 +46,9 @@ class State:
 
     @property
     def served(self) -> list[int]:
-        """The versions models.config lists: every labelled one and the newest push."""
-        return sorted({*self.labels.values(), *self.pushed[-1:]})
+        """The versions models.config lists: every labelled one and the newest push. Newest by number, not
+        by entry: two pushes at once may finish (and write their entries) in either order."""
+        return sorted({*self.labels.values(), *([max(self.pushed)] if self.pushed else [])})
 
 
 def read_entries(home: ModelHome) -> list[dict[str, Any]]:
