@@ -95,9 +95,8 @@ class LocalBackend:
     def publish(self, local_file: Path, uri: str) -> None:
         target = _local_path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # A hidden temporary name in the same folder, then one rename: the
-        # package appears whole or not at all, even if this process dies.
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        # One rename: the package appears whole or not at all, even if this process dies.
+        partial = _partial_beside(target)
         try:
             shutil.copyfile(local_file, partial)
             os.replace(partial, target)
@@ -128,7 +127,7 @@ class LocalBackend:
     def create_if_absent(self, uri: str, data: bytes) -> bool:
         target = _local_path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        partial = _partial_beside(target)
         try:
             partial.write_bytes(data)
             os.link(partial, target)  # fails if the name exists: whole content, created exclusively
@@ -144,7 +143,7 @@ class LocalBackend:
         with target.with_name(f".{target.name}.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
             data = change(target.read_bytes() if target.is_file() else None)
-            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+            partial = _partial_beside(target)
             try:
                 partial.write_bytes(data)
                 os.replace(partial, target)
@@ -162,6 +161,11 @@ class LocalBackend:
         shutil.copytree(local_folder, staging)
         fault_point("push:staged")
         os.rename(staging, target)  # one step: TF Serving sees no version, then the whole version
+
+
+def _partial_beside(target: Path) -> Path:
+    """A hidden temporary name in the target's folder (listings skip it), renamed or linked into place whole."""
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
 
 
 def _folder_files(uri: str, folder: Path, must_match: bool) -> list[str]:
