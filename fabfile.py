@@ -378,8 +378,9 @@ def tune_report(c: Context, study: str, storage: str = "", output: str = "") -> 
     from trainer.tuning.report import format_report, write_report
     from trainer.tuning.study import load_study, storage_url
 
+    folder = Path(cli.study_output(output, study))  # a bad --output: one line before the study is opened
     loaded, _ = load_study(study, storage_url(storage))
-    report = write_report(loaded, Path(cli.study_output(output, study)))
+    report = write_report(loaded, folder)
     print(format_report(report, study))
 
 

@@ -19,9 +19,9 @@ from invoke import Exit
 from invoke.parser import Argument
 
 from trainer import import_tensorflow_quietly
-from trainer.__main__ import check_output_folder
 from trainer.config import DEFAULT_OUTPUT, DEFAULT_VARIANTS_FILE
 from trainer.errors import USER_ERROR_STATUS, TrainerError
+from trainer.outputs import check_output_folder
 
 if TYPE_CHECKING:
     import docker

@@ -22,6 +22,7 @@ from docker.types import DeviceRequest, Mount
 from trainer.cloud.environment import CREDENTIALS, PASSED_THROUGH
 from trainer.config import DEFAULT_VARIANTS_FILE, ENV_PREFIX
 from trainer.data import storage
+from trainer.data.dataset import dataset_files
 from trainer.errors import TrainerError
 from trainer.interrupts import TRAINING_STOP_TIMEOUT_S, sigterm_as_interrupt
 from trainer.package.provenance import COMMIT_VARIABLE, IMAGE_ID_VARIABLE, IMAGE_TAG_VARIABLE, code_commit
@@ -63,7 +64,7 @@ class ContainerJob:
         """The container's name for a dataset URI: a local file or shard pattern is mounted read-only."""
         if storage.scheme_of(uri):
             return uri
-        storage.expand(uri)  # a missing file is the user's one-line error here, not the container's
+        dataset_files(uri)  # a missing file or a folder without data is the user's one line here, not the container's
         path = Path(uri).resolve()
         target = f"{DATA_MOUNT}/{len(self.mounts)}"
         self._mount(path.parent, target, read_only=True)

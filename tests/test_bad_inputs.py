@@ -34,13 +34,18 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import optuna
+import psycopg
 import pytest
 from conftest import PROJECT_ROOT, SAMPLE, clean_env
+from psycopg import sql
+from service_fixtures import Postgres
 
 from launch.program import make_program
 from trainer.__main__ import main as trainer_main
@@ -49,6 +54,7 @@ from trainer.package.layout import (
     FORMAT_VERSION_FIELD,
     MANIFEST_FILE,
     MODEL_FILE,
+    PREPROCESSING_FILE,
     REQUIRED_FILES,
     members,
 )
@@ -135,6 +141,40 @@ def package_before_the_export(path: Path) -> None:
             archive.writestr(name, json.dumps(documents.get(name, {})) if name.endswith(".json") else "epoch\n1\n")
 
 
+# issue 24 sweep: tracebacks and misleading lines (the files of its cases)
+
+
+def sample_rows(count: int) -> list[dict[str, object]]:
+    return [json.loads(line) for line in SAMPLE.read_text().splitlines()[:count]]
+
+
+def pretty_printed_rows(path: Path) -> None:
+    """Objects over several lines, as `jq .` (not `jq -c .`) prints them."""
+    path.write_text("".join(json.dumps(row, indent=2) + "\n" for row in sample_rows(5)))
+
+
+def rows_as_a_json_array(path: Path) -> None:
+    path.write_text(json.dumps(sample_rows(5), indent=2))
+
+
+def rows_in_utf16(path: Path) -> None:
+    """NDJSON saved as UTF-16 (with its byte order mark), as some Windows editors save text."""
+    path.write_text(first_sample_rows(5), encoding="utf-16")
+
+
+def package_cut_json(path: Path) -> None:
+    """Every member a package needs, preprocessing.json cut in half before zipping: its CRC is valid."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in REQUIRED_FILES:
+            archive.writestr(name, '{"vocabularies": {"categ' if name == PREPROCESSING_FILE else "{}")
+
+
+def zip_cut_short(path: Path) -> None:
+    """A package's first bytes: a copy or download that stopped early."""
+    package_with_bad_crc(path)
+    path.write_bytes(path.read_bytes()[:100])
+
+
 # BASE with deep_v1's version 1 pushed: its models.config and its one history entry.
 PUSHED_ONCE = {
     "models/models.config": 'model_config_list { config { name: "deep_v1" base_path: "/models/deep_v1" '
@@ -149,6 +189,7 @@ SCORE_SAMPLE = ("fab", "score", "--input", "{sample}", "--package")
 # A trailing comma on line 2, the commonest slip in a hand-edited JSON file.
 BROKEN_VARIANT_FILE = {"project/configs/variant_config.json": '{\n  "deep_v1": {"network": "deep_v1"},\n}\n'}
 NOT_JSON_VARIANT_FILE = "{project}/configs/variant_config.json line 3: not valid JSON"
+UNDER_A_FILE = "{option} {path}: {{tmp}}/a-file is a file, not a folder, so nothing can be written under it"
 
 CASES = [
     # --- options fab itself parses ---
@@ -263,6 +304,61 @@ CASES = [
     Case("tune-report-of-a-missing-study-file",
          ("fab", "tune_report", "--study", "absent", "--storage", "sqlite:///{out}/tuning.db"),
          "no study 'absent': {out}/tuning.db does not exist"),
+    # issue 24 sweep: tracebacks and misleading lines
+    # --- an --output under a file: refused before any work (score's before a row is scored, tune's before the
+    # study records it) ---
+    Case("train-output-under-a-file", ("fab", "train", "--local", "--output", "{tmp}/a-file/runs"),
+         UNDER_A_FILE.format(option="--output", path="{tmp}/a-file/runs"), files={"a-file": "mine"}),
+    Case("score-output-under-a-file", (*SCORE_SAMPLE, "{tmp}/absent.zip", "--output", "{tmp}/a-file/s.json"),
+         UNDER_A_FILE.format(option="--output", path="{tmp}/a-file/s.json"), files={"a-file": "mine"}),
+    Case("generate-data-out-under-a-file", ("fab", "generate_data", "--rows", "10", "--out", "{tmp}/a-file/r.json"),
+         UNDER_A_FILE.format(option="--out", path="{tmp}/a-file/r.json"), files={"a-file": "mine"}),
+    Case("compare-output-under-a-file",
+         ("fab", "compare", "{tmp}/absent-a.zip", "{tmp}/absent-b.zip", "--output", "{tmp}/a-file/c.png"),
+         UNDER_A_FILE.format(option="--output", path="{tmp}/a-file/c.png"), files={"a-file": "mine"}),
+    Case("tune-output-under-a-file",
+         ("fab", "tune", "--output", "{tmp}/a-file/t", "--storage", "sqlite:///{out}/tuning.db"),
+         UNDER_A_FILE.format(option="--output", path="{tmp}/a-file/t"), files={"a-file": "mine"}),
+    Case("tune-report-output-under-a-file", ("fab", "tune_report", "--study", "absent", "--output", "{tmp}/a-file/r"),
+         UNDER_A_FILE.format(option="--output", path="{tmp}/a-file/r"), files={"a-file": "mine"}),
+    Case("tune-storage-file-under-a-file", ("fab", "tune", "--storage", "sqlite:///{tmp}/a-file/tuning.db"),
+         UNDER_A_FILE.format(option="--storage", path="{tmp}/a-file/tuning.db"), files={"a-file": "mine"}),
+    # --- study storage ---
+    Case("storage-port-not-a-number",
+         ("fab", "tune_report", "--study", "s", "--storage", "postgresql://tuner:pw1@127.0.0.1:abc/studies"),
+         "--storage postgresql://***@127.0.0.1:abc/studies: the port 'abc' is not a number", hidden=("pw1",)),
+    # --- a dataset in another format, as a whole ---
+    Case("dataset-in-csv", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.csv"), "{tmp}/rows.csv: this file is CSV",
+         files={"rows.csv": "impression_id,is_click\nimp-1,0\n"}, hidden=("fix or drop that line",)),
+    Case("dataset-pretty-printed", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"),
+         "{tmp}/rows.json: this file is pretty-printed JSON", files={"rows.json": pretty_printed_rows},
+         hidden=("fix or drop that line",)),
+    Case("dataset-a-json-array", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"),
+         "{tmp}/rows.json: this file is one JSON array", files={"rows.json": rows_as_a_json_array}),
+    Case("dataset-in-utf-16", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"),
+         "{tmp}/rows.json: this file is UTF-16 text", files={"rows.json": rows_in_utf16},
+         hidden=("fix or drop that line",)),
+    Case("score-input-in-csv", ("fab", "score", "--package", "{package}", "--input", "{tmp}/rows.csv"),
+         "{tmp}/rows.csv: this file is CSV", files={"rows.csv": "impression_id,is_click\nimp-1,0\n"}),
+    # --- a dataset path that names no data file ---
+    Case("dataset-folder-with-data-in-a-subfolder", (*TRAIN_LOCAL, "--dataset", "{tmp}/export"),
+         "{tmp}/export: no data files directly in this folder, but its subfolder(s) {tmp}/export/shards hold",
+         files={"export/shards/train-0.json": first_sample_rows(5)}, hidden=("empty folder",)),
+    Case("dataset-empty-folder", (*TRAIN_LOCAL, "--dataset", "{tmp}/export"), "{tmp}/export: an empty folder",
+         files={"export/.keep": ""}),
+    Case("dataset-empty-path", (*TRAIN_LOCAL, "--dataset", ""), "an empty dataset path ('')"),
+    Case("dataset-a-fifo", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.fifo"), "{tmp}/rows.fifo: not a regular file",
+         files={"rows.fifo": os.mkfifo}, hidden=("no such file",)),
+    Case("dataset-a-device", (*TRAIN_LOCAL, "--dataset", "/dev/null"), "/dev/null: not a regular file"),
+    # --- packages damaged, or unzipped ---
+    Case("package-with-truncated-preprocessing", (*SCORE_SAMPLE, "{tmp}/cut.zip"),
+         f"the package is corrupt ({PREPROCESSING_FILE} is not valid JSON", files={"cut.zip": package_cut_json}),
+    Case("package-zip-cut-short", (*SCORE_SAMPLE, "{tmp}/cut.zip"), "{tmp}/cut.zip: a zip cut short (",
+         files={"cut.zip": zip_cut_short}, hidden=("not a zip file",)),
+    Case("compare-a-zip-cut-short", ("fab", "compare", "{tmp}/cut.zip", "{tmp}/cut.zip"),
+         "{tmp}/cut.zip: a zip cut short (", files={"cut.zip": zip_cut_short}),
+    Case("package-unzipped", (*SCORE_SAMPLE, "{tmp}/run"), "{tmp}/run: an unzipped package (a folder)",
+         files={f"run/{MANIFEST_FILE}": "{}"}, hidden=("no such package",)),
 ]
 
 
@@ -384,3 +480,51 @@ def test_bad_input_is_one_error_line_and_nothing_written(
     assert case.error.format(**values) in errors[0]
     assert not [text for text in case.hidden if text in output], f"printed what it must not:\n{output}"
     assert snapshot(tmp_path) == before, "the command wrote, changed or removed files"
+
+
+# issue 24 sweep: tracebacks and misleading lines (beyond one command each)
+
+
+def test_a_tune_refused_for_its_output_leaves_the_study_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The refused --output is not recorded in the study: the same command with a good one defines it."""
+    (tmp_path / "a-file").write_text("mine")
+    values = {"tmp": str(tmp_path), "project": str(PROJECT_ROOT)}
+
+    def tune(study: str, output: str) -> int:
+        argv = ("fab", "tune", "--study", study, "--define-only", "--storage", "sqlite:///{tmp}/tuning.db",
+                "--output", output)
+        return run_in_process(Case(study, argv, ""), values, monkeypatch, capfd)[0]
+
+    assert tune("earlier", "{tmp}/earlier") == 0  # the database exists when the refused command comes
+    assert tune("s", "{tmp}/a-file/trials") == 2
+    assert tune("s", "{tmp}/trials") == 0
+    stored = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/tuning.db").user_attrs
+    assert stored["output"] == str(tmp_path / "trials")
+
+
+def test_a_database_user_without_rights_on_the_study_is_one_line(
+    postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A user with no rights on the study's tables (fab tune_report), or only SELECT (a worker adding a trial):
+    one line naming the permission and the GRANT that gives it, not Optuna's "invalid data in the commit"."""
+    owner_url = postgres.new_database("rights")
+    values = {"tmp": str(tmp_path), "project": str(PROJECT_ROOT)}
+    define = ("fab", "tune", "--study", "s", "--define-only", "--storage", owner_url, "--output", "{tmp}/t")
+    assert run_in_process(Case("define", define, ""), values, monkeypatch, capfd)[0] == 0
+    stranger, reader = (f"{role}_{uuid.uuid4().hex[:8]}" for role in ("stranger", "reader"))  # roles span databases
+    with psycopg.connect(owner_url, autocommit=True) as database:
+        for role in (stranger, reader):
+            database.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        database.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(reader)))
+    as_user = {role: owner_url.replace("postgres@", f"{role}@", 1) for role in (stranger, reader)}
+    report = ("fab", "tune_report", "--study", "s", "--storage", as_user[stranger], "--output", "{tmp}/report")
+    worker = ("python", "-m", "trainer", "tune", "--study", "s", "--storage", as_user[reader])
+    for argv, denied in ((report, "table version_info"), (worker, "table studies")):
+        status, output = run_in_process(Case("user", argv, ""), values, monkeypatch, capfd)
+        errors = [line for line in output.splitlines() if line.startswith("error:")]
+        assert status == 2 and "Traceback" not in output and len(errors) == 1, output[-3000:]
+        assert f"refuses this database user (permission denied for {denied}); the database's owner can let it " \
+               "use the study's tables (GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES" in errors[0], errors[0]
+    assert optuna.load_study(study_name="s", storage=owner_url).trials == []  # nothing added, nothing lost

@@ -215,6 +215,24 @@ def test_file_that_is_not_a_zip(tmp_path: Path) -> None:
         load_package(str(path))
 
 
+def test_an_unzipped_package_zipped_again_as_advised_scores_as_before(
+    trained: Any, archive: zipfile.ZipFile, sample_path: Path, tmp_path: Path
+) -> None:
+    """The unzipped folder is named as one, and what its error says (zip -r the folder's contents) gives a
+    package that scores as the run's model: zip -r stores an entry per folder too, which loading skips."""
+    unzipped = tmp_path / "run"
+    archive.extractall(unzipped)
+    with pytest.raises(PackageError, match=r"run: an unzipped package .* \(cd .*/run && zip -r \.\./run\.zip \.\)"):
+        load_package(str(unzipped))
+    with zipfile.ZipFile(tmp_path / "run.zip", "w", zipfile.ZIP_DEFLATED) as again:
+        for path in sorted(unzipped.rglob("*")):  # folders too (model/, model/serving/1/, ...), as zip -r does
+            again.write(path, path.relative_to(unzipped).as_posix())
+    package = load_package(str(tmp_path / "run.zip"))
+    frame = load_dataset(str(sample_path), package.config, with_label=False)[0].head(200)
+    in_memory = trained.result.model.predict(trained.result.preprocessor.encode(frame), verbose=0).reshape(-1)
+    np.testing.assert_allclose(package.score(frame), in_memory, atol=1e-5)
+
+
 def test_zip_without_the_model_files(tmp_path: Path, archive: zipfile.ZipFile) -> None:
     path = tmp_path / "partial.zip"
     with zipfile.ZipFile(path, "w") as partial:

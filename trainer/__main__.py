@@ -20,8 +20,8 @@ from pathlib import Path
 
 from trainer import import_tensorflow_quietly
 from trainer.config import KEYS, key_type
-from trainer.data.storage import scheme_of
-from trainer.errors import USER_ERROR_STATUS, ConfigError, TrainerError
+from trainer.errors import USER_ERROR_STATUS, TrainerError
+from trainer.outputs import check_output_folder
 from trainer.serving.engines import SCORING_ENGINES
 from trainer.typed_values import type_words
 
@@ -39,17 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def check_output_folder(output: str) -> None:
-    """Refuse an --output that names an existing local file where a folder goes.
-
-    Checked before any work: the pipeline would find out only when it writes its
-    first file, after loading the dataset, and fail with a traceback.
-    """
-    if not scheme_of(output) and Path(output).is_file():
-        raise ConfigError(f"--output {output}: is a file, and a folder goes here; "
-                          "pass a folder (a missing one is created)")
 
 
 def _train(args: argparse.Namespace) -> None:

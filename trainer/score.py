@@ -20,7 +20,7 @@ import pyarrow as pa
 from trainer.data import storage
 from trainer.data.dataset import load_dataset
 from trainer.data.values import ColumnRoles
-from trainer.errors import ConfigError
+from trainer.outputs import check_output_file
 from trainer.package.loader import Package, load_package
 from trainer.package.writer import write_json
 from trainer.serving.contract import Profile
@@ -39,9 +39,8 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
     the lines go to `out`. Columns that drifted from the package's data contract are printed to `err`.
     """
     scoring = SCORING_ENGINES.get(engine)
-    if output and not storage.scheme_of(output) and Path(output).is_dir():
-        raise ConfigError(f"--output {output}: is a folder; name the file the scores go to, "
-                          f"e.g. --output {storage.join(output, 'scores.json')}")
+    if output:
+        check_output_file(output, example="scores.json")  # before every row is scored, not after
     package = load_package(package_uri)
     roles = ColumnRoles.of(package.config, with_label=False)
     with tempfile.TemporaryDirectory() as folder:

@@ -19,6 +19,7 @@ from trainer.comparison.read import PackageRecord, read_records
 from trainer.comparison.report import format_difference, format_metrics, format_not_shared, format_packages
 from trainer.comparison.scoring import ScoredTest, TestRowsCache, score_group
 from trainer.config import DEFAULT_OUTPUT
+from trainer.outputs import check_output_file
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Comparison:
 
 def compare_packages(uris: list[str], plot_path: str = "", out: TextIO = sys.stdout) -> Comparison:
     """Print the comparison of the packages (the first is the baseline); returns it."""
+    if plot_path:
+        check_output_file(plot_path, example="compare.png")
     records = read_records(uris)
     diff = config_diff(records)
     for lines in (format_packages(records), format_config_diff(diff, records), format_datasets(records),

@@ -18,6 +18,8 @@ from trainer.package.layout import (
     DATASET_FILE,
     MANIFEST_FILE,
     METRICS_FILE,
+    no_package,
+    not_a_zip,
     package_version,
     read_as_current,
 )
@@ -68,7 +70,7 @@ def check_count(uris: list[str]) -> None:
 def read_record(uri: str, letter: str) -> PackageRecord:
     """The manifest, config, dataset record and epoch table of one package zip."""
     if not storage.exists(uri):
-        raise PackageError(f"{uri}: no such package; `fab runs` or `ls runs/` lists them")
+        raise no_package(uri)
     try:
         with storage.open_for_reading(uri) as stream, zipfile.ZipFile(stream) as archive:
             names = archive.namelist()
@@ -77,7 +79,7 @@ def read_record(uri: str, letter: str) -> PackageRecord:
                 raise PackageError(f"{uri}: not a complete package (missing {', '.join(missing)})")
             members = {name: archive.read(name) for name in SMALL_MEMBERS}
     except zipfile.BadZipFile:
-        raise PackageError(f"{uri}: not a zip file, so not a package") from None
+        raise not_a_zip(uri) from None
     try:
         documents = {name: json.loads(members[name]) for name in JSON_MEMBERS}
         epochs = pd.read_csv(io.BytesIO(members[METRICS_FILE]))

@@ -78,19 +78,37 @@ def load_dataset(
 
 def dataset_files(uri: str) -> tuple[list[str], str | None]:
     """The data files a URI names, and where their export metadata is (if anywhere)."""
-    listed = storage.expand(uri)
     if storage.is_folder(uri):
-        files = [f for f in listed if f.endswith(DATA_SUFFIXES) and not f.endswith(EXPORT_METADATA_SUFFIX)]
+        listed = storage.expand(uri, must_match=False)
+        files = [f for f in listed if _is_data(f)]
         if not files:
-            raise DatasetError(f"{uri}: a folder without *.json or *.json.gz files; pass the folder an export "
-                               f"wrote, one file, or a pattern such as {storage.join(uri, 'train-*.json')}")
+            _refuse_folder_without_data(uri)
         metadata = [f for f in listed if f.endswith(EXPORT_METADATA_SUFFIX)]
         return files, metadata[0] if len(metadata) == 1 else None
-    files = [f for f in listed if not f.endswith(EXPORT_METADATA_SUFFIX)]
+    files = [f for f in storage.expand(uri) if not f.endswith(EXPORT_METADATA_SUFFIX)]
     if not files:
         raise DatasetError(f"{uri} matches only export metadata; point it at the data files")
     metadata_uri = export_metadata_uri(uri)
     return files, metadata_uri if storage.exists(metadata_uri) else None
+
+
+def _is_data(name: str) -> bool:
+    return name.endswith(DATA_SUFFIXES) and not name.endswith(EXPORT_METADATA_SUFFIX)
+
+
+def _refuse_folder_without_data(uri: str) -> None:
+    """Say why a folder gives no data files: its data is in subfolders, it is empty, or it holds other files."""
+    visible = [name for name in storage.list_tree(uri) if not any(part.startswith(".") for part in name.split("/"))]
+    holding = sorted({name.rpartition("/")[0] for name in visible if "/" in name and _is_data(name)})
+    if holding:
+        named = ", ".join(storage.join(uri, folder) for folder in holding[:3])
+        more = f" and {len(holding) - 3} more" if len(holding) > 3 else ""
+        raise DatasetError(f"{uri}: no data files directly in this folder, but its subfolder(s) {named}{more} hold "
+                           "*.json files; pass one of them (a folder's own files are read, not its subfolders')")
+    if not visible:
+        storage.expand(uri)  # raises the storage's own line for an empty folder (a local one, or a gs:// prefix)
+    raise DatasetError(f"{uri}: a folder without *.json or *.json.gz files; pass the folder an export wrote, "
+                       f"one file, or a pattern such as {storage.join(uri, 'train-*.json')}")
 
 
 def _check_no_column_missing(uri: str, roles: ColumnRoles, present: set[str], paths: list[Path]) -> None:

@@ -14,6 +14,7 @@ otherwise names the exact line. It only runs on such files.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import itertools
 import json
@@ -38,6 +39,8 @@ READ_BLOCK_BYTES = 16 << 20
 SLOW_BLOCK_LINES = 65_536
 SCAN_CHUNK_BYTES = 4 << 20
 GZIP_MAGIC = b"\x1f\x8b"
+# The other formats BigQuery exports, by their first bytes (CSV is told by its text).
+BINARY_FORMATS = {b"PAR1": "Parquet", b"Obj\x01": "Avro", b"PK\x03\x04": "a zip archive"}
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,7 @@ def _schema_from_first_lines(path: Path, roles: ColumnRoles) -> pa.Schema:
         lines = [(n, line) for n, line in enumerate(itertools.islice(f, SCHEMA_SAMPLE_LINES), 1) if line.strip()]
     if not lines:
         raise DatasetError(f"{path}: the file is empty; a dataset needs at least one row")
+    _check_is_ndjson(path, lines[0][1])
     for number, line in lines:
         record = _parse_line(path, number, line)
         for column in roles.all():
@@ -241,6 +245,39 @@ def _arrow_type(sample: Any, numeric: bool) -> pa.DataType:
     # Strings, and columns with no value yet. An array or object fails pyarrow,
     # and the line-by-line reader names its line.
     return pa.string()
+
+
+def _check_is_ndjson(path: Path, first_line: bytes) -> None:
+    """Refuse a whole file in another format, as one, rather than as a bad first line to fix."""
+    try:
+        if isinstance(json.loads(first_line), dict):
+            return
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    found = _other_format(first_line)
+    if found:
+        raise DatasetError(f"{path}: this file is {found}, and a dataset is newline-delimited JSON: one JSON "
+                           "object per line, in UTF-8, as BigQuery exports it (EXPORT DATA ... format='JSON', or "
+                           "bq extract --destination_format NEWLINE_DELIMITED_JSON)")
+
+
+def _other_format(first_line: bytes) -> str | None:
+    """What a file whose first line is not a JSON object looks like (None: nothing recognised)."""
+    for magic, name in BINARY_FORMATS.items():
+        if first_line.startswith(magic):
+            return name
+    if first_line.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32 text (convert it with iconv -f UTF-32 -t UTF-8)"
+    if first_line.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in first_line:
+        return "UTF-16 text (convert it with iconv -f UTF-16 -t UTF-8)"
+    text = first_line.strip()
+    if text.startswith(b"["):
+        return "one JSON array (convert it with jq -c '.[]')"
+    if text == b"{" or (text.startswith(b'{"') and text.endswith(b",")):
+        return "pretty-printed JSON, objects over several lines (convert it with jq -c .)"
+    if not text.startswith(b"{") and (b"," in text or b"\t" in text):
+        return "tab-separated text" if b"\t" in text else "CSV (comma-separated values)"
+    return None
 
 
 def _parse_line(path: Path, number: int, line: bytes) -> dict[str, Any]:

@@ -83,6 +83,10 @@ class LocalBackend:
             return matches
         if path.is_dir():
             return _folder_files(uri, path, must_match)
+        if path.exists() and not path.is_file():
+            # A FIFO, /dev/stdin, a device: the rows are hashed, then parsed, so they are read more than once.
+            raise TrainerError(f"{uri}: not a regular file (a pipe or device), and a dataset is read more than "
+                               "once; save the rows to a file and pass that")
         if not path.is_file():
             if must_match:
                 raise TrainerError(f"{uri}: no such file; check the path or pass --dataset PATH")
@@ -207,6 +211,8 @@ def scheme_of(uri: str) -> str:
 
 
 def expand(uri: str, *, must_match: bool = True) -> list[str]:
+    if not uri.strip():  # "" would be the current folder, a path that was never meant
+        raise TrainerError(f"an empty dataset path ({uri!r}); pass a file, shards with *, or a folder")
     return backend_for(uri).expand(uri, must_match=must_match)
 
 

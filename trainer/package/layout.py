@@ -45,10 +45,12 @@ split_time_column, embedding_l2, dense_l2) changes how a loaded model scores.
 from __future__ import annotations
 
 import copy
+import io
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainer.data import storage
 from trainer.errors import PackageError
 
 MANIFEST_FILE = "manifest.json"
@@ -210,3 +212,31 @@ def read_as_current(package_uri: str, version: int, member: str, data: Mapping[s
                                    f"format version {version} writes)")
             filled[key] = copy.deepcopy(before)
     return filled
+
+
+# --- a package that cannot be opened ---
+
+ZIP_MAGIC = b"PK\x03\x04"  # a zip's first bytes: its first member's header
+COPY_AGAIN = "copy it again from where it was published, or train it again with fab train"
+
+
+def no_package(package_uri: str) -> PackageError:
+    """Nothing to open at `package_uri`; an unzipped package (a folder holding its manifest) is named as one."""
+    if storage.exists(storage.join(package_uri, MANIFEST_FILE)):
+        zip_name = f"{package_uri.rstrip('/').rsplit('/', 1)[-1]}.zip"
+        return PackageError(f"{package_uri}: an unzipped package (a folder), and a package is read as its zip; "
+                            f"pass the zip it came from, or zip the folder's contents again: "
+                            f"(cd {package_uri} && zip -r ../{zip_name} .)")
+    return PackageError(f"{package_uri}: no such package; `fab runs` or `ls runs/` lists them")
+
+
+def not_a_zip(package_uri: str) -> PackageError:
+    """Why zipfile refuses the file: cut short (a zip's directory is at its end), empty, or no zip at all."""
+    with storage.open_for_reading(package_uri) as stream:
+        head, size = stream.read(len(ZIP_MAGIC)), stream.seek(0, io.SEEK_END)
+    if head == ZIP_MAGIC:
+        return PackageError(f"{package_uri}: a zip cut short ({size:,} bytes, and the directory a zip ends with "
+                            f"is missing): a copy or download stopped early; {COPY_AGAIN}")
+    if not size:
+        return PackageError(f"{package_uri}: an empty file (0 bytes), not a package; {COPY_AGAIN}")
+    return PackageError(f"{package_uri}: not a zip file, so not a package")

@@ -32,6 +32,7 @@ from trainer.package import layout
 from trainer.package.layout import (
     CONFIG_FILE,
     CONTRACT_FILE,
+    COPY_AGAIN,
     DISTINCT_SIGNATURE,
     DRIFT_SUMMARY,
     MANIFEST_FILE,
@@ -76,11 +77,11 @@ class Package:
 def load_package(package_uri: str) -> Package:
     path = storage.local_copy(package_uri)
     if not path.is_file():
-        raise PackageError(f"{package_uri}: no such package; `fab runs` or `ls runs/` lists them")
+        raise layout.no_package(package_uri)
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise PackageError(f"{package_uri}: not a zip file, so not a package") from None
+        raise layout.not_a_zip(package_uri) from None
     with archive:
         version, documents, model_bytes = _read_members(archive, package_uri)
         exported, with_contract = layout.supports(version, SERVING_EXPORT), layout.supports(version, DRIFT_SUMMARY)
@@ -124,7 +125,7 @@ def _signatures(archive: zipfile.ZipFile, names: set[str], package_uri: str) -> 
         found = signature_names(_read(archive, SERVING_MODEL_FILE, package_uri))
         if found is None:
             raise PackageError(f"{package_uri}: the package is corrupt ({SERVING_MODEL_FILE} is not a SavedModel); "
-                               "copy it again from where it was published, or train it again with fab train")
+                               f"{COPY_AGAIN}")
         return found
 
     return read
@@ -136,12 +137,17 @@ def _read(archive: zipfile.ZipFile, name: str, package_uri: str) -> bytes:
     try:
         return archive.read(name)
     except (zipfile.BadZipFile, zlib.error) as exc:
-        raise PackageError(f"{package_uri}: the package is corrupt ({name} does not read back: {exc}); copy it "
-                           "again from where it was published, or train it again with fab train") from None
+        raise PackageError(f"{package_uri}: the package is corrupt ({name} does not read back: {exc}); "
+                           f"{COPY_AGAIN}") from None
 
 
 def _read_json(archive: zipfile.ZipFile, name: str, package_uri: str) -> Any:
-    return json.loads(_read(archive, name, package_uri))
+    """A JSON member; one that does not parse (its CRC passed) was cut or edited after the run wrote it."""
+    try:
+        return json.loads(_read(archive, name, package_uri))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PackageError(f"{package_uri}: the package is corrupt ({name} is not valid JSON: {exc}); "
+                           f"{COPY_AGAIN}") from None
 
 
 def _load_model(model_bytes: bytes) -> keras.Model:
@@ -152,7 +158,8 @@ def _load_model(model_bytes: bytes) -> keras.Model:
 
 
 def _load_serving(archive: zipfile.ZipFile, package_uri: str, version: int) -> ServingModel:
-    members = [name for name in archive.namelist() if name.startswith(f"{SERVING_FOLDER}/")]
+    # Not the folder entries a zip made by hand has (zip -r): only files are written out.
+    members = [name for name in archive.namelist() if name.startswith(f"{SERVING_FOLDER}/") and not name.endswith("/")]
     with tempfile.TemporaryDirectory() as folder:
         for name in members:
             target = Path(folder, *PurePosixPath(name).relative_to(SERVING_FOLDER).parts)

@@ -29,13 +29,16 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from trainer.config import DEFAULT_VARIANTS_FILE, ENV_PREFIX, PROJECT_ROOT, load_variants, resolve_config
 from trainer.data import storage
+from trainer.data.dataset import dataset_files
 from trainer.errors import ConfigError, TrainerError
+from trainer.outputs import check_output_file
 from trainer.tuning.search import PRUNERS, SAMPLERS
 from trainer.tuning.space import load_space
 
@@ -49,6 +52,8 @@ GRACE_PERIOD_S = 20
 MAX_RETRIES = 3
 # A worker whose trials keep failing stops: the space, not bad luck, is at fault.
 MAX_FAILURES_IN_A_ROW = 5
+MAX_PORT = 65535
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ def study_spec(variant: str, space_file: Path, dataset: str, output: str, trials
     if both := sorted(set(fixed) & set(space)):
         raise ConfigError(f"{', '.join(ENV_PREFIX + k.upper() for k in both)} fixes a key that {space_file} "
                           "searches; unset it or remove the key from the space")
-    storage.expand(dataset)  # a missing dataset is one line now, not a failed first trial
+    dataset_files(dataset)  # a missing dataset is one line now, not a failed first trial
     return StudySpec(variant, load_variants(variants_file)[variant], fixed, space, _absolute(dataset),
                      _absolute(output), trials, sampler, pruner)
 
@@ -105,7 +110,17 @@ def storage_url(url: str) -> str:
     if _database_kind(url) not in ("postgresql", "mysql", "sqlite"):
         raise ConfigError(f"--storage {shown(url)}: expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE "
                           "(or sqlite:///FILE for one machine)")
+    _check_port(url)
     return url
+
+
+def _check_port(url: str) -> None:
+    """A port that is not a number: SQLAlchemy's URL parser raises a bare ValueError, a traceback."""
+    host = urlsplit(url).netloc.rpartition("@")[2]
+    _, colon, port = host.rpartition("]")[2].partition(":")  # after an IPv6 address's brackets
+    if colon and not (port.isdigit() and int(port) <= MAX_PORT):
+        raise ConfigError(f"--storage {shown(url)}: the port {port!r} is not a number from 0 to {MAX_PORT}; "
+                          "expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE (leave out :PORT for 5432)")
 
 
 def _database_kind(url: str) -> str:
@@ -157,7 +172,7 @@ def _url_advice(url: str) -> str:
 def open_storage(url: str) -> RDBStorage:
     """Optuna's database storage with heartbeats: trials of dead workers are failed and queued again."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # fab's own lines say what happens
-    with quiet_experimental(), _storage_errors(url):
+    with quiet_experimental(), storage_errors(url):
         return RDBStorage(
             url,
             engine_kwargs={"pool_pre_ping": True},
@@ -168,14 +183,35 @@ def open_storage(url: str) -> RDBStorage:
 
 
 @contextlib.contextmanager
-def _storage_errors(url: str) -> Iterator[None]:
+def storage_errors(url: str) -> Iterator[None]:
     import sqlalchemy.exc
 
     try:
         yield
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        reason = _masked(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0], url)
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        cause = _first_cause(exc)  # Optuna wraps the database's error as "invalid data in the commit"
+        reason = _masked(str(cause).strip().splitlines()[0], url)
+        if getattr(cause, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+            raise TrainerError(f"the study storage {shown(url)} refuses this database user ({reason}); "
+                               f"{_grant_advice(reason)}") from None
         raise TrainerError(f"cannot open the study storage {shown(url)}: {reason}; {_url_advice(url)}") from None
+
+
+def _first_cause(error: BaseException) -> BaseException:
+    """The error at the bottom of a chain of `raise ... from` (the driver's own, for a database error)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def _grant_advice(reason: str) -> str:
+    """What the database's owner can do: let the user create Optuna's tables (a new database), or use them."""
+    if "schema" in reason:
+        return ("the database's owner can let it create the study's tables (GRANT CREATE ON SCHEMA public TO "
+                "that user), or make it the database's owner")
+    return ("the database's owner can let it use the study's tables (GRANT SELECT, INSERT, UPDATE, DELETE ON ALL "
+            "TABLES IN SCHEMA public TO that user; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO that user), "
+            "or use the user that created the study")
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -184,7 +220,7 @@ def _sqlite_file(url: str) -> Path | None:
 
     if _database_kind(url) != "sqlite":
         return None
-    with _storage_errors(url):
+    with storage_errors(url):
         database = make_url(url).database
     return Path(database) if database else None
 
@@ -200,9 +236,10 @@ def define_study(name: str, spec: StudySpec, url: str) -> optuna.Study:
     """Create the study, or continue it: an existing study must be the same definition
     (its target may grow, so `--trials` can ask for more)."""
     if sqlite_file := _sqlite_file(url):
+        check_output_file(str(sqlite_file), "--storage", example="tuning.db")
         sqlite_file.parent.mkdir(parents=True, exist_ok=True)
     optuna_storage = open_storage(url)
-    with _storage_errors(url):
+    with storage_errors(url):
         study = optuna.create_study(study_name=name, storage=optuna_storage, direction="maximize",
                                     load_if_exists=True)
         stored = study.user_attrs
@@ -233,7 +270,7 @@ def load_study(name: str, url: str) -> tuple[optuna.Study, StudySpec]:
         raise TrainerError(f"no study '{name}': {sqlite_file} does not exist (no study was made there); "
                            f"create it with fab tune --study {name} ..., or pass the --storage it lives in")
     optuna_storage = open_storage(url)
-    with _storage_errors(url):
+    with storage_errors(url):
         try:
             study = optuna.load_study(study_name=name, storage=optuna_storage)
         except KeyError:

@@ -43,6 +43,7 @@ from trainer.tuning.study import (
     load_study,
     quiet_experimental,
     shown,
+    storage_errors,
 )
 
 
@@ -81,7 +82,8 @@ def run_worker(name: str, url: str, require_gpu: bool = False, out: TextIO = sys
     waiting_said, failures_in_a_row = False, 0
     # `docker stop`, `fab tune_workers --stop` and CI aborts send SIGTERM: the worker stops
     # as on Ctrl-C, and queues its trial again (TrialObjective.run_one).
-    with sigterm_as_interrupt(stop), objective.variants_file():
+    # A database user that may read the study but not add trials to it: one line, not Optuna's traceback.
+    with sigterm_as_interrupt(stop), objective.variants_file(), storage_errors(url):
         while (finished := _finished(study)) < spec.trials:
             stop.raise_if_requested()
             if _others_finish_it(study, spec.trials):

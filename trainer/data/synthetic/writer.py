@@ -42,6 +42,8 @@ from trainer.data.synthetic.world import (
     sample_impressions,
     shared_world,
 )
+from trainer.errors import TrainerError
+from trainer.outputs import check_output_file
 
 COLUMNS = (
     "impression_id",
@@ -84,6 +86,7 @@ def write_ndjson(frame: pd.DataFrame, path: Path) -> None:
 def generate(rows: int, path: Path, seed: int = 0, catalog: Catalog = DEFAULT_CATALOG) -> None:
     """Generate and write `rows` impressions chunk by chunk, so memory stays flat."""
     _check_arguments(rows, seed)
+    check_output_file(str(path), "--out", example="rows.json")  # before minutes of generating, not after
     with _atomic_output(path) as out:
         for index, start, stop in _chunks(rows):
             _write_lines(out, _chunk_frame(seed, index, start, stop, catalog))
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         catalog = Catalog(items=args.items, publishers=args.publishers, item_zipf=args.item_zipf)
         generate(args.rows, args.out, args.seed, catalog)
-    except SyntheticDataError as exc:
+    except TrainerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 
