@@ -263,6 +263,17 @@ CASES = [
     Case("tune-report-of-a-missing-study-file",
          ("fab", "tune_report", "--study", "absent", "--storage", "sqlite:///{out}/tuning.db"),
          "no study 'absent': {out}/tuning.db does not exist"),
+    # issue 24 sweep: silent findings
+    # Scores written over their own input: refused before the package loads (it need not exist), input untouched.
+    Case("score-output-is-the-input", ("fab", "score", "--package", "{tmp}/absent.zip", "--input", "{tmp}/rows.json",
+                                       "--output", "{tmp}/data/../rows.json"),
+         "--output {tmp}/data/../rows.json: the scores would replace the input file {tmp}/rows.json",
+         files={"rows.json": first_sample_rows(5), "data/other.json": "{}"}),
+    Case("score-output-is-an-input-shard",
+         ("python", "-m", "trainer", "score", "--package", "{tmp}/absent.zip", "--input", "{tmp}/part-*.json",
+          "--output", "{tmp}/part-2.json"),
+         "--output {tmp}/part-2.json: the scores would replace the input file {tmp}/part-2.json",
+         files={"part-1.json": first_sample_rows(5), "part-2.json": first_sample_rows(5)}),
 ]
 
 

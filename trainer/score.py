@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from trainer.data import storage
-from trainer.data.dataset import load_dataset
+from trainer.data.dataset import dataset_files, load_dataset
 from trainer.data.values import ColumnRoles
 from trainer.errors import ConfigError
 from trainer.package.loader import Package, load_package
@@ -39,9 +39,8 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
     the lines go to `out`. Columns that drifted from the package's data contract are printed to `err`.
     """
     scoring = SCORING_ENGINES.get(engine)
-    if output and not storage.scheme_of(output) and Path(output).is_dir():
-        raise ConfigError(f"--output {output}: is a folder; name the file the scores go to, "
-                          f"e.g. --output {storage.join(output, 'scores.json')}")
+    if output:
+        _check_output(output, input_uri)
     package = load_package(package_uri)
     roles = ColumnRoles.of(package.config, with_label=False)
     with tempfile.TemporaryDirectory() as folder:
@@ -63,6 +62,20 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
 
 def drift_summary_uri(scores_uri: str) -> str:
     return f"{scores_uri.removesuffix('.json')}.drift.json"
+
+
+def _check_output(output: str, input_uri: str) -> None:
+    """Refuse an --output that is a folder, or that would replace an input file with the scores (the scores
+    or the drift summary beside them), before the package is loaded or any row is read."""
+    if not storage.scheme_of(output) and Path(output).is_dir():
+        raise ConfigError(f"--output {output}: is a folder; name the file the scores go to, "
+                          f"e.g. --output {storage.join(output, 'scores.json')}")
+    files, _ = dataset_files(input_uri)
+    for written in (output, drift_summary_uri(output)):
+        if clash := next((f for f in files if storage.same_file(f, written)), None):
+            what = "the scores" if written == output else f"the drift summary ({written})"
+            raise ConfigError(f"--output {output}: {what} would replace the input file {clash}; "
+                              f"name another file, e.g. --output {output.removesuffix('.json')}.scores.json")
 
 
 def _score_into(package: Package, input_uri: str, roles: ColumnRoles, engine: ScoringEngine,
