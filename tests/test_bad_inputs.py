@@ -274,6 +274,16 @@ CASES = [
           "--output", "{tmp}/part-2.json"),
          "--output {tmp}/part-2.json: the scores would replace the input file {tmp}/part-2.json",
          files={"part-1.json": first_sample_rows(5), "part-2.json": first_sample_rows(5)}),
+    Case("id-column-no-row-has", TRAIN_LOCAL, "column(s) request_id missing: no row has a value",
+         env={"TRAINER_ID_COLUMN": "request_id"}),
+    Case("score-input-without-the-id-column",
+         ("fab", "score", "--package", "{package}", "--input", "{tmp}/rows.json", "--output", "{tmp}/scores.json"),
+         "column(s) impression_id missing: the package's schema needs them",
+         files={"rows.json": first_sample_rows(20, drop="impression_id")}),
+    Case("score-input-without-the-id-column-keras",
+         ("fab", "score", "--package", "{package}", "--input", "{tmp}/rows.json", "--engine", "keras"),
+         "column(s) impression_id missing: the package's schema needs them",
+         files={"rows.json": first_sample_rows(20, drop="impression_id")}),
 ]
 
 
