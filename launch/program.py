@@ -40,6 +40,16 @@ class TrainerFab(Fab):
         except ParseError as exc:
             raise user_error(explain(exc, self.collection)) from None
 
+    def execute(self) -> None:
+        """Run the tasks; Ctrl-C (or a SIGTERM a task turned into one) ends fab as it ends `python -m
+        trainer`: "stopped" and status 130. invoke would exit 1 without a word."""
+        try:
+            super().execute()
+        except KeyboardInterrupt:
+            from trainer.interrupts import EXIT_INTERRUPTED, STOPPED_LINE  # see user_error
+
+            raise Exit(STOPPED_LINE, code=EXIT_INTERRUPTED) from None
+
 
 def user_error(line: str) -> Exit:
     """Ends fab with `line` and the user-error status.

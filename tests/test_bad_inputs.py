@@ -359,6 +359,27 @@ CASES = [
          "{tmp}/cut.zip: a zip cut short (", files={"cut.zip": zip_cut_short}),
     Case("package-unzipped", (*SCORE_SAMPLE, "{tmp}/run"), "{tmp}/run: an unzipped package (a folder)",
          files={f"run/{MANIFEST_FILE}": "{}"}, hidden=("no such package",)),
+    # issue 24 sweep: silent findings
+    # Scores written over their own input: refused before the package loads (it need not exist), input untouched.
+    Case("score-output-is-the-input", ("fab", "score", "--package", "{tmp}/absent.zip", "--input", "{tmp}/rows.json",
+                                       "--output", "{tmp}/data/../rows.json"),
+         "--output {tmp}/data/../rows.json: the scores would replace the input file {tmp}/rows.json",
+         files={"rows.json": first_sample_rows(5), "data/other.json": "{}"}),
+    Case("score-output-is-an-input-shard",
+         ("python", "-m", "trainer", "score", "--package", "{tmp}/absent.zip", "--input", "{tmp}/part-*.json",
+          "--output", "{tmp}/part-2.json"),
+         "--output {tmp}/part-2.json: the scores would replace the input file {tmp}/part-2.json",
+         files={"part-1.json": first_sample_rows(5), "part-2.json": first_sample_rows(5)}),
+    Case("id-column-no-row-has", TRAIN_LOCAL, "column(s) request_id missing: no row has a value",
+         env={"TRAINER_ID_COLUMN": "request_id"}),
+    Case("score-input-without-the-id-column",
+         ("fab", "score", "--package", "{package}", "--input", "{tmp}/rows.json", "--output", "{tmp}/scores.json"),
+         "column(s) impression_id missing: the package's schema needs them",
+         files={"rows.json": first_sample_rows(20, drop="impression_id")}),
+    Case("score-input-without-the-id-column-keras",
+         ("fab", "score", "--package", "{package}", "--input", "{tmp}/rows.json", "--engine", "keras"),
+         "column(s) impression_id missing: the package's schema needs them",
+         files={"rows.json": first_sample_rows(20, drop="impression_id")}),
 ]
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from cloud_fixtures import BUCKET, object_names, upload
-from conftest import PROJECT_ROOT, SAMPLE_ROWS, Runner, TrainedPackage, clean_env, output_lines
+from conftest import PROJECT_ROOT, SAMPLE, SAMPLE_ROWS, Runner, TrainedPackage, clean_env, output_lines
 
+from trainer.__main__ import main as trainer_main
 from trainer.cloud.gcs import UPLOAD_CHUNK_BYTES
 from trainer.config import NetConfig
 from trainer.data import storage
@@ -126,6 +127,21 @@ def test_a_gcs_folder_is_read_with_a_slash_and_an_empty_one_says_what_to_pass(
     with pytest.raises(TrainerError) as error:
         load_dataset(uri.format(prefix=gcs_prefix), NetConfig())
     assert str(error.value) == message.format(prefix=gcs_prefix)
+
+
+def test_scores_written_over_their_gcs_input_are_refused_and_the_object_kept(
+        gcs_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = tmp_path / "rows.json"
+    rows.write_bytes(b"".join(SAMPLE.read_bytes().splitlines(keepends=True)[:5]))
+    uri = f"{gcs_prefix}/rows.json"
+    upload(rows, uri)
+    # Refused before the package is read: none is needed to show it.
+    status = trainer_main(["score", "--package", str(tmp_path / "absent.zip"), "--input", uri, "--output", uri])
+    assert status == 2
+    assert capsys.readouterr().err == f"error: --output {uri}: the scores would replace the input file {uri}; " \
+                                      f"name another file, e.g. --output {gcs_prefix}/rows.scores.json\n"
+    assert object_names(gcs_prefix) == [uri.removeprefix(f"gs://{BUCKET}/")]
+    assert storage.read_bytes(uri) == rows.read_bytes()
 
 
 def test_publishing_to_a_missing_bucket_is_one_line(cloud_env: dict[str, str], tmp_path: Path) -> None:

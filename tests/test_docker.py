@@ -31,6 +31,7 @@ from launch.containers import CACHE_MOUNT, CONTAINER_LABEL, CREDENTIALS_MOUNT, t
 from launch.images import TENSORFLOW_BUILDS, build_context
 from trainer.config import DEFAULT_VARIANTS_FILE, PROJECT_ROOT, load_variants
 from trainer.data import storage
+from trainer.interrupts import EXIT_INTERRUPTED, STOPPED_LINE
 from trainer.package.provenance import code_commit
 
 Runner = Callable[..., subprocess.CompletedProcess]
@@ -150,8 +151,9 @@ def test_stopping_fab_stops_its_container_and_the_run_resumes(
             "--output", str(output)]
     env = {"TRAINER_EPOCHS": "6", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "0"}
     fab = Path(sys.executable).parent / "fab"
-    with subprocess.Popen([str(fab), *args], cwd=PROJECT_ROOT, env=clean_env(env), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as errors, subprocess.Popen([str(fab), *args], cwd=PROJECT_ROOT, env=clean_env(env),
+                                                      text=True, stdout=subprocess.PIPE, stderr=errors) as proc:
         watchdog = threading.Timer(300, proc.kill)
         watchdog.start()
         try:
@@ -162,7 +164,10 @@ def test_stopping_fab_stops_its_container_and_the_run_resumes(
             proc.wait(timeout=60)
         finally:
             watchdog.cancel()
-    assert proc.returncode != 0
+    # As python -m trainer ends on Ctrl-C: one line, no traceback, the shell's status for an interrupt.
+    assert proc.returncode == EXIT_INTERRUPTED, stderr.read_text()[-3000:]
+    assert stderr.read_text().splitlines()[-1] == STOPPED_LINE
+    assert "Traceback" not in stderr.read_text()
     assert not engine.containers.list(all=True, filters={"label": CONTAINER_LABEL}), "the container outlived fab"
     assert not list(output.glob("*.zip"))
 

@@ -102,6 +102,17 @@ def test_network_builds_from_sample_shapes_and_a_short_fit_lowers_the_loss(
     assert len(np.unique(scores[no_title])) > 1
 
 
+@pytest.mark.parametrize(("width", "layers", "built"),
+                         [(2, 3, [2, 2, 2]), (12, 3, [12, 8, 8]), (256, 3, [256, 128, 64])])
+def test_the_tower_is_as_wide_as_hidden_width_says(
+    width: int, layers: int, built: list[int],
+    encoded_sample: tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes, np.ndarray],
+) -> None:
+    # config.json records hidden_width: the first layer is that wide even below the halving's floor of 8.
+    model = build_model_graph(NetConfig(hidden_width=width, hidden_layers=layers, xla=False), encoded_sample[2])
+    assert [model.get_layer(f"hidden_{depth}").units for depth in range(layers)] == built
+
+
 def test_unknown_network_lists_the_registered_ones() -> None:
     with pytest.raises(ConfigError) as caught:
         get_network("transformer_v9")

@@ -158,6 +158,7 @@ def test_dataset_json_describes_the_data_it_trained_on(archive: zipfile.ZipFile,
         assert split[name]["label_rate"] == data["label_rate"][name]
     assert data["schema"]["is_click"] == "int8" and data["schema"]["position"] == "float32"
     assert data["schema"]["country"] == "category"
+    assert data["numbers_beyond_float32"] == {"position": 0, "item_age_hours": 0}  # counted, none in the sample
     assert data["label_rate"]["all"] == pytest.approx(np.mean([int(r["is_click"]) for r in rows]))
     cardinalities = data["categorical_cardinalities"]
     assert cardinalities["platform"] == len({r["platform"] for r in rows}) + 1

@@ -21,12 +21,12 @@ from pathlib import Path
 from trainer import import_tensorflow_quietly
 from trainer.config import KEYS, key_type
 from trainer.errors import USER_ERROR_STATUS, TrainerError
+from trainer.interrupts import EXIT_INTERRUPTED, STOPPED_LINE
 from trainer.outputs import check_output_folder
 from trainer.serving.engines import SCORING_ENGINES
 from trainer.typed_values import type_words
 
 EXIT_SANITY_FAILED = 1
-EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C (SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return USER_ERROR_STATUS
     except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+        print(STOPPED_LINE, file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
@@ -176,6 +176,6 @@ if __name__ == "__main__":
     try:
         status = main()
     except KeyboardInterrupt:  # a stop (SIGTERM in a tuning worker) that landed after main's own handler
-        print("stopped", file=sys.stderr)
+        print(STOPPED_LINE, file=sys.stderr)
         status = EXIT_INTERRUPTED
     sys.exit(status)

@@ -95,7 +95,9 @@ class NetConfig:
     # Network shape.
     embedding_dim: int = _key(16, "embedding width (smaller for columns with fewer values)")
     hidden_layers: int = _key(3, "depth of the MLP tower")
-    hidden_width: int = _key(256, "width of the first MLP layer; each next layer is half as wide")
+    hidden_width: int = _key(
+        256, "width of the first MLP layer; each next layer is half as wide, down to 8 (or the first's width)"
+    )
     dropout: float = _key(0.0, "dropout after each MLP layer")
     rnn_units: int = _key(32, "GRU width over title tokens (rnn_* networks)")
     cross_layers: int = _key(2, "explicit feature-cross layers (dcn_* networks)")

@@ -13,6 +13,11 @@ import contextlib
 import signal
 from collections.abc import Iterator
 
+# How a stopped command ends, `fab` and `python -m trainer` alike: this line on stderr, no traceback,
+# and the shell's status for Ctrl-C (128 + SIGINT). A stopped run keeps its last epoch's backup.
+STOPPED_LINE = "stopped"
+EXIT_INTERRUPTED = 130
+
 # What `docker stop` gives a container between SIGTERM and SIGKILL. Two budgets, because a
 # training run needs none: SIGTERM ends it at once and a new start resumes from its last
 # epoch's backup. A tuning worker finishes the TensorFlow call it is in and writes its

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -50,10 +51,12 @@ from trainer.training.fit import (
     describe_device,
     effective_batch_size,
     fit_model,
+    one_step_warning,
     split_cpu_for_tests,
     training_strategy,
 )
 from trainer.training.metrics import RunMetrics, binary_metrics, epoch_table
+from trainer.training.unfinished import RUN_FILE, read_run_record, run_record, unfinished_runs_note
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,13 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
     print(f"{len(data.train):,} train / {len(data.validation):,} validation / {len(data.test):,} test rows, "
           f"batch size {batch_size}" + ("" if config.batch_size else " (auto)")
           + (f", {batch_size // _replicas(strategy)} per device" if strategy else ""), file=out)
+    if warning := one_step_warning(config, len(data.train), batch_size):
+        print(warning, file=out)
     work, run_id = _work_folder(request, resolved, data.source, _replicas(strategy))
     with work.exclusive():
+        if not request.run_label:  # a tuning study resumes its own trials' folders
+            for note in unfinished_runs_note(work):
+                print(note, file=out)
         model, outcome = _fit_or_reuse(request, config, data, work, run_metrics, out, batch_size, run_id, strategy)
         with run_metrics.stage("evaluate"):
             validation_metrics = binary_metrics(data.validation.labels, predict(model, data.validation.inputs))
@@ -191,6 +199,8 @@ def _prepare(dataset: str, config: NetConfig, run_metrics: RunMetrics, out: Text
         frame, source = load_dataset(dataset, config)
     run_metrics.count("rows_loaded", source.rows_read, run_metrics.stage_seconds["load"])
     print(f"dataset {dataset}: {len(frame):,} rows in {run_metrics.stage_seconds['load']:.1f} s", file=out)
+    if warning := source.beyond_float32_warning():
+        print(warning, file=out)
     with run_metrics.stage("preprocess"):
         splits = split_dataset(frame, config)
         preprocessor = Preprocessor.fit(splits.train, config)
@@ -243,12 +253,12 @@ def _work_folder(request: TrainRequest, resolved: ResolvedConfig, source: Datase
                            **({"replicas": replicas} if replicas > 1 else {})}, sort_keys=True)
     key = hashlib.sha256(identity.encode()).hexdigest()[:10]
     work = WorkFolders(storage.work_folder(request.output) / f"{resolved.variant}-{key}")
-    run_file = work.root / "run.json"
-    if run_file.exists():
-        return work, json.loads(run_file.read_text())["run_id"]
+    if earlier := read_run_record(work):
+        return work, earlier["run_id"]
     name = "-".join(filter(None, [resolved.variant, request.run_label]))
     run_id = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{key[:6]}"
-    write_json(run_file, {"run_id": run_id})
+    environ = os.environ if request.environ is None else request.environ
+    write_json(work.root / RUN_FILE, run_record(run_id, resolved.variant, source.uri, source.sha256, environ))
     return work, run_id
 
 

@@ -18,8 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from trainer.data import storage
-from trainer.data.dataset import load_dataset
+from trainer.data.dataset import dataset_files, load_dataset
 from trainer.data.values import ColumnRoles
+from trainer.errors import ConfigError
 from trainer.outputs import check_output_file
 from trainer.package.loader import Package, load_package
 from trainer.package.writer import write_json
@@ -40,7 +41,7 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
     """
     scoring = SCORING_ENGINES.get(engine)
     if output:
-        check_output_file(output, example="scores.json")  # before every row is scored, not after
+        _check_output(output, input_uri)  # before the package loads and any row is scored, not after
     package = load_package(package_uri)
     roles = ColumnRoles.of(package.config, with_label=False)
     with tempfile.TemporaryDirectory() as folder:
@@ -62,6 +63,18 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
 
 def drift_summary_uri(scores_uri: str) -> str:
     return f"{scores_uri.removesuffix('.json')}.drift.json"
+
+
+def _check_output(output: str, input_uri: str) -> None:
+    """Refuse an --output that is a folder, or that would replace an input file with the scores (the scores
+    or the drift summary beside them), before the package is loaded or any row is read."""
+    check_output_file(output, example="scores.json")
+    files, _ = dataset_files(input_uri)
+    for written in (output, drift_summary_uri(output)):
+        if clash := next((f for f in files if storage.same_file(f, written)), None):
+            what = "the scores" if written == output else f"the drift summary ({written})"
+            raise ConfigError(f"--output {output}: {what} would replace the input file {clash}; "
+                              f"name another file, e.g. --output {output.removesuffix('.json')}.scores.json")
 
 
 def _score_into(package: Package, input_uri: str, roles: ColumnRoles, engine: ScoringEngine,

@@ -41,7 +41,7 @@ class TestRowsCache:
 
     def test_rows(self, group: TestGroup, record: PackageRecord) -> pd.DataFrame | str:
         config = config_from_json_dict(record.config).config
-        key = (group.key, ColumnRoles.of(config, with_label=True))
+        key = (group.key, ColumnRoles.of(config, with_label=True, with_row_id=False))
         if key not in self.frames:
             self.frames[key] = rebuild_test_rows(record, config)
         return self.frames[key]
@@ -68,7 +68,7 @@ def rebuild_test_rows(record: PackageRecord, config: NetConfig) -> pd.DataFrame 
         return (f"{record.letter} (package format version {record.format_version}) was split into train and test "
                 "by an older trainer, whose split this one does not rebuild")
     try:
-        frame, loaded = load_dataset(source, config)
+        frame, loaded = load_dataset(source, config, with_row_id=False)  # rows scored, not named
         splits = split_dataset(frame, config)
     except (TrainerError, OSError) as exc:
         return f"the dataset {source} does not load ({exc})"

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +50,29 @@ class DatasetSource:
     size_bytes: int
     rows_read: int
     export: dict[str, Any] | None = None  # what `fab dataset` recorded about the export, when it made the data
+    # Per numeric column, the numbers too large for float32 (1e40) in the rows read: missing, like a null.
+    numbers_beyond_float32: dict[str, int] = field(default_factory=dict)
+
+    def beyond_float32_warning(self) -> str | None:
+        """One line naming the numeric columns where numbers too large for float32 were read as missing."""
+        counted = {column: count for column, count in self.numbers_beyond_float32.items() if count}
+        if not counted:
+            return None
+        columns = ", ".join(f"{count:,} in '{column}'" for column, count in counted.items())
+        return (f"warning: {self.uri}: {sum(counted.values()):,} number(s) too large for float32 (beyond "
+                f"±3.4e38) read as missing, as a null is: {columns} (counted in dataset.json)")
 
 
 def load_dataset(
-    uri: str, config: NetConfig, *, with_label: bool = True
+    uri: str, config: NetConfig, *, with_label: bool = True, with_row_id: bool = True
 ) -> tuple[pd.DataFrame, DatasetSource]:
     """Read every file the URI names into one DataFrame. Without the label
-    (scoring a package's input) the schema is the package's, not the user's to configure."""
-    roles = ColumnRoles.of(config, with_label=with_label)
+    (scoring a package's input) the schema is the package's, not the user's to configure.
+    Without the row id (rows only evaluated), `id_column` is neither read nor required."""
+    roles = ColumnRoles.of(config, with_label=with_label, with_row_id=with_row_id)
     files, metadata_uri = dataset_files(uri)
     tables, paths, present, digest, size, rows_read = [], [], set(), hashlib.sha256(), 0, 0
+    too_large = Counter({column: 0 for column in roles.numeric})
     for index, file_uri in enumerate(files):
         path = storage.local_copy(file_uri)
         size += _hash_into(digest, path)
@@ -68,12 +82,14 @@ def load_dataset(
         paths.append(path)
         present |= read.present
         rows_read += read.rows_read
+        too_large.update(read.beyond_float32)
     _check_no_column_missing(uri, roles, present, paths)
     table = pa.concat_tables(tables, promote_options="permissive")
     if table.num_rows == 0:
         raise DatasetError(f"{uri}: subsample={config.subsample} kept none of {rows_read} rows; raise it")
     export = _read_metadata(metadata_uri) if metadata_uri else None
-    return _to_frame(table, roles), DatasetSource(uri, tuple(files), digest.hexdigest(), size, rows_read, export)
+    return _to_frame(table, roles), DatasetSource(uri, tuple(files), digest.hexdigest(), size, rows_read, export,
+                                                  dict(too_large))
 
 
 def dataset_files(uri: str) -> tuple[list[str], str | None]:
@@ -115,7 +131,7 @@ def _check_no_column_missing(uri: str, roles: ColumnRoles, present: set[str], pa
     """Every configured column has a value somewhere, checked over all files at
     once, naming every missing column. (A file with a refused row has already
     named the columns it lacks, before that row: see ndjson.)"""
-    absent = [c for c in roles.required() if c not in present]
+    absent = [c for c in roles.all() if c not in present]
     if roles.scoring:
         # A scoring row may be null everywhere (one row without a title); only
         # a column no row even names is missing.
@@ -159,7 +175,7 @@ def _to_frame(table: pa.Table, roles: ColumnRoles) -> pd.DataFrame:
         # Null and "" are the same no-text row; preprocessing gives it its own token.
         text = pc.fill_null(table.column(roles.text), "")
         columns[roles.text] = _categorical(text)
-    if roles.row_id and roles.row_id in table.column_names:
+    if roles.row_id:
         columns[roles.row_id] = table.column(roles.row_id).to_pandas()
     if roles.time:
         # Nanoseconds, pandas' own unit, whatever unit Arrow parsed into.

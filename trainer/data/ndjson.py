@@ -20,9 +20,10 @@ import itertools
 import json
 import re
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,6 +51,8 @@ class FileTable:
     # Columns with a value in some row; when scoring, the line-by-line reader
     # also counts a column some row names with null.
     present: frozenset[str]
+    # Per numeric column, the numbers too large for float32 (read as missing) in the rows read.
+    beyond_float32: Counter[str] = field(default_factory=Counter)
 
 
 def read_file(path: Path, roles: ColumnRoles, subsample: float, seed: int) -> FileTable:
@@ -97,13 +100,14 @@ def mentions_column(path: Path, column: str) -> bool:
 def _read_with_pyarrow(path: Path, roles: ColumnRoles, schema: pa.Schema, subsample: float,
                        seed: int) -> FileTable:
     keep = np.random.default_rng(seed)
-    batches, rows_read, present = [], 0, set()
+    batches, rows_read, present, too_large = [], 0, set(), Counter[str]()
     for parsed, batch in _pyarrow_blocks(path, roles, schema):
-        present.update(c for c in roles.required() if parsed.column(c).null_count < parsed.num_rows)
+        present.update(c for c in roles.all() if parsed.column(c).null_count < parsed.num_rows)
+        too_large.update(_beyond_float32(_named_columns(parsed), roles))
         rows_read += batch.num_rows
         # Decoded before any row is subsampled away: every row is checked.
         batches.append(batch if subsample >= 1 else batch.filter(keep.random(batch.num_rows) < subsample))
-    return _file_table(path, batches, rows_read, present)
+    return _file_table(path, batches, rows_read, present, too_large)
 
 
 def _pyarrow_blocks(path: Path, roles: ColumnRoles, schema: pa.Schema, block_bytes: int = READ_BLOCK_BYTES,
@@ -114,7 +118,11 @@ def _pyarrow_blocks(path: Path, roles: ColumnRoles, schema: pa.Schema, block_byt
         reader = pj.open_json(source, read_options=pj.ReadOptions(block_size=block_bytes, use_threads=use_threads),
                               parse_options=options)
         for parsed in reader:
-            yield parsed, _decoded(dict(zip(parsed.schema.names, parsed.columns)), roles)
+            yield parsed, _decoded(_named_columns(parsed), roles)
+
+
+def _named_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    return dict(zip(batch.schema.names, batch.columns))
 
 
 def stream_file(path: Path, roles: ColumnRoles, block_bytes: int = READ_BLOCK_BYTES,
@@ -145,7 +153,7 @@ def check_columns_named(path: Path, roles: ColumnRoles) -> None:
     with open_lines(path) as f:
         first = [(n, line) for n, line in enumerate(itertools.islice(f, SCHEMA_SAMPLE_LINES), 1) if line.strip()]
     named = set().union(*(_parse_line(path, n, line).keys() for n, line in first))
-    absent = [c for c in roles.required() if c not in named and not mentions_column(path, c)]
+    absent = [c for c in roles.all() if c not in named and not mentions_column(path, c)]
     if absent:
         raise DatasetError(missing_columns_message(str(path), absent, roles))
 
@@ -162,24 +170,26 @@ def _read_line_by_line(path: Path, roles: ColumnRoles, subsample: float, seed: i
     reported once every configured column has been seen, so that a file missing
     columns names them all rather than the first row lacking one."""
     keep = np.random.default_rng(seed)
-    batches, rows_read, present = [], 0, set()
+    batches, rows_read, present, too_large = [], 0, set(), Counter[str]()
     refused: DatasetError | None = None
     for numbers, records in _blocks(path):
-        present.update(c for c in roles.required() if c not in present and _has(records, c, roles.scoring))
+        present.update(c for c in roles.all() if c not in present and _has(records, c, roles.scoring))
         rows_read += len(records)
         if refused is None:
             try:
-                batch = _decoded({c: values.from_python([r.get(c) for r in records], c, role)
-                                  for c, role in roles.by_column()}, roles)
+                columns = {c: values.from_python([r.get(c) for r in records], c, role)
+                           for c, role in roles.by_column()}
+                batch = _decoded(columns, roles)
+                too_large.update(_beyond_float32(columns, roles))
                 batches.append(batch if subsample >= 1 else batch.filter(keep.random(batch.num_rows) < subsample))
             except BadValue as bad:
                 refused = DatasetError(f"{path} line {numbers[bad.row]}: {bad.problem}")
-        if refused is not None and present >= set(roles.required()):
+        if refused is not None and present >= set(roles.all()):
             raise refused
     if refused is not None:  # some column never appeared: that, not the row, is what to fix
         absent = _absent(roles, present)
         raise DatasetError(missing_columns_message(str(path), absent, roles)) if absent else refused
-    return _file_table(path, batches, rows_read, present)
+    return _file_table(path, batches, rows_read, present, too_large)
 
 
 def _has(records: list[dict[str, Any]], column: str, scoring: bool) -> bool:
@@ -189,27 +199,37 @@ def _has(records: list[dict[str, Any]], column: str, scoring: bool) -> bool:
 
 
 def _absent(roles: ColumnRoles, present: set[str] | frozenset[str]) -> list[str]:
-    return [c for c in roles.required() if c not in present]
+    return [c for c in roles.all() if c not in present]
 
 
 def missing_columns_message(where: str, absent: list[str], roles: ColumnRoles) -> str:
     columns = ", ".join(absent)
+    row_id = roles.row_id in absent
     if roles.scoring:
         # The package fixes the schema: nothing to configure, only data to fix.
+        id_note = f" ({roles.row_id} is the id that each score line carries)" if row_id else ""
         return (f"{where}: column(s) {columns} missing: the package's schema needs them and no input row "
-                "has them; add them to the input (null values are fine)")
+                f"has them{id_note}; add them to the input (null values are fine)")
+    keys = "label_column, *_columns and id_column" if row_id else "label_column and *_columns"
+    id_note = '; or set id_column to "" to score without ids' if row_id else ""
     return (f"{where}: column(s) {columns} missing: no row has a value (the config's columns; "
-            "point the variant's label_column and *_columns keys at this dataset's columns)")
+            f"point the variant's {keys} keys at this dataset's columns{id_note})")
 
 
-def _file_table(path: Path, batches: list[pa.RecordBatch], rows_read: int, present: set[str]) -> FileTable:
+def _file_table(path: Path, batches: list[pa.RecordBatch], rows_read: int, present: set[str],
+                too_large: Counter[str]) -> FileTable:
     if not rows_read:
         raise DatasetError(f"{path}: no rows; a dataset needs at least one")
-    return FileTable(pa.Table.from_batches(batches), rows_read, frozenset(present))
+    return FileTable(pa.Table.from_batches(batches), rows_read, frozenset(present), too_large)
 
 
 def _decoded(columns: dict[str, pa.Array], roles: ColumnRoles) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict({c: values.decode(columns[c], c, role) for c, role in roles.by_column()})
+
+
+def _beyond_float32(columns: dict[str, pa.Array], roles: ColumnRoles) -> Counter[str]:
+    """Per numeric column, how many of its raw values (before decoding) are numbers too large for float32."""
+    return Counter({c: values.beyond_float32(columns[c], c) for c in roles.numeric})
 
 
 def _blocks(path: Path, skip: int = 0) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:

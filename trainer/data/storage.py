@@ -185,7 +185,8 @@ def _local_path(uri: str) -> Path:
     return Path(urlparse(uri).path if uri.startswith("file://") else uri)
 
 
-_BACKENDS: dict[str, StorageBackend] = {"": LocalBackend(), "file": LocalBackend()}
+_LOCAL_SCHEMES = ("", "file")
+_BACKENDS: dict[str, StorageBackend] = {scheme: LocalBackend() for scheme in _LOCAL_SCHEMES}
 # Schemes whose backend module registers itself when imported, on first use.
 _BACKEND_MODULES = {"gs": "trainer.cloud.gcs"}
 
@@ -225,6 +226,17 @@ def is_folder(uri: str) -> bool:
 
 def local_copy(uri: str) -> Path:
     return backend_for(uri).local_copy(uri)
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two URIs name one file: local paths once resolved (`..`, symlinks, hard links), remote
+    objects when their URIs are equal (an object store has no other names for an object)."""
+    if scheme_of(a) in _LOCAL_SCHEMES and scheme_of(b) in _LOCAL_SCHEMES:
+        first, second = _local_path(a), _local_path(b)
+        if first.exists() and second.exists():
+            return os.path.samefile(first, second)
+        return os.path.realpath(first) == os.path.realpath(second)
+    return a == b
 
 
 def publish(local_file: Path, uri: str) -> None:

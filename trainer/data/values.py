@@ -8,7 +8,8 @@ null or no key at all. Each role accepts every form its values can take:
 - label: 0 or 1 as a number or a string, or true/false; null, NaN or anything
   else is refused (a row without a label cannot train);
 - numeric: numbers, numeric strings, booleans (1/0); null and non-finite
-  values are missing, which preprocessing fills with the training mean;
+  values are missing, which preprocessing fills with the training mean, and
+  so are numbers too large for float32 (1e40), which `beyond_float32` counts;
 - categorical, text, row id: strings; numbers and booleans become their
   strings, so a categorical id written as 3 and as "3" is one category; an
   empty categorical string is missing, like a null (a serving request cannot
@@ -59,7 +60,10 @@ class ColumnRoles:
     time: str | None = None
 
     @classmethod
-    def of(cls, config: NetConfig, *, with_label: bool) -> ColumnRoles:
+    def of(cls, config: NetConfig, *, with_label: bool, with_row_id: bool = True) -> ColumnRoles:
+        """The columns to read. Training and scoring read the row id (scores carry it, so a training set
+        without it makes a package whose scores have none); `with_row_id=False` is for rows only
+        evaluated (fab compare's test rows, fab push's gate), which may lack it."""
         # Only training splits by time; scoring input needs no timestamp.
         time = (config.split_time_column or None) if with_label else None
         roles = cls(
@@ -67,7 +71,7 @@ class ColumnRoles:
             categorical=config.categorical_columns,
             numeric=config.numeric_columns,
             text=config.text_column or None,
-            row_id=config.id_column or None,
+            row_id=(config.id_column or None) if with_row_id else None,
             time=time,
         )
         if time and time in [c for c, role in roles.by_column() if role != TIME]:
@@ -80,16 +84,15 @@ class ColumnRoles:
         return self.label is None
 
     def by_column(self) -> list[tuple[str, str]]:
-        """Every column read, with its role; the row id last, as it is optional."""
+        """Every column read, with its role; the row id last."""
         pairs = [(self.label, LABEL), (self.text, TEXT), (self.time, TIME)]
         pairs += [(c, CATEGORICAL) for c in self.categorical] + [(c, NUMERIC) for c in self.numeric]
         pairs.append((self.row_id, ROW_ID))
         return [(column, role) for column, role in pairs if column]
 
-    def required(self) -> list[str]:
-        return [column for column, role in self.by_column() if role != ROW_ID]
-
     def all(self) -> list[str]:
+        """Every column read: some row must have each (a value when training; the key, even null, when
+        scoring)."""
         return [column for column, _ in self.by_column()]
 
 
@@ -118,15 +121,27 @@ def _label(column: pa.Array, name: str) -> pa.Array:
 
 
 def _numeric(column: pa.Array, name: str) -> pa.Array:
+    values = _float64(column, name).cast(pa.float32())
+    # "NaN", "Infinity" and numbers beyond float32 carry no usable value: missing,
+    # like a null, so preprocessing gives them the training mean.
+    return pc.if_else(pc.is_finite(values), values, pa.scalar(None, pa.float32()))
+
+
+def beyond_float32(column: pa.Array, name: str) -> int:
+    """How many of a numeric column's values are finite numbers too large for float32 (beyond about
+    ±3.4e38, such as 1e40): decoded as missing, they are counted so that the run can say so."""
+    numbers = _float64(column, name)
+    too_large = pc.and_(pc.is_finite(numbers), pc.invert(pc.is_finite(numbers.cast(pa.float32()))))
+    return int(pc.sum(too_large).as_py() or 0)
+
+
+def _float64(column: pa.Array, name: str) -> pa.Array:
     try:
-        values = column.cast(pa.float64()).cast(pa.float32())
+        return column.cast(pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         bad = _first_failing(column, lambda one: one.cast(pa.float64()))
         raise BadValue(bad, f"column '{name}' is numeric in the config but holds {column[bad].as_py()!r}; "
                             "fix the data or move the column to categorical_columns") from None
-    # "NaN", "Infinity" and numbers beyond float32 carry no usable value: missing,
-    # like a null, so preprocessing gives them the training mean.
-    return pc.if_else(pc.is_finite(values), values, pa.scalar(None, pa.float32()))
 
 
 def _string(column: pa.Array, name: str) -> pa.Array:

@@ -65,7 +65,7 @@ def gate_rows(record: PackageRecord, against: str) -> Rows:
     """The candidate's test split rebuilt from its data, or every row of `against`."""
     config = config_from_json_dict(record.config).config
     if against:
-        frame, _ = load_dataset(against, config)
+        frame, _ = load_dataset(against, config, with_row_id=False)  # the gate scores rows, ids or not
         described = f"{len(frame):,} rows of {against}"
     else:
         rebuilt = rebuild_test_rows(record, config)

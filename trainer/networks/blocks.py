@@ -9,6 +9,8 @@ from trainer.config import NetConfig
 from trainer.data.features import NUMERIC_INPUT, TEXT_INPUT, DatasetShapes
 
 KerasTensor = keras.KerasTensor
+# The MLP tower's halving stops here: a deep tower's last layers keep some width (256 >> 6 would be 4).
+MIN_HIDDEN_WIDTH = 8
 
 
 def model_inputs(shapes: DatasetShapes) -> dict[str, KerasTensor]:
@@ -76,9 +78,11 @@ def concatenate(features: list[KerasTensor], name: str = "features") -> KerasTen
 
 
 def mlp_tower(x: KerasTensor, config: NetConfig) -> KerasTensor:
-    """`hidden_layers` ReLU layers, the first `hidden_width` wide, each next half as wide."""
+    """`hidden_layers` ReLU layers, the first `hidden_width` wide, each next half as wide down to
+    MIN_HIDDEN_WIDTH (a first layer narrower than that keeps its width: the network config.json records)."""
+    floor = min(MIN_HIDDEN_WIDTH, config.hidden_width)
     for depth in range(config.hidden_layers):
-        x = layers.Dense(max(8, config.hidden_width >> depth), activation="relu", name=f"hidden_{depth}",
+        x = layers.Dense(max(floor, config.hidden_width >> depth), activation="relu", name=f"hidden_{depth}",
                          kernel_regularizer=kernel_l2(config))(x)
         if config.dropout:
             x = layers.Dropout(config.dropout, seed=config.seed + depth)(x)

@@ -89,6 +89,9 @@ def dataset_metadata(source: DatasetSource, frame: pd.DataFrame, splits: Splits,
         "size_bytes": source.size_bytes,
         "rows_read": source.rows_read,
         "rows": len(frame),
+        # Per numeric column: numbers too large for float32 (1e40), read as missing (the null rates of
+        # model/data_contract.json count them among the nulls).
+        "numbers_beyond_float32": source.numbers_beyond_float32,
         "subsample": config.subsample,
         "export": source.export,  # fab dataset's metadata: query hash, job id, rows, schema, time
         "split": describe_splits(splits, config),

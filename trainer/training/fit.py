@@ -17,10 +17,11 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 import keras
 import tensorflow as tf
@@ -43,6 +44,9 @@ from trainer.training.metrics import RunMetrics
 # slower on 1M (bench/bench_batch.py). Figures: the README's benchmarks.
 AUTO_BATCH_RANGE = (64, 4096)
 AUTO_BATCH_STEPS = 64
+# A run's lock is tried this many times, this far apart, before it counts as held by another process.
+LOCK_TRIES = 10
+LOCK_RETRY_S = 0.05
 
 
 def effective_batch_size(config: NetConfig, train_rows: int) -> int:
@@ -50,6 +54,37 @@ def effective_batch_size(config: NetConfig, train_rows: int) -> int:
         return config.batch_size
     low, high = AUTO_BATCH_RANGE
     return max(low, min(high, train_rows // AUTO_BATCH_STEPS))
+
+
+def one_step_warning(config: NetConfig, train_rows: int, batch_size: int) -> str | None:
+    """A warning when one batch holds the whole training split: each epoch is then a single step, and
+    the run ends nearly untrained without any error to show for it."""
+    if batch_size < train_rows:
+        return None
+    steps = f"each epoch is one step ({config.epochs} in all), too few for the model to learn"
+    if not config.batch_size:  # the auto batch's floor: the split itself is too small
+        return f"warning: the {train_rows:,} training rows fit in one batch of {batch_size}: {steps}; use more rows"
+    auto = effective_batch_size(replace(config, batch_size=0), train_rows)
+    return (f"warning: batch size {batch_size} is at least the {train_rows:,} training rows: {steps}; "
+            f"set batch_size below {train_rows:,}, or 0 for the auto batch ({auto} here)")
+
+
+def _locked(lock: IO[str]) -> bool:
+    """Take the exclusive lock on an open file, without waiting; False when another process holds it."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _locked_within_tries(lock: IO[str]) -> bool:
+    """`_locked`, tried a few times: another run starting may be probing this lock (`in_use`) for an instant."""
+    for _ in range(LOCK_TRIES):
+        if _locked(lock):
+            return True
+        time.sleep(LOCK_RETRY_S)
+    return False
 
 
 @dataclass(frozen=True)
@@ -78,20 +113,32 @@ class WorkFolders:
     def keras_csv(self) -> Path:
         return self.root / "epochs.csv"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "run.lock"
+
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold the run's folder for this process: a second process training
         the same run would overwrite the first one's backups."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / "run.lock").open("w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with self.lock_file.open("w") as lock:
+            if not _locked_within_tries(lock):
                 raise TrainerError(
                     f"the same run (same config, same data) is already training in another process, "
                     f"using {self.root}; wait for it to finish or change the config"
-                ) from None
+                )
             yield
+
+    def in_use(self) -> bool:
+        """Whether a process holds the run now (training it); the lock is taken and let go at once."""
+        if not self.lock_file.exists():
+            return False
+        with self.lock_file.open("a") as lock:
+            if not _locked(lock):
+                return True
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
 
     @property
     def trained(self) -> Path:
