@@ -232,14 +232,43 @@ def dataset(c: Context, sql: str, dest: str, param: list[str] | None = None, pro
     export_dataset(request)
 
 
-@task(help={"output": "a folder or gs://BUCKET/prefix holding package zips (default: runs/)"})
+@task(help={
+    "output": "a folder or gs://BUCKET/prefix holding package zips (default: runs/); its tune/<study>/ too",
+    "variant": "only the packages of this variant",
+    "sort": "a column to sort by, best first: validation_auc, test_auc, test_logloss, ... (default: written)",
+})
 @cli.reports_user_errors
-def runs(c: Context, output: str = DEFAULT_OUTPUT) -> None:
-    """List the packages in a folder or gs:// prefix: run, variant, date, epochs, AUCs, overrides."""
-    from trainer.package.listing import format_runs, list_runs
+def runs(c: Context, output: str = DEFAULT_OUTPUT, variant: str = "", sort: str = "written") -> None:
+    """List the packages in a folder or gs:// prefix and its tuning studies' folders (tune/<study>/):
+    run, variant, date, epochs, AUCs, dataset (name, rows, sha256), study, overrides."""
+    from trainer.package.listing import runs_table
 
-    found = list_runs(cli.output_folder(output))
-    print(format_runs(found) if found else f"no packages in {output}")
+    print(runs_table(cli.output_folder(output), variant, sort))
+
+
+@task(help={
+    "output": "the folder or gs:// prefix of the packages (default: runs/), its tune/<study>/ included",
+    "logdir": "the folder to lay the logs out in (default: OUTPUT/tensorboard, made anew on each call)",
+    "port": "TensorBoard's port on 127.0.0.1 (0: any free one)",
+    "serve": "start TensorBoard; --no-serve only lays out the logs and prints the command",
+})
+@cli.reports_user_errors
+def tensorboard(c: Context, output: str = DEFAULT_OUTPUT, logdir: str = "", port: int = 6006,
+                serve: bool = True) -> None:
+    """Every package's TensorBoard logs side by side: one run per package, named by its id and overrides,
+    with HParams (every config key, the dataset, the packaged weights' metrics); then TensorBoard on them."""
+    from trainer.comparison import tensorboard as board
+
+    if serve:
+        board.check_port_free(port)
+    laid = board.lay_out(cli.output_folder(output), Path(logdir) if logdir else board.default_logdir(output))
+    print(laid.summary(output))
+    command = shlex.join(board.command(laid.logdir, port))
+    if not serve:
+        print(command)
+        return
+    print(f"starting {command} (Ctrl-C stops it)", flush=True)
+    cli.exit_with(board.serve(laid.logdir, port))
 
 
 @task(

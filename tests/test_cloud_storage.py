@@ -207,8 +207,9 @@ def test_an_upload_killed_half_way_leaves_nothing_visible(cloud_env: dict[str, s
         hashlib.sha256(big.read_bytes()).digest()
 
 
-def test_fab_runs_lists_packages_in_a_folder_and_in_gcs(run_fab: Runner, trained: TrainedPackage,
-                                                        cloud_env: dict[str, str], gcs_prefix: str) -> None:
+def test_fab_runs_and_fab_tensorboard_read_packages_in_a_folder_and_in_gcs(
+    run_fab: Runner, trained: TrainedPackage, cloud_env: dict[str, str], gcs_prefix: str, tmp_path: Path
+) -> None:
     storage.publish(trained.zip_path, f"{gcs_prefix}/runs/{trained.zip_path.name}")
     auc = f"{trained.result.test_metrics['auc']:.4f}"
     for output in (str(trained.output), f"{gcs_prefix}/runs"):
@@ -218,6 +219,12 @@ def test_fab_runs_lists_packages_in_a_folder_and_in_gcs(run_fab: Runner, trained
         assert header.split()[:4] == ["run", "variant", "written", "epochs"]
         assert row.split()[:2] == [trained.result.run_id, "deep_v1"]
         assert auc in row.split()
+    board = tmp_path / "board"
+    proc = run_fab("tensorboard", "--output", f"{gcs_prefix}/runs", "--logdir", str(board), "--no-serve",
+                   env=cloud_env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    [run] = [folder for folder in board.iterdir() if folder.is_dir()]
+    assert run.name.startswith(trained.result.run_id) and list((run / "train").glob("*tfevents*"))
 
 
 def test_fab_runs_on_an_empty_prefix_says_so(run_fab: Runner, cloud_env: dict[str, str], gcs_prefix: str) -> None:

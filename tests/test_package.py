@@ -65,7 +65,9 @@ def test_package_holds_required_file(archive: zipfile.ZipFile, name: str) -> Non
 
 def test_package_holds_tensorboard_event_files(archive: zipfile.ZipFile) -> None:
     events = [n for n in archive.namelist() if n.startswith(f"{TENSORBOARD_FOLDER}/") and ".tfevents." in n]
-    assert {n.split("/")[1] for n in events} == {"train", "validation"}
+    # The run's HParams session at the top, its epochs per split (tests/test_runs_side_by_side.py reads them).
+    assert {n.rsplit("/", 1)[0] for n in events} == {TENSORBOARD_FOLDER, f"{TENSORBOARD_FOLDER}/train",
+                                                      f"{TENSORBOARD_FOLDER}/validation"}
 
 
 def test_metrics_csv_has_one_row_per_epoch_with_train_and_validation_metrics(archive: zipfile.ZipFile) -> None:
@@ -96,7 +98,8 @@ def test_the_packaged_epoch_and_its_validation_and_test_metrics_are_recorded(
 def test_fab_runs_shows_the_packaged_epoch_with_its_validation_and_test_auc(trained: Any) -> None:
     header, row = format_runs(list_runs(str(trained.output))).splitlines()
     assert header.split() == ["run", "variant", "written", "epochs", "best_epoch", "validation_auc", "test_auc",
-                              "test_logloss", "test_accuracy", "beyond_the_variant"]
+                              "test_logloss", "test_accuracy", "dataset", "rows", "sha256", "study",
+                              "beyond_the_variant"]
     # The fixture trains deep_v1 as defined, with conftest's QUICK overrides from the environment.
     assert row.endswith("batch_size=128 (environment), epochs=2 (environment), xla=false (environment)")
     cells = row.split()  # the written time is two cells: date and time

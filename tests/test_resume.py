@@ -56,8 +56,8 @@ def package_of(output: Path) -> tuple[Path, dict[str, Any], pd.DataFrame]:
         return package, json.loads(archive.read("manifest.json")), pd.read_csv(archive.open("metrics.csv"))
 
 
-def tensorboard_steps(package: Path, tmp_path: Path) -> dict[str, list[int]]:
-    """Per split, the steps of the epoch_auc scalar in the package's event files."""
+def tensorboard_steps(package: Path, tmp_path: Path, tag: str = "epoch_auc") -> dict[str, list[int]]:
+    """Per folder (a split, or tensorboard/ for the run's session), the steps of a scalar in the package's events."""
     folder = tmp_path / f"unzipped-{package.stem}"
     with zipfile.ZipFile(package) as archive:
         archive.extractall(folder)
@@ -65,7 +65,7 @@ def tensorboard_steps(package: Path, tmp_path: Path) -> dict[str, list[int]]:
     for events in sorted((folder / "tensorboard").rglob("*tfevents*")):
         for record in tf.data.TFRecordDataset(str(events)):
             event = tf.compat.v1.Event.FromString(record.numpy())
-            if any(value.tag == "epoch_auc" for value in event.summary.value):
+            if any(value.tag == tag for value in event.summary.value):
                 steps.setdefault(events.parent.name, []).append(event.step)
     return steps
 
@@ -141,8 +141,10 @@ def test_a_kill_during_packaging_packages_the_run_without_retraining(
     assert re.search(r"^run deep_v1-\S+ finished training earlier \(weights of epoch [12]\); packaging it without "
                      r"retraining$", again.stdout, re.MULTILINE), again.stdout
     assert not EPOCH_LINE.search(again.stdout), "the finished run was trained again"
-    _, manifest, epochs = package_of(output)
+    package, manifest, epochs = package_of(output)
     assert manifest["epochs_trained"] == 2 and list(epochs["epoch"]) == [1, 2]
+    # Both attempts wrote the session's final metrics; the package has them once.
+    assert tensorboard_steps(package, tmp_path, "test_auc") == {"tensorboard": [manifest["best_epoch"]]}
 
 
 def test_a_failed_upload_to_gcs_keeps_the_trained_model_for_the_rerun(

@@ -33,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from service_fixtures import Postgres, Sshd
 
 from launch.engine import connect
+from trainer.package.listing import list_runs
 from trainer.tuning.study import DEFAULT_STORAGE_FILE, storage_url
 from trainer.tuning.worker import trial_label
 
@@ -91,7 +92,7 @@ def _zips(folder: Path) -> list[Path]:
 def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
     run_fab: Runner, sqlite_url: str, space_file: Path, tmp_path: Path, sample_path: Path
 ) -> None:
-    output = tmp_path / "trials"
+    output = tmp_path / "runs" / "tune" / "quick"  # where fab tune puts study quick's packages by default
     args = _tune_args("quick", sqlite_url, space_file, output, sample_path, 2, sampler="random")
     proc = run_fab(*args, env=QUICK)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -113,6 +114,9 @@ def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
     assert best.value == manifest["validation_metrics"]["auc"]
     assert [best.intermediate_values[epoch] for epoch in (1, 2)] == pytest.approx(per_epoch)
     assert best.user_attrs["test_auc"] == manifest["test_metrics"]["auc"]  # recorded, held out of the search
+    [listed] = list_runs(str(tmp_path / "runs"))  # fab runs lists a study's package with its study
+    assert (listed.run_id, listed.study, listed.overrides["learning_rate"]) == \
+        (manifest["run_id"], "quick", (best.params["learning_rate"], "environment"))
     assert not (output / ".work").exists() or not any((output / ".work").iterdir())
 
     again = run_fab(*args, env=QUICK)

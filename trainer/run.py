@@ -56,6 +56,14 @@ from trainer.training.fit import (
     training_strategy,
 )
 from trainer.training.metrics import RunMetrics, binary_metrics, epoch_table
+from trainer.training.tensorboard import (
+    FinalMetrics,
+    HParamValue,
+    dataset_label,
+    session_hparams,
+    write_final_metrics,
+    write_session_start,
+)
 from trainer.training.unfinished import RUN_FILE, read_run_record, run_record, unfinished_runs_note
 
 
@@ -124,12 +132,15 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
         if not request.run_label:  # a tuning study resumes its own trials' folders
             for note in unfinished_runs_note(work):
                 print(note, file=out)
+        write_session_start(work.tensorboard, run_id, _hparams(resolved, data.source))  # TensorBoard's HParams
         model, outcome = _fit_or_reuse(request, config, data, work, run_metrics, out, batch_size, run_id, strategy)
         with run_metrics.stage("evaluate"):
             validation_metrics = binary_metrics(data.validation.labels, predict(model, data.validation.inputs))
             test_metrics = binary_metrics(data.test.labels, predict(model, data.test.inputs))  # the only time
 
         epochs = epoch_table(work.keras_csv)
+        write_final_metrics(work.tensorboard, FinalMetrics(validation_metrics, test_metrics, outcome.best_epoch,
+                                                           len(epochs)))
         package_uri = storage.join(request.output, f"{run_id}.zip")
         run_facts = {"run_id": run_id, "variant": resolved.variant, "device": device, "batch_size": batch_size,
                      "xla": outcome.xla, "epochs_trained": len(epochs), "best_epoch": outcome.best_epoch,
@@ -140,6 +151,7 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
             contents = PackageContents(
                 work.trained_model, data.preprocessor, resolved,
                 dataset_metadata(data.source, data.frame, data.splits, data.preprocessor, config), epochs,
+                work.tensorboard,
                 tokenizer.overrides if tokenizer else {},
                 fit_contract(data.preprocessor, data.splits.train, data.splits.validation),
                 _raw_row(data.splits.train, data.preprocessor))
@@ -177,6 +189,10 @@ def _raw_row(frame: pd.DataFrame, preprocessor: Preprocessor) -> dict[str, objec
         else:
             values[column] = str(value) if text else float(value)
     return values
+
+
+def _hparams(resolved: ResolvedConfig, source: DatasetSource) -> dict[str, HParamValue]:
+    return session_hparams(resolved.to_json_dict(), dataset_label(source.uri, source.sha256))
 
 
 def _summary(metrics: dict[str, float]) -> str:

@@ -5,4 +5,7 @@
 
 `trainer.comparison.compare.compare_packages` runs these stages in order; `report` words them.
 Only the bootstrap loads models and data, and only for packages that share a test split.
+
+fab tensorboard (`tensorboard`): every package of a folder as one TensorBoard run, under one
+HParams experiment, and TensorBoard started on them.
 """

@@ -38,7 +38,8 @@ from trainer.package.layout import (
 )
 from trainer.package.writer import manifest, publish_package, write_json
 from trainer.serving.export import serving_readme, write_serving_export
-from trainer.training.metrics import RunMetrics, plot_epochs, write_tensorboard
+from trainer.training.metrics import RunMetrics, plot_epochs
+from trainer.training.tensorboard import package_logs
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class PackageContents:
     resolved: ResolvedConfig
     dataset: dict[str, Any]
     epochs: pd.DataFrame
+    tensorboard: Path  # the run's live TensorBoard logs (trainer.training.tensorboard)
     tokenizer_overrides: dict[str, list[str]]  # training titles the export's rules split unlike spaCy
     contract: dict[str, Any]  # trainer.serving.contract.fit_contract
     example_row: dict[str, Any]  # a raw row, for model/README.md's request
@@ -71,7 +73,7 @@ def write_package(staging: Path, package_uri: str, contents: PackageContents, ru
     write_json(staging / MANIFEST_FILE, manifest(run_facts, run_metrics.snapshot()))
     contents.epochs.to_csv(staging / METRICS_FILE, index=False)
     plot_epochs(contents.epochs, staging / METRICS_PLOT, title=run_facts["run_id"])
-    write_tensorboard(contents.epochs, staging / TENSORBOARD_FOLDER)
+    package_logs(contents.tensorboard, staging / TENSORBOARD_FOLDER)
     fault_point("packaging")
     publish_package(staging, package_uri)
 

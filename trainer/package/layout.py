@@ -13,7 +13,10 @@
     model/serving/1/          a SavedModel scoring raw rows (TF Serving's layout): `trainer.serving.export`
     model/README.md           its signatures, dtypes and a TF Serving REST request
     model/data_contract.json  per column: training null rate, validation unseen rate, numeric range
-    tensorboard/              TensorBoard scalars of metrics.csv, train/ and validation/ (`tensorboard --logdir`)
+    tensorboard/              the run's live TensorBoard logs: train/ and validation/ per epoch, and its HParams
+                              session with the packaged weights' metrics (`trainer.training.tensorboard`); before
+                              it was written live (issue 24), the scalars of metrics.csv. No reader depends on
+                              either: `fab tensorboard` copies the epochs and writes each session anew.
 
 Every member's name is a constant here; no other module spells one.
 

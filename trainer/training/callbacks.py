@@ -1,9 +1,11 @@
-"""The run's own Keras callbacks: per-epoch evaluation, the epoch line, the NaN guard, a test hook."""
+"""The run's own Keras callbacks: per-epoch evaluation, the epoch line, the NaN guard, TensorBoard's
+steps, a test hook."""
 
 from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 import keras
@@ -129,6 +131,17 @@ class EpochReport(keras.callbacks.Callback):
 
     def batch_rows(self, step: int) -> int:
         return min(self.batch_size, self.train_rows - step * self.batch_size)
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, live at each epoch's end (`trainer.training.tensorboard`), numbering
+    the step as the epoch line and metrics.csv number the epoch: from 1 (Keras counts from 0)."""
+
+    def __init__(self, logdir: Path) -> None:
+        super().__init__(log_dir=str(logdir), write_graph=False, profile_batch=0)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_end(epoch + 1, logs)
 
 
 class KillPoint(keras.callbacks.Callback):

@@ -32,7 +32,7 @@ from trainer.faults import logical_cpus
 from trainer.training.arrays import SplitArrays
 from trainer.training.backup import ExactBackup, ResumableEarlyStopping, backed_up_epochs
 from trainer.training.batches import EpochShuffledBatches
-from trainer.training.callbacks import DivergenceGuard, EpochEvaluation, EpochReport, KillPoint
+from trainer.training.callbacks import DivergenceGuard, EpochEvaluation, EpochReport, EpochTensorBoard, KillPoint
 from trainer.training.metrics import RunMetrics
 
 # batch_size = 0 picks 1/64 of the training rows within these bounds: 64 steps
@@ -250,8 +250,8 @@ def fit_model(
         # The CSV row is written before the backup: a kill between the two
         # repeats an epoch's row (deduplicated later) instead of losing it.
         keras.callbacks.CSVLogger(str(work.keras_csv), append=True),
-        # Live curves while training; the package's own are written from the final epoch table.
-        keras.callbacks.TensorBoard(log_dir=str(work.tensorboard), write_graph=False, profile_batch=0),
+        # Live curves with real wall times, in the work folder a rerun resumes (trainer.training.tensorboard).
+        EpochTensorBoard(work.tensorboard),  # after EpochReport: its seconds and examples/s are in the logs
         *([early_stopping] if early_stopping else []),
         *extra_callbacks,  # after EpochEvaluation: they see the epoch's validation metrics
         backup,  # after early stopping: saves its epoch-end state, and restores it after its reset

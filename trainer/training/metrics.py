@@ -1,6 +1,6 @@
 """Run metrics: pyformance timers and meters, the per-epoch progress line,
-and the per-epoch table written as `metrics.csv`, `metrics.png` and the
-package's TensorBoard events.
+and the per-epoch table written as `metrics.csv` and `metrics.png` (the
+package's TensorBoard events are the live ones: `trainer.training.tensorboard`).
 """
 
 from __future__ import annotations
@@ -195,21 +195,3 @@ def plot_epochs(table: pd.DataFrame, path: Path, title: str) -> None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
-
-def write_tensorboard(table: pd.DataFrame, logdir: Path) -> None:
-    """The epoch table as TensorBoard scalars (train/ and validation/ runs, Keras' `epoch_` tags).
-
-    Written from the final, deduplicated table, so a resumed run's package shows
-    one coherent history rather than a killed attempt's events beside the rerun's.
-    """
-    import tensorflow as tf
-
-    for split in SPLITS_PER_EPOCH:
-        writer = tf.summary.create_file_writer(str(logdir / split))
-        with writer.as_default():
-            for row in table.itertuples(index=False):
-                for name in EPOCH_METRICS:
-                    value = getattr(row, f"{split}_{name}", None)
-                    if value is not None and np.isfinite(value):
-                        tf.summary.scalar(f"epoch_{name}", float(value), step=int(row.epoch))
-        writer.close()
