@@ -8,11 +8,13 @@ so they see what a user with a clean shell sees.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -32,6 +34,11 @@ NO_XLA = {"TRAINER_XLA": "false"}
 # Two short epochs in small batches: a real run that takes seconds.
 QUICK = {"TRAINER_EPOCHS": "2", "TRAINER_BATCH_SIZE": "128", **NO_XLA}
 COMMAND_TIMEOUT_S = 600
+# The files that take minutes, slowest first. The two test workers (pytest-xdist, whole files each)
+# take files in collection order, so these start first and the quick files fill in beside them;
+# a slow file collected last would leave one worker idle while the other finishes it.
+SLOW_FILES_FIRST = ("test_tuning.py", "test_docker.py", "test_serving.py", "test_resume.py", "test_fab.py",
+                    "test_training.py", "test_multi_device.py", "test_push.py", "test_networks.py")
 
 Runner = Callable[..., subprocess.CompletedProcess]
 Lines = Callable[[subprocess.CompletedProcess], list[str]]
@@ -48,6 +55,15 @@ class TrainedPackage:
     @property
     def zip_path(self) -> Path:
         return Path(self.result.package_uri)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """SLOW_FILES_FIRST, then every other file in its usual order; tests keep their order in a file."""
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOW_FILES_FIRST.index(name) if name in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a rank is pytest's
 
 
 def clean_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -84,6 +100,20 @@ def trained(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) -> Trai
     log = io.StringIO()
     result = train(TrainRequest("deep_v1", dataset=str(sample_path), output=str(output), environ=QUICK), log)
     return TrainedPackage(result, output, log.getvalue())
+
+
+@contextlib.contextmanager
+def one_worker_at_a_time(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[None]:
+    """Held by one pytest-xdist worker at a time (the others wait): for work whose second copy should
+    find the first's result, such as a Docker build whose layers the second build then reuses."""
+    # The workers' temporary folders share this parent; a plain `pytest -n 0` locks beside its own.
+    lock_path = tmp_path_factory.getbasetemp().parent / f"{name}.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _run(command: list[str], env: Mapping[str, str] | None, timeout: float) -> subprocess.CompletedProcess:

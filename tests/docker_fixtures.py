@@ -18,6 +18,7 @@ from typing import NoReturn
 import docker
 import pytest
 from cloud_fixtures import missing_service
+from conftest import one_worker_at_a_time
 
 from launch.engine import DockerUnavailableError, connect
 
@@ -51,8 +52,16 @@ def engine() -> docker.DockerClient:
 
 
 @pytest.fixture(scope="session")
-def built(engine: docker.DockerClient, run_fab: Runner) -> BuiltImage:
-    """`fab build` on the local base image: the CPU image every container test runs."""
+def built(engine: docker.DockerClient, run_fab: Runner, tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
+    """`fab build` on the local base image: the CPU image every container test runs.
+
+    Each test worker builds it once, one after the other: the second build finds every layer cached.
+    """
+    with one_worker_at_a_time(tmp_path_factory, "fab-build"):
+        return _build(engine, run_fab)
+
+
+def _build(engine: docker.DockerClient, run_fab: Runner) -> BuiltImage:
     try:
         engine.images.get(BASE_IMAGE)
     except docker.errors.ImageNotFound:
