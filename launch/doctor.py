@@ -53,7 +53,8 @@ class Check:
     ok: bool
     detail: str  # what was found; when not ok, what is wrong and what to do
     gpu: bool = False  # decides the exit status only with --gpu
-    counted: bool = True  # False: shown, never deciding the exit status
+    counted: bool = True  # False: shown, not deciding the exit status
+    counts_when: str = ""  # when not counted: what would make it count, for the summary line
 
     def line(self) -> str:
         return f"{'✓' if self.ok else '✗'} {self.name}: {self.detail}"
@@ -89,14 +90,27 @@ def exit_status(checks: list[Check], require_gpu: bool) -> int:
 
 
 def summary(checks: list[Check], require_gpu: bool) -> str:
+    """The last line: the exit status and what it means, naming the failed checks that decided it
+    and saying which failures were shown without counting."""
     failed = [check for check in checks if not check.ok]
     counted = _counting(failed, require_gpu)
     if counted:
-        return f"doctor: {len(counted)} of {len(checks)} checks failed"
-    if failed:
-        return (f"doctor: ready for CPU training; {len(failed)} check(s) failed that count only when asked "
-                "(GPU checks: `fab doctor --gpu`)")
-    return f"doctor: all {len(checks)} checks passed"
+        verdict = f"exit status 2, not ready because {'this check' if len(counted) == 1 else 'these checks'} " \
+                  f"failed: {', '.join(check.name for check in counted)}"
+    else:
+        verdict = f"exit status 0, ready for {'CPU and GPU' if require_gpu else 'CPU'} training"
+        verdict += "" if failed else f" (all {len(checks)} checks passed)"
+    uncounted = [check for check in failed if check not in counted]
+    return f"doctor: {verdict}" + (f"; failed but not counted: {_uncounted(uncounted)}" if uncounted else "")
+
+
+def _uncounted(checks: list[Check]) -> str:
+    """`6 GPU checks (`fab doctor --gpu` counts them), Google credentials (counted when ...)`."""
+    gpu = [check for check in checks if check.gpu and check.counted]
+    parts = [f"{len(gpu)} GPU check{'s' if len(gpu) > 1 else ''} (`fab doctor --gpu` counts them)"] if gpu else []
+    parts += [check.name + (f" (counted {check.counts_when})" if check.counts_when else "")
+              for check in checks if check not in gpu]
+    return ", ".join(parts)
 
 
 def _counting(checks: list[Check], require_gpu: bool) -> list[Check]:
@@ -242,18 +256,20 @@ def google_check() -> Check:
     from trainer.cloud.environment import CREDENTIALS, PROJECT, STORAGE_EMULATOR
 
     counted = bool(os.environ.get(CREDENTIALS))
+    when = f"when {CREDENTIALS} is set"
     if os.environ.get(STORAGE_EMULATOR):
         return Check("Google credentials", True, f"anonymous, for the storage emulator at "
-                                                 f"{os.environ[STORAGE_EMULATOR]}", counted=counted)
+                                                 f"{os.environ[STORAGE_EMULATOR]}", counted=counted,
+                     counts_when=when)
     try:
         credentials, project = google.auth.default()
     except DefaultCredentialsError as exc:
         said = str(exc).strip().split(". ")[0].rstrip(".")
         return Check("Google credentials", False, f"{said}: {FIX_CREDENTIALS} (needed for gs:// data and fab dataset "
-                                                  "only)", counted=counted)
+                                                  "only)", counted=counted, counts_when=when)
     who = getattr(credentials, "service_account_email", "") or "the user's application-default login"
     return Check("Google credentials", True, f"{who}, project {os.environ.get(PROJECT) or project or 'none set'}",
-                 counted=counted)
+                 counted=counted, counts_when=when)
 
 
 def storage_check(url: str) -> Check:

@@ -41,9 +41,13 @@ def test_fab_doctor_passes_the_cpu_path_and_names_each_missing_gpu_piece_with_it
     assert any(line.startswith("✗ NVIDIA container runtime: the engine lists ") and "nvidia-ctk runtime configure"
                in line for line in lines)
     assert any(line.startswith("✗ TensorFlow CUDA build (this Python): TensorFlow 2.") for line in lines)
-    assert all(line[0] in "✓✗" for line in lines[:-1]) and lines[-1].startswith("doctor: ")
+    assert all(line[0] in "✓✗" for line in lines[:-1])
+    assert lines[-1].startswith("doctor: exit status 0, ready for CPU training; failed but not counted: 6 GPU checks "
+                                "(`fab doctor --gpu` counts them)")
     asked = run_fab("doctor", "--gpu")
     assert asked.returncode == 2 and lines_of(asked)[:-1] == lines[:-1]
+    assert lines_of(asked)[-1].startswith("doctor: exit status 2, not ready because these checks failed: "
+                                          "image trainer:gpu, nvidia-smi, NVIDIA container runtime, ")
 
 
 def test_fab_doctor_without_an_engine_is_one_failed_line_and_exit_2(run_fab: Runner, lines_of: Lines) -> None:
@@ -51,6 +55,8 @@ def test_fab_doctor_without_an_engine_is_one_failed_line_and_exit_2(run_fab: Run
     assert proc.returncode == 2
     assert lines_of(proc)[0].startswith("✗ Docker engine: no Docker engine answers at unix:///nonexistent/docker.sock "
                                         "(no socket there): start Docker")
+    assert lines_of(proc)[-1].startswith("doctor: exit status 2, not ready because these checks failed: "
+                                         "Docker engine, image trainer:cpu; failed but not counted: ")
 
 
 @without_a_gpu
@@ -60,6 +66,20 @@ def test_tensorflow_in_an_image_asks_for_every_gpu_and_an_engine_without_the_run
     assert facts.problem.startswith("this Docker engine has no NVIDIA GPU runtime (could not select device driver")
     assert facts.problem.endswith(NO_GPU_RUNTIME.split("): ")[1]) and "\n" not in facts.problem
     assert not engine.containers.list(all=True, filters={"ancestor": built.tag, "status": "created"})
+
+
+def test_the_summary_names_the_failed_checks_that_decide_the_exit_status_and_those_that_do_not() -> None:
+    credentials = doctor.Check("Google credentials", False, "none", counted=False,
+                               counts_when="when GOOGLE_APPLICATION_CREDENTIALS is set")
+    checks = [doctor.Check("Docker engine", True, "20.10"), doctor.Check("image trainer:cpu", False, "not built"),
+              doctor.Check("nvidia-smi", False, "not found", gpu=True), credentials]
+    assert doctor.summary(checks, require_gpu=False) == (
+        "doctor: exit status 2, not ready because this check failed: image trainer:cpu; failed but not counted: "
+        "1 GPU check (`fab doctor --gpu` counts them), Google credentials (counted when "
+        "GOOGLE_APPLICATION_CREDENTIALS is set)")
+    passed = [checks[0], doctor.Check("nvidia-smi", True, "driver 550.54.15", gpu=True)]
+    assert doctor.summary(passed, require_gpu=True) == (
+        "doctor: exit status 0, ready for CPU and GPU training (all 2 checks passed)")
 
 
 def test_nvidia_smi_output_gives_the_driver_its_cuda_and_gpus() -> None:

@@ -173,6 +173,12 @@ def test_sanity_without_docker_trains_every_variant_here_and_says_so(run_fab: Ru
     for variant in VARIANTS:
         assert re.search(rf"^{variant}\s+ok\s", proc.stdout, re.MULTILINE), f"no ok line for {variant}:\n{proc.stdout}"
     assert len(list(output.glob("*.zip"))) == len(VARIANTS)
+    # The summary's loss is the epoch lines' "train: logloss", first epoch to last, under that one name.
+    first_and_last = re.findall(r"^epoch (?:1|3)/3  train: logloss (\d\.\d+)", proc.stdout, re.MULTILINE)
+    summaries = re.findall(r"^\w+\s+ok\s+train logloss (\d\.\d+) -> (\d\.\d+)  ", proc.stdout, re.MULTILINE)
+    assert [figure for pair in summaries for figure in pair] == first_and_last
+    # Four models in one process, rnn_v1's scored through its export: no TensorFlow warning or oneDNN line.
+    assert "WARNING" not in proc.stdout + proc.stderr and "E0000" not in proc.stdout + proc.stderr
 
 
 def test_jenkinsfile_stages_call_only_existing_fab_tasks(run_fab: Runner) -> None:

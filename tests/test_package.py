@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 import subprocess
 import zipfile
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib import pyplot as plt
 
 from trainer.config import KEYS
 from trainer.data import storage
@@ -35,11 +37,13 @@ from trainer.package.layout import (
 from trainer.package.listing import format_runs, list_runs
 from trainer.package.loader import load_package
 from trainer.package.writer import write_json
+from trainer.training.metrics import epoch_figure
 
 Runner = Callable[..., subprocess.CompletedProcess]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-EPOCH_COLUMNS = [f"{split}_{name}" for split in ("train", "validation")
-                 for name in ("loss", "auc", "logloss", "accuracy")]
+# The train split's mean batch loss (Keras' `loss`, during the epoch), then each split's figures after it.
+EPOCH_COLUMNS = ["train_mean_batch_loss"] + [f"{split}_{name}" for split in ("train", "validation")
+                                             for name in ("logloss", "auc", "accuracy")]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +78,8 @@ def test_metrics_csv_has_one_row_per_epoch_with_train_and_validation_metrics(arc
     with archive.open(METRICS_FILE) as csv:
         table = pd.read_csv(csv)
     assert list(table["epoch"]) == [1, 2]
-    assert list(table.columns[1:9]) == EPOCH_COLUMNS
+    assert list(table.columns[1:8]) == EPOCH_COLUMNS
+    assert "train_loss" not in table and "validation_loss" not in table, "one name per loss"
     assert not [c for c in table.columns if c.startswith("test")], "the test split is scored once, not per epoch"
     assert table[EPOCH_COLUMNS].notna().all().all()
     assert table["train_auc"].between(0, 1).all() and table["validation_accuracy"].between(0, 1).all()
@@ -134,8 +139,26 @@ def test_publishing_removes_a_partial_copy_a_killed_publish_left(tmp_path: Path)
     assert [p.name for p in target.parent.iterdir()] == ["run.zip"]
 
 
-def test_metrics_png_is_a_png(archive: zipfile.ZipFile) -> None:
-    assert archive.read(METRICS_PLOT).startswith(PNG_SIGNATURE)
+def test_metrics_png_marks_the_packaged_epoch_on_whole_epochs_without_accuracy(archive: zipfile.ZipFile) -> None:
+    png = archive.read(METRICS_PLOT)
+    assert png.startswith(PNG_SIGNATURE)
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
+    table, best = pd.read_csv(archive.open(METRICS_FILE)), read_json(archive, MANIFEST_FILE)["best_epoch"]
+    figure = epoch_figure(table, "run", best)
+    try:
+        assert (width, height) == tuple(figure.get_size_inches() * 100), "the package's png is not this figure"
+        assert [axis.get_ylabel() for axis in figure.axes] == ["log-loss", "AUC"], "accuracy drawn unasked"
+        for axis in figure.axes:
+            assert axis.get_xlabel() == "epoch" and set(axis.get_xticks()) <= {0.0, 1.0, 2.0, 3.0}
+            [marker] = [line for line in axis.get_lines() if line.get_label().startswith("packaged")]
+            assert marker.get_label() == f"packaged: epoch {best}" and list(marker.get_xdata()) == [best, best]
+        assert [line.get_label() for line in figure.axes[0].get_lines()][:3] == [
+            "train", "validation", "train, mean batch loss (during the epoch)"]
+    finally:
+        plt.close(figure)
+    asked = epoch_figure(table, "run", best, accuracy=True)
+    assert [axis.get_ylabel() for axis in asked.axes] == ["log-loss", "AUC", "accuracy (at 0.5)"]
+    plt.close(asked)
 
 
 def test_config_json_has_every_key_with_its_source(archive: zipfile.ZipFile) -> None:

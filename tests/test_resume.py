@@ -38,7 +38,7 @@ Runner = Callable[..., subprocess.CompletedProcess]
 STOPPING_ENV = {"TRAINER_EPOCHS": "8", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "2",
                 "TRAINER_DROPOUT": "0.2", **NO_XLA}
 EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+\b", re.MULTILINE)
-SCORE_COLUMNS = ["train_loss", "train_auc", "validation_auc", "validation_logloss"]
+SCORE_COLUMNS = ["train_mean_batch_loss", "train_auc", "validation_auc", "validation_logloss"]
 
 
 def train_args(sample_path: Path, output: Path) -> list[str]:

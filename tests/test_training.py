@@ -133,3 +133,20 @@ def test_auto_batch_size_gives_small_data_many_steps_and_large_data_large_batche
     assert effective_batch_size(auto, 700_000) == 4_096  # 1M rows: the largest batch
     assert effective_batch_size(auto, 10_000_000) == 4_096
     assert effective_batch_size(NetConfig(batch_size=128), 700_000) == 128  # a set batch size is kept
+
+
+# What a process sees when tf.saved_model.save (every package's export) has logged through absl.
+WARNING_AFTER_AN_EXPORT = """
+import absl.logging
+from trainer import import_tensorflow_quietly
+import_tensorflow_quietly()
+import tensorflow as tf
+absl.logging.info("an export logs through absl, which configures the root logger")
+tf.get_logger().warning("5 out of the last 10 calls triggered tf.function retracing")
+"""
+
+
+def test_a_tensorflow_warning_after_an_export_prints_once(run_python: Runner) -> None:
+    proc = run_python("-c", WARNING_AFTER_AN_EXPORT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("triggered tf.function retracing") == 1, proc.stderr

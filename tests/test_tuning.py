@@ -98,6 +98,10 @@ def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "study 'quick' has 2 finished trials (target 2)" in proc.stdout
     assert "fab tune_report --study quick" in proc.stdout
+    # The sample's validation split has 16 clicks in 200 rows: said once, not per trial.
+    small_split = "warning: the validation split has 16 positive labels (of 200 rows), so its AUC, which ranks"
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(small_split), warnings
 
     completed = _trials(sqlite_url, "quick", TrialState.COMPLETE)
     assert len(completed) == 2
@@ -136,6 +140,9 @@ def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
     assert variant == {"deep_v1_tuned": {"network": "deep_v1", "xla": False, "epochs": 2, "batch_size": 128,
                                          **best.params}}
     assert f"best package: {best.user_attrs['package']}" in report.stdout
+    assert any(line.startswith(small_split) for line in report.stdout.splitlines())
+    assert "importance (PED-ANOVA over 3 completed trials): " in report.stdout
+    assert "; rough with under 10 trials, where one more trial can reorder it" in report.stdout
     assert {p.name for p in (tmp_path / "report").iterdir()} == {"leaderboard.csv", "history.png", "importances.png"}
 
 

@@ -17,6 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from trainer.config import DEFAULT_VARIANTS_FILE, load_variants, resolve_config
+from trainer.tuning import evidence
 from trainer.tuning.report import TuningReport, format_report, write_report
 
 SHIPPED_VARIANTS = sorted(load_variants(DEFAULT_VARIANTS_FILE))
@@ -191,6 +192,28 @@ def test_history_and_importances_are_png_files(study: optuna.Study, tmp_path: Pa
     # Only keys that varied between completed trials are ranked.
     assert set(report.importances) == {"learning_rate", "dropout", "hidden_width"}
     assert sum(report.importances.values()) == pytest.approx(1.0)
+
+
+def test_report_warns_of_a_validation_split_too_small_to_rank_trials_and_of_rough_importances(
+        tmp_path: Path) -> None:
+    study = new_study(tmp_path)
+    # The sample's validation split (200 rows, 16 clicks) in one trial, a larger one in the others.
+    splits = [{"rows": 20_000, "positives": 1_600, "fraction": 0.1}, {"rows": 200, "positives": 16, "fraction": 0.1}]
+    for number, (value, split) in enumerate(zip((0.72, 0.70, 0.74), [*splits, splits[0]])):
+        add(study, value=value, trial_params=params(dropout=0.1 * number),
+            user_attrs=completed_attrs(study, number, validation_split=split))
+    _, text = report_of(study, tmp_path)
+    assert ("warning: the validation split has 16 positive labels (of 200 rows), so its AUC, which ranks the trials, "
+            "varies by about ±0.08 by chance (one standard error at AUC 0.70): trials closer than that are not told "
+            "apart; for 200 or more positives, tune on about 25,000 rows at this click rate, or raise "
+            "validation_fraction (now 0.1)") in text.splitlines()
+    [importance] = [line for line in text.splitlines() if line.startswith("importance")]
+    assert importance.startswith("importance (PED-ANOVA over 3 completed trials): ")
+    assert importance.endswith("; rough with under 10 trials, where one more trial can reorder it: run more before "
+                               "dropping a key from the search")
+    enough = evidence.ValidationSplit(rows=20_000, positives=1_600, fraction=0.1)
+    assert evidence.validation_warning(enough, 0.7) is None
+    assert "rough" not in evidence.importance_line({"dropout": 1.0}, trials=10)
 
 
 def test_importances_are_skipped_with_fewer_than_two_completed_trials(tmp_path: Path) -> None:

@@ -106,6 +106,11 @@ class NetConfig:
     )
     dense_l2: float = _key(0.0, "L2 penalty on the kernels of the MLP tower and the cross layers")
 
+    # Reports.
+    plot_accuracy: bool = _key(
+        False, "add an accuracy panel to metrics.png (at a low click rate accuracy sits at the base rate)"
+    )
+
 
 KEYS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(NetConfig)}
 

@@ -1,4 +1,4 @@
-"""One PNG of the packages' epoch curves overlaid: validation AUC and validation loss
+"""One PNG of the packages' epoch curves overlaid: validation AUC and validation log-loss
 per epoch, one line per package, the packaged (best) epoch marked, so a curve that
 was still rising or already overfitting shows beside the others."""
 
@@ -12,7 +12,7 @@ from trainer.comparison.read import PackageRecord
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-PANELS = (("validation_auc", "validation AUC"), ("validation_loss", "validation loss"))
+PANELS = (("validation_auc", "validation AUC"), ("validation_logloss", "validation log-loss"))
 
 
 def default_plot_path(records: list[PackageRecord], folder: str) -> Path:

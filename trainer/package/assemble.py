@@ -72,7 +72,8 @@ def write_package(staging: Path, package_uri: str, contents: PackageContents, ru
     write_json(staging / DATASET_FILE, contents.dataset)
     write_json(staging / MANIFEST_FILE, manifest(run_facts, run_metrics.snapshot()))
     contents.epochs.to_csv(staging / METRICS_FILE, index=False)
-    plot_epochs(contents.epochs, staging / METRICS_PLOT, title=run_facts["run_id"])
+    plot_epochs(contents.epochs, staging / METRICS_PLOT, run_facts["run_id"], run_facts["best_epoch"],
+                accuracy=contents.resolved.config.plot_accuracy)
     package_logs(contents.tensorboard, staging / TENSORBOARD_FOLDER)
     fault_point("packaging")
     publish_package(staging, package_uri)

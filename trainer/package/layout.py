@@ -6,8 +6,9 @@
     config.json               the resolved config, with the level that set each key
     dataset.json              source, content hash, rows, the split (method, seed or time column; each
                               split's rows, label rate, time range), schema, cardinalities
-    metrics.csv               one row per epoch: train_* and validation_* loss, auc, logloss, accuracy, speed
-    metrics.png               the same, train vs validation per epoch
+    metrics.csv               one row per epoch: train_mean_batch_loss; train_* and validation_* logloss, auc,
+                              accuracy; speed
+    metrics.png               train vs validation per epoch, the packaged epoch marked
     model/model.keras         the trained Keras model (inputs: encoded features), without its optimizer
     model/preprocessing.json  the vocabularies and statistics that encode raw rows for it
     model/serving/1/          a SavedModel scoring raw rows (TF Serving's layout): `trainer.serving.export`
@@ -39,7 +40,9 @@ whose small members are the same.
 A key of config.json's `keys` that a package lacks (one added to NetConfig
 after the run) takes NetConfig's default when the config is loaded; none of
 the keys added since version 1 (xla, validation_fraction, split_seed,
-split_time_column, embedding_l2, dense_l2) changes how a loaded model scores.
+split_time_column, embedding_l2, dense_l2, plot_accuracy) changes how a loaded model scores. Packages
+before issue 24 name metrics.csv's train_mean_batch_loss `train_loss`, and have `validation_loss`
+(the same figures as validation_logloss).
 
 `trainer.package.assemble` puts it together, `trainer.package.writer` writes it, `trainer.package.loader` reads it back,
 `trainer.package.listing` lists a folder of them.

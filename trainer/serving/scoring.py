@@ -22,6 +22,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 
+from trainer import spend_onednn_boolean_notice
 from trainer.data import storage
 from trainer.data.dataset import dataset_files
 from trainer.data.ndjson import stream_file
@@ -49,6 +50,7 @@ class ServingModel:
 
     def __init__(self, folder: Path, distinct_values: bool = True) -> None:
         self.loaded = tf.saved_model.load(str(folder))  # keeps the tables and variables alive
+        spend_onednn_boolean_notice()  # before the first call of rnn_v1's graph
         self.signatures = self.loaded.signatures
         default = self.signatures["serving_default"]
         self.columns = {name: spec.dtype for name, spec in default.structured_input_signature[1].items()}

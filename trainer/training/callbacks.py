@@ -17,6 +17,7 @@ from trainer.faults import fault_point
 from trainer.training.arrays import SplitArrays, predict
 from trainer.training.metrics import (
     EPOCH_SECONDS,
+    MEAN_BATCH_LOSS,
     RunMetrics,
     StepCall,
     binary_metrics,
@@ -141,7 +142,14 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
         super().__init__(log_dir=str(logdir), write_graph=False, profile_batch=0)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        super().on_epoch_end(epoch + 1, logs)
+        super().on_epoch_end(epoch + 1, tensorboard_scalars(logs or {}))
+
+
+def tensorboard_scalars(logs: dict[str, Any]) -> dict[str, Any]:
+    """The epoch's logs under one name per figure, as metrics.csv names them: Keras' `loss` (the mean
+    batch loss) would share the tag `epoch_loss` with `val_loss` (the validation log-loss, logged
+    again as `val_logloss`), two different figures drawn as one curve."""
+    return {(MEAN_BATCH_LOSS if name == "loss" else name): value for name, value in logs.items() if name != "val_loss"}
 
 
 class KillPoint(keras.callbacks.Callback):

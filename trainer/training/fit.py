@@ -26,6 +26,7 @@ from typing import IO, TextIO
 import keras
 import tensorflow as tf
 
+from trainer import spend_onednn_boolean_notice
 from trainer.config import NetConfig
 from trainer.errors import TrainerError
 from trainer.faults import logical_cpus
@@ -258,6 +259,7 @@ def fit_model(
         KillPoint(),
     ]
     # shuffle=False: the batches come shuffled by epoch (fit would warn that it ignores shuffle=True).
+    spend_onednn_boolean_notice()
     model.fit(batches.dataset, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
               shuffle=False, verbose=0)
     # Without early stopping every epoch runs and the last one's weights are kept.

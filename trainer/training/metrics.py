@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,9 +23,18 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from pyformance import MetricsRegistry
 
-EPOCH_METRICS = ("loss", "auc", "logloss", "accuracy")
+if TYPE_CHECKING:  # matplotlib is imported only when a plot is drawn
+    from matplotlib.figure import Figure
+
+# Each split's figures after each epoch, from the epoch's final weights (callbacks.EpochEvaluation).
 LINE_METRICS = ("logloss", "auc", "accuracy")
+# Keras' `loss`, training split only: the mean over the epoch's batches of what each step minimised
+# (log-loss plus any L2 penalty), each batch with the weights of its moment. It is not train_logloss.
+MEAN_BATCH_LOSS = "mean_batch_loss"
+EPOCH_METRICS = (MEAN_BATCH_LOSS, *LINE_METRICS)
 SPLITS_PER_EPOCH = ("train", "validation")  # the test split is scored once, at the end
+# metrics.png's panels and their y-labels; accuracy only when the config asks (plot_accuracy).
+PLOT_PANELS = {"logloss": "log-loss", "auc": "AUC", "accuracy": "accuracy (at 0.5)"}
 
 
 # The seconds of each epoch the epoch line, metrics.csv and the manifest report.
@@ -158,13 +167,18 @@ def _seconds(seconds: float) -> str:
 def epoch_table(keras_csv: Path) -> pd.DataFrame:
     """The CSVLogger's rows, one per finished epoch, with train_/validation_ names.
 
+    Keras' `loss` becomes train_mean_batch_loss; its `val_loss` (the validation
+    log-loss again, for Keras' callbacks) is dropped: validation_logloss has it.
     A run resumed after a kill may have logged an epoch twice (the row is
     written before the backup); the last row of each epoch wins.
     """
     table = pd.read_csv(keras_csv).drop_duplicates("epoch", keep="last").sort_values("epoch")
+    table = table.drop(columns=["val_loss"], errors="ignore")
     table["epoch"] = table["epoch"] + 1
 
     def rename(name: str) -> str:
+        if name == "loss":
+            return f"train_{MEAN_BATCH_LOSS}"
         if name.startswith("val_"):
             return "validation_" + name[4:]
         return f"train_{name}" if name in EPOCH_METRICS else name
@@ -174,24 +188,42 @@ def epoch_table(keras_csv: Path) -> pd.DataFrame:
     return table[[c for c in ordered if c in table] + [c for c in table if c not in ordered]]
 
 
-def plot_epochs(table: pd.DataFrame, path: Path, title: str) -> None:
-    """Train vs validation curves per epoch, one panel per metric."""
+def plot_epochs(table: pd.DataFrame, path: Path, title: str, packaged_epoch: int, accuracy: bool = False) -> None:
+    """metrics.png: `epoch_figure` saved."""
+    fig = epoch_figure(table, title, packaged_epoch, accuracy)
+    fig.savefig(path, dpi=100)
+    from matplotlib import pyplot as plt
+
+    plt.close(fig)  # pyplot keeps every open figure alive
+
+
+def epoch_figure(table: pd.DataFrame, title: str, packaged_epoch: int, accuracy: bool = False) -> Figure:
+    """Train vs validation per epoch, one panel per metric (accuracy only when asked: at a low click
+    rate it sits at the base rate), the packaged epoch marked, whole epochs on the x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(EPOCH_METRICS), figsize=(4 * len(EPOCH_METRICS), 3.4))
-    for axis, name in zip(axes, EPOCH_METRICS):
+    names = [name for name in PLOT_PANELS if accuracy or name != "accuracy"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.9), squeeze=False)
+    for axis, name in zip(axes[0], names):
         for split, style in zip(SPLITS_PER_EPOCH, ("-o", "--s")):
             if f"{split}_{name}" in table:
                 axis.plot(table["epoch"], table[f"{split}_{name}"], style, label=split, markersize=3)
-        axis.set_title(name)
+        if name == "logloss" and f"train_{MEAN_BATCH_LOSS}" in table:
+            axis.plot(table["epoch"], table[f"train_{MEAN_BATCH_LOSS}"], ":", color="gray",
+                      label="train, mean batch loss (during the epoch)")
+        axis.axvline(packaged_epoch, color="tab:green", linewidth=1, label=f"packaged: epoch {packaged_epoch}")
+        axis.set_xlim(0.5, max(table["epoch"].max(), packaged_epoch) + 0.5)  # the marker clear of the frame
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
+        axis.set_ylabel(PLOT_PANELS[name])
         axis.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    # One legend under the panels, where it hides no curve.
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize="small", frameon=False)
+    fig.suptitle(f"{title}: weights of epoch {packaged_epoch} packaged")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
 

@@ -18,6 +18,8 @@ import pandas as pd
 from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
+from trainer.tuning.evidence import STEADY_IMPORTANCE_TRIALS
+
 if TYPE_CHECKING:  # matplotlib is imported only when a plot is drawn (see _pyplot)
     from matplotlib.figure import Figure
 
@@ -42,7 +44,9 @@ def write_plots(study: optuna.Study, trials: list[FrozenTrial], folder: Path, no
     if importances:
         importances_png = folder / "importances.png"
         completed = sum(t.state == TrialState.COMPLETE for t in trials)
-        plot_importances(importances, importances_png, title=f"{study.study_name}: PED-ANOVA, {completed} trials")
+        rough = f" (rough: fewer than {STEADY_IMPORTANCE_TRIALS})" if completed < STEADY_IMPORTANCE_TRIALS else ""
+        plot_importances(importances, importances_png,
+                         title=f"{study.study_name}: PED-ANOVA, {completed} trials{rough}")
     return StudyPlots(history_png=history_png, importances_png=importances_png, importances=importances)
 
 

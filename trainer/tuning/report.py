@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from trainer.config import parse_env_value
 from trainer.data import storage
 from trainer.errors import TrainerError
+from trainer.tuning.evidence import importance_line, study_validation_warning
 from trainer.tuning.plots import last_report, write_plots
 
 # Leaderboard order: finished results first, then what is still to come.
@@ -76,6 +77,7 @@ def write_report(study: optuna.Study, folder: Path) -> TuningReport:
     leaderboard.to_csv(csv, index=False)
     notes: list[str] = []  # the plots' skips first, then the package check's, as the report prints them
     plots = write_plots(study, trials, folder, notes)
+    notes += filter(None, [study_validation_warning(trials)])
     best = best_trial(trials)
     package = best.user_attrs.get("package") if best else None
     return TuningReport(
@@ -196,7 +198,7 @@ def format_report(report: TuningReport, study_name: str) -> str:
         lines.append("")
         lines += _best_lines(report) if report.best_variant else [f"no completed trial yet: {_counts(report)}"]
         if report.importances:
-            lines.append("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in report.importances.items()))
+            lines.append(importance_line(report.importances, report.counts["complete"]))
         lines += report.notes
     written = [report.csv, report.history_png, *([report.importances_png] if report.importances_png else [])]
     lines.append("wrote " + ", ".join(str(p) for p in written))

@@ -33,6 +33,7 @@ from trainer.errors import RunAbandonedError, TrainerError, TrainingDivergedErro
 from trainer.interrupts import StopRequest, sigterm_as_interrupt
 from trainer.run import TrainRequest, TrainResult, train
 from trainer.training.fit import describe_device, split_cpu_for_tests
+from trainer.tuning.evidence import ValidationSplit, validation_warning
 from trainer.tuning.search import PRUNERS, SAMPLERS
 from trainer.tuning.space import as_environment, suggest
 from trainer.tuning.study import (
@@ -134,6 +135,7 @@ class TrialObjective:
         self.study_variants_file: Path | None = None
         self.current_trial: int | None = None
         self.last_failure = "no reason recorded"
+        self.warned_of_validation = False
 
     @contextlib.contextmanager
     def variants_file(self) -> Iterator[None]:
@@ -187,6 +189,7 @@ class TrialObjective:
             print(f"trial {trial.number} failed: {exc}", file=self.out, flush=True)
             raise
         self.record(trial, result)
+        self.check_validation_split(trial, result)
         return result.validation_metrics["auc"]
 
     def record(self, trial: optuna.Trial, result: TrainResult) -> None:
@@ -197,6 +200,15 @@ class TrialObjective:
         for split, metrics in (("validation", result.validation_metrics), ("test", result.test_metrics)):
             for name, value in metrics.items():
                 trial.set_user_attr(f"{split}_{name}", value)
+
+    def check_validation_split(self, trial: optuna.Trial, result: TrainResult) -> None:
+        """Record the trial's validation split; say once if it has too few positives to rank trials by AUC."""
+        split = ValidationSplit.of_package(result.package_uri)
+        trial.set_user_attr("validation_split", split.as_attr())
+        warning = validation_warning(split, result.validation_metrics["auc"])
+        if warning and not self.warned_of_validation:
+            print(warning, file=self.out, flush=True)
+            self.warned_of_validation = True
 
     def queue_again(self) -> None:
         """A stopped worker's trial runs again elsewhere, as a dead worker's would."""
