@@ -4,7 +4,8 @@
 2. a variant: `configs/variant_config.json` names variants, each overriding
    only what differs from the defaults (and naming its network);
 3. the environment: `TRAINER_<KEY>=value` overrides one key for one run
-   (research, tuning), parsed by the key's type.
+   (research, tuning), parsed by the key's type; from Python, `trainer.train`'s
+   `overrides` take this level's place, as typed values checked by the key's type.
 
 No hierarchies. An unknown key or a value of the wrong type at any level is a
 `ConfigError` naming the key and the level; every problem is reported at once.
@@ -159,12 +160,18 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+# The level `trainer.train(overrides=...)` sets keys at, as config.json records it.
+PYTHON_OVERRIDES = "overrides of trainer.train"
+
+
 def resolve_config(
     variant: str,
     variants_file: Path = DEFAULT_VARIANTS_FILE,
     environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> ResolvedConfig:
-    """Merge defaults, the named variant and `TRAINER_*` environment overrides."""
+    """Merge defaults, the named variant and `TRAINER_*` environment overrides, then `overrides`:
+    typed values (Python's, as a variant file's JSON values are checked), last."""
     environ = os.environ if environ is None else environ
     variant_values = load_variants(variants_file).get(variant)
     if variant_values is None:
@@ -181,6 +188,8 @@ def resolve_config(
         if name.startswith(ENV_PREFIX):
             key = name[len(ENV_PREFIX):].lower()
             _merge(key, raw, parse_env_value, f"environment {name}", values, sources, problems)
+    for key, raw in (overrides or {}).items():
+        _merge(key, raw, value_from_json, PYTHON_OVERRIDES, values, sources, problems)
 
     config = NetConfig(**values)
     problems += [
@@ -241,7 +250,7 @@ def load_variants(variants_file: Path) -> dict[str, dict[str, Any]]:
 
 
 def value_from_json(key: str, raw: Any) -> Any:
-    """A variant file's value for `key`, checked against the key's type; ValueError says why not."""
+    """A variant file's (or Python's) value for `key`, checked against the key's type; ValueError says why not."""
     return json_value(key_type(key), raw)
 
 

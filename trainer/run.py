@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import keras
 import numpy as np
@@ -40,6 +41,7 @@ from trainer.errors import ConfigError, RunAbandonedError, TrainingDivergedError
 from trainer.networks import build_model_graph, get_network
 from trainer.networks.compile import use_xla
 from trainer.package.assemble import PackageContents, dataset_metadata, write_package
+from trainer.package.loader import Package, load_package
 from trainer.package.writer import write_json
 from trainer.serving.contract import fit_contract
 from trainer.serving.export import raw_columns
@@ -76,6 +78,7 @@ class TrainRequest:
     output: str = DEFAULT_OUTPUT
     variants_file: Path = DEFAULT_VARIANTS_FILE
     environ: Mapping[str, str] | None = None  # None: the process environment
+    overrides: Mapping[str, Any] | None = None  # typed values, above the environment (trainer.train's)
     require_gpu: bool = False
     # Tells apart runs of the same config on the same data (a tuning trial), and names the package.
     run_label: str = ""
@@ -93,6 +96,11 @@ class TrainResult:
     best_epoch: int  # the epoch whose weights were packaged, from 1
     validation_metrics: dict[str, float]  # of the packaged weights: what early stopping and tuning read
     test_metrics: dict[str, float]  # of the packaged weights, scored once: the package's test metric
+
+    @functools.cached_property
+    def package(self) -> Package:
+        """The published package, read back: it scores raw rows as `fab score` does."""
+        return load_package(self.package_uri)
 
 
 @dataclass
@@ -201,7 +209,7 @@ def _summary(metrics: dict[str, float]) -> str:
 
 def _resolve(request: TrainRequest) -> ResolvedConfig:
     """The config, with its network checked before any data is read."""
-    resolved = resolve_config(request.variant, request.variants_file, request.environ)
+    resolved = resolve_config(request.variant, request.variants_file, request.environ, request.overrides)
     try:
         get_network(resolved.config.network)
     except ConfigError as exc:

@@ -1,9 +1,9 @@
 """Values read by a config key's type: JSON checked against it, strings parsed by it.
 
-A variant file's JSON is already typed, so it is only checked (`json_value`:
-no 1 for true, no "3" for 3); an environment variable is a string, parsed by
-the type (`string_value`: lists are comma-separated). `type_words` names a type
-in the words of an error line.
+A variant file's JSON, like `trainer.train`'s Python overrides, is already
+typed, so it is only checked (`json_value`: no 1 for true, no "3" for 3); an
+environment variable is a string, parsed by the type (`string_value`: lists
+are comma-separated). `type_words` names a type in the words of an error line.
 """
 
 from __future__ import annotations
@@ -18,12 +18,18 @@ def json_value(expected: Any, raw: Any) -> Any:
     """`raw` (from JSON) as `expected`; ValueError says why it does not fit."""
     if _is_tuple(expected):
         item_type = typing.get_args(expected)[0]
-        if not isinstance(raw, list) or not all(_json_matches(item_type, x) for x in raw):
-            raise ValueError(f"expected a list of {item_type.__name__}, got {json.dumps(raw)}")
+        # A tuple is Python's list (a list key's default is one); JSON has only lists.
+        if not isinstance(raw, (list, tuple)) or not all(_json_matches(item_type, x) for x in raw):
+            raise ValueError(f"expected a list of {item_type.__name__}, got {_shown(raw)}")
         return tuple(item_type(x) for x in raw)
     if not _json_matches(expected, raw):
-        raise ValueError(f"expected {type_words(expected)}, got {json.dumps(raw)}")
+        raise ValueError(f"expected {type_words(expected)}, got {_shown(raw)}")
     return expected(raw)
+
+
+def _shown(raw: Any) -> str:
+    """A refused value as JSON would write it; a Python object JSON has no form for, by its repr."""
+    return json.dumps(raw, default=repr)
 
 
 def _json_matches(expected: type, raw: Any) -> bool:

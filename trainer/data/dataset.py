@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,16 +29,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from trainer.config import NetConfig
-from trainer.data import storage
+from trainer.data import storage, values
 from trainer.data.ndjson import mentions_column, missing_columns_message, read_file
-from trainer.data.values import ColumnRoles
+from trainer.data.values import BadValue, ColumnRoles
 from trainer.errors import DatasetError
 
 HASH_CHUNK_BYTES = 4 << 20
 EXPORT_METADATA_SUFFIX = ".metadata.json"
 DATA_SUFFIXES = (".json", ".json.gz")
 
-__all__ = ["ColumnRoles", "DatasetSource", "dataset_files", "export_metadata_uri", "load_dataset"]
+__all__ = ["ColumnRoles", "DatasetSource", "Rows", "dataset_files", "decode_rows", "export_metadata_uri",
+           "load_dataset"]
+
+# Rows held in memory: a DataFrame, or one dict per row as json.loads reads an NDJSON line.
+Rows = pd.DataFrame | Sequence[Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -88,8 +93,8 @@ def load_dataset(
     if table.num_rows == 0:
         raise DatasetError(f"{uri}: subsample={config.subsample} kept none of {rows_read} rows; raise it")
     export = _read_metadata(metadata_uri) if metadata_uri else None
-    return _to_frame(table, roles), DatasetSource(uri, tuple(files), digest.hexdigest(), size, rows_read, export,
-                                                  dict(too_large))
+    return to_frame(table, roles), DatasetSource(uri, tuple(files), digest.hexdigest(), size, rows_read, export,
+                                                 dict(too_large))
 
 
 def dataset_files(uri: str) -> tuple[list[str], str | None]:
@@ -165,7 +170,44 @@ def _hash_into(digest: Any, path: Path) -> int:
     return size
 
 
-def _to_frame(table: pa.Table, roles: ColumnRoles) -> pd.DataFrame:
+def decode_rows(rows: Rows, roles: ColumnRoles) -> pa.RecordBatch:
+    """Rows held in memory, decoded as a file's rows are (trainer.data.values): the same values, and the
+    same refusals, each one line naming the row (counted from 0, as a DataFrame's position)."""
+    columns = _columns_of(rows)
+    absent = [c for c in roles.all() if c not in columns]
+    if absent and len(rows):
+        raise DatasetError(missing_columns_message("the rows", absent, roles))
+    try:
+        return pa.RecordBatch.from_pydict({
+            c: values.decode(_arrow(columns.get(c, [None] * len(rows)), c, role), c, role)
+            for c, role in roles.by_column()})
+    except BadValue as bad:
+        raise DatasetError(f"row {bad.row}: {bad.problem}") from None
+
+
+def _columns_of(rows: Rows) -> Mapping[str, pd.Series | list[Any]]:
+    if isinstance(rows, pd.DataFrame):
+        return {str(c): rows[c] for c in rows.columns}
+    if not all(isinstance(row, Mapping) for row in rows):
+        raise DatasetError("rows: expected a DataFrame or a list of dicts, one per row (as json.loads reads "
+                           "an NDJSON line)")
+    names = {name for row in rows for name in row}
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
+def _arrow(column: pd.Series | list[Any], name: str, role: str) -> pa.Array:
+    """A column as Arrow's reader would type it: a pandas column by pyarrow, a column pyarrow cannot
+    type (numbers mixed with strings) and a list of Python values as the line-by-line reader does."""
+    if isinstance(column, pd.Series):
+        try:
+            return pa.array(column, from_pandas=True)  # NaN is null, as a missing JSON value
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            column = column.astype(object).where(column.notna(), None).tolist()
+    return values.from_python(column, name, role)
+
+
+def to_frame(table: pa.Table, roles: ColumnRoles) -> pd.DataFrame:
+    """Decoded columns as the training DataFrame: categoricals, float32, the label int8."""
     columns: dict[str, Any] = {}
     for column in roles.categorical:
         columns[column] = _categorical(table.column(column))

@@ -23,9 +23,11 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from trainer.config import NetConfig, ResolvedConfig, config_from_json_dict
 from trainer.data import storage
+from trainer.data.dataset import ColumnRoles, Rows, decode_rows, to_frame
 from trainer.data.features import Preprocessor
 from trainer.errors import PackageError
 from trainer.package import layout
@@ -61,11 +63,18 @@ class Package:
     def config(self) -> NetConfig:
         return self.resolved.config
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        """Click probability for each raw row (a DataFrame as `load_dataset` reads it), through the export."""
+    def score(self, rows: Rows) -> np.ndarray:
+        """Click probability for each raw row, through the export: `fab score`'s scores for the same rows.
+
+        `rows` is a DataFrame (as `load_dataset` or `pandas.read_json(..., lines=True)` reads it) or a
+        list of dicts, one per row as an NDJSON line holds it; each value is decoded by its column's
+        role as `fab score` decodes the NDJSON (`"3"` and `3` are one category, null is missing).
+        """
+        roles = ColumnRoles.of(self.config, with_label=False, with_row_id=False)  # scores only: no ids to carry
+        batch = decode_rows(rows, roles)
         if self.serving is None:
-            return self.score_with_keras(frame)
-        return self.serving.score_frame(frame)
+            return self.score_with_keras(to_frame(pa.Table.from_batches([batch]), roles)).reshape(-1)
+        return self.serving.score_arrow(batch)
 
     def score_with_keras(self, frame: pd.DataFrame) -> np.ndarray:
         """The same, encoded by `Preprocessor` and predicted by the Keras model: training's own path."""
