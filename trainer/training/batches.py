@@ -38,9 +38,16 @@ class EpochShuffledBatches(keras.callbacks.Callback):
             rows = self.order[step * batch_size: tf.minimum((step + 1) * batch_size, self.rows)]
             return {name: tf.gather(values, rows) for name, values in inputs.items()}, tf.gather(labels, rows)
 
+        # No tf.data autotuning: Keras starts an iterator at each epoch's end and replaces it at the
+        # next one's start, and the replaced iterator's autotuning thread kept the epoch waiting until
+        # its sleep ended (2 to 60 s, at random; the README's benchmarks). A batch is one gather, so
+        # the default parallelism (the cores) and prefetching train as fast.
+        options = tf.data.Options()
+        options.autotune.enabled = False
         self.dataset = (tf.data.Dataset.range(self.steps)
                         .map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                        .prefetch(tf.data.AUTOTUNE))
+                        .prefetch(tf.data.AUTOTUNE)
+                        .with_options(options))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.order.assign(tf.random.experimental.stateless_shuffle(
