@@ -108,6 +108,9 @@ def test_score_writes_a_score_per_row(run_fab: Runner, trained: Any, sample_path
     proc = run_fab("score", "--package", str(trained.zip_path), "--input", str(sample_path), "--output", str(scores))
     assert proc.returncode == 0, proc.stderr
     assert f"scored 2,000 rows into {scores}" in proc.stdout
+    # Progress, a line per block (the sample is one), on stderr: stdout may be the scores themselves.
+    assert re.search(r"^scoring: block 1, 2,000 rows at [\d,]+ rows/s; 2,000 rows so far$", proc.stderr,
+                     re.MULTILINE), proc.stderr
     rows = [json.loads(line) for line in scores.read_text().splitlines()]
     assert len(rows) == 2000
     assert all(row["impression_id"].startswith("imp-") and 0 <= row["score"] <= 1 for row in rows)
@@ -170,6 +173,11 @@ def test_sanity_without_docker_trains_every_variant_here_and_says_so(run_fab: Ru
     proc = run_fab("test_sanity", "--output", str(output), env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.startswith("runner: this process (no Docker engine answers")
+    # Each variant's training starts with how far the sanity run is: [1/4], [2/4], ...
+    started = re.findall(r"^\[(\d+)/(\d+)\] sanity training (\S+)$", proc.stdout, re.MULTILINE)
+    count = len(VARIANTS)
+    assert [(int(n), int(total)) for n, total, _ in started] == [(n, count) for n in range(1, count + 1)]
+    assert sorted(variant for *_, variant in started) == VARIANTS, proc.stdout
     for variant in VARIANTS:
         assert re.search(rf"^{variant}\s+ok\s", proc.stdout, re.MULTILINE), f"no ok line for {variant}:\n{proc.stdout}"
     assert len(list(output.glob("*.zip"))) == len(VARIANTS)

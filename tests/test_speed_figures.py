@@ -70,11 +70,28 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 
 def test_the_epoch_line_shows_training_rate_compile_and_evaluation_apart(run: Run) -> None:
-    speed = r"\|  [\d.]+ s: training [\d.]+ s at [\d,]+ examples/s{compile}, evaluation [\d.]+ s$"
+    speed = r"\|  [\d.]+ s: training [\d.]+ s at [\d,]+ examples/s{compile}, evaluation [\d.]+ s(, other [\d.]+ s)?$"
     assert re.search(r"^epoch 1/3  train: .*" + speed.format(compile=r", compile [\d.]+ s"), run.log, re.MULTILINE), \
         run.log
     for epoch in (2, 3):  # compiled once: later epochs have no compile part
         assert re.search(rf"^epoch {epoch}/3  train: .*" + speed.format(compile=""), run.log, re.MULTILINE), run.log
+
+
+def test_the_epoch_lines_parts_add_up_and_every_long_step_is_announced(run: Run) -> None:
+    lines = run.log.splitlines()
+    epoch_lines = [line for line in lines if re.match(r"epoch \d+/\d+  train: ", line)]
+    assert len(epoch_lines) == EPOCHS
+    for line in epoch_lines:
+        total, parts = line.rsplit("|  ", 1)[1].split(": ", 1)
+        seconds = [float(figure) for figure in re.findall(r"([\d.]+) s\b", parts)]
+        # Each figure is rounded (to 0.01 s below 1 s, to 0.1 s above) and `other` is shown from 0.05 s.
+        assert sum(seconds) == pytest.approx(float(total.removesuffix(" s")), abs=0.05 * (len(seconds) + 1)), line
+    # Before the first epoch's seconds of compiling, and after the last epoch, a line as each long step starts.
+    order = ["compiling the training step with XLA ...", "epoch 1/3  train: ", "epoch 3/3  train: ",
+             "scoring the weights of epoch ", "exporting the serving model (model/serving/1/) ...",
+             "writing the package (metrics.png, TensorBoard events, the zip) ...", "package "]
+    found = [next((n for n, line in enumerate(lines) if line.startswith(start)), None) for start in order]
+    assert None not in found and found == sorted(found), run.log
 
 
 def test_metrics_csv_has_each_epochs_seconds_apart(run: Run) -> None:
@@ -120,4 +137,6 @@ def test_an_epoch_too_short_to_split_off_its_compile_time_says_so() -> None:
     assert (training, math.isnan(compile_seconds)) == (6.0, True)
     logs = {"training_seconds": training, "compile_seconds": compile_seconds, "examples_per_second": 1400 / training,
             "evaluation_seconds": 0.5, "epoch_seconds": 6.7}
-    assert format_epoch_line(1, 2, logs).endswith("6.7 s: training+compile 6.0 s at 233 examples/s, evaluation 0.50 s")
+    # What the parts leave of the epoch's 6.7 s is named.
+    assert format_epoch_line(1, 2, logs).endswith(
+        "6.7 s: training+compile 6.0 s at 233 examples/s, evaluation 0.50 s, other 0.20 s")

@@ -97,6 +97,11 @@ def test_fab_tune_runs_a_study_keeps_the_best_package_and_continues_on_rerun(
     proc = run_fab(*args, env=QUICK)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "study 'quick' has 2 finished trials (target 2)" in proc.stdout
+    # Optuna's line after each trial: how it ended, its time, the best so far and how far the study is.
+    ended = re.findall(r"^trial (\d+) finished with validation auc ([\d.]+) in [\d.]+ s; best is trial (\d+) with "
+                       r"validation auc ([\d.]+) \[(\d)/2 trials finished\]$", proc.stdout, re.MULTILINE)
+    assert [(trial, done) for trial, _, _, _, done in ended] == [("0", "1"), ("1", "2")], proc.stdout
+    assert ended[0][2:4] == ended[0][0:2] and float(ended[1][3]) == max(float(auc) for _, auc, *_ in ended)
     assert "fab tune_report --study quick" in proc.stdout
     # The sample's validation split has 16 clicks in 200 rows: said once, not per trial.
     small_split = "warning: the validation split has 16 positive labels (of 200 rows), so its AUC, which ranks"

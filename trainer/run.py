@@ -142,6 +142,7 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
                 print(note, file=out)
         write_session_start(work.tensorboard, run_id, _hparams(resolved, data.source))  # TensorBoard's HParams
         model, outcome = _fit_or_reuse(request, config, data, work, run_metrics, out, batch_size, run_id, strategy)
+        print(f"scoring the weights of epoch {outcome.best_epoch} on validation and test ...", file=out, flush=True)
         with run_metrics.stage("evaluate"):
             validation_metrics = binary_metrics(data.validation.labels, predict(model, data.validation.inputs))
             test_metrics = binary_metrics(data.test.labels, predict(model, data.test.inputs))  # the only time
@@ -163,7 +164,7 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
                 tokenizer.overrides if tokenizer else {},
                 fit_contract(data.preprocessor, data.splits.train, data.splits.validation),
                 _raw_row(data.splits.train, data.preprocessor))
-            write_package(work.root / "package", package_uri, contents, run_facts, run_metrics)
+            write_package(work.root / "package", package_uri, contents, run_facts, run_metrics, out)
         _remove_work(work)
     print(f"package {package_uri}  (weights of epoch {outcome.best_epoch}; validation auc "
           f"{validation_metrics['auc']:.4f}; test: {_summary(test_metrics)})", file=out)

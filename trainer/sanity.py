@@ -33,7 +33,9 @@ def run_sanity(output: str, dataset: str = DEFAULT_DATASET, out: TextIO = sys.st
                variants_file: Path = DEFAULT_VARIANTS_FILE) -> list[str]:
     """Train and check every variant of the file; returns the variants that failed."""
     failed, lines = [], []
-    for variant in load_variants(variants_file):
+    variants = list(load_variants(variants_file))
+    for number, variant in enumerate(variants, 1):
+        print(f"[{number}/{len(variants)}] sanity training {variant}", file=out, flush=True)
         started = time.perf_counter()
         result = train(TrainRequest(variant, dataset, output, variants_file=variants_file,
                                     environ={**os.environ, **SANITY_OVERRIDES}), out)

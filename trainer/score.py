@@ -10,6 +10,7 @@ import dataclasses
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
@@ -37,7 +38,8 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
     "keras" reads it whole and scores with `Preprocessor` and the Keras model (the reference the export
     is checked against). `output` (a file, local or gs://) appears whole, its folder created as fab
     train creates its --output, with the drift summary beside it (`<output>.drift.json`); without it,
-    the lines go to `out`. Columns that drifted from the package's data contract are printed to `err`.
+    the lines go to `out`. Columns that drifted from the package's data contract are printed to `err`,
+    and so is a line per block scored (`BlockProgress`).
     """
     scoring = SCORING_ENGINES.get(engine)
     if output:
@@ -47,7 +49,7 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
     with tempfile.TemporaryDirectory() as folder:
         scores_file = Path(folder) / "scores.json"
         with scores_file.open("wb") as lines:
-            rows, drift = _score_into(package, input_uri, roles, scoring, lines.write)
+            rows, drift = _score_into(package, input_uri, roles, scoring, lines.write, BlockProgress(err))
         for line in drift.get("drift", []):
             print(line, file=err)
         if output:
@@ -77,17 +79,33 @@ def _check_output(output: str, input_uri: str) -> None:
                               f"name another file, e.g. --output {output.removesuffix('.json')}.scores.json")
 
 
+class BlockProgress:
+    """fab score's progress, one line per block scored: its rows, its rows/s (the wall time since the
+    block before: parsing, scoring and writing) and the rows so far."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.blocks, self.rows, self.since = out, 0, 0, time.perf_counter()
+
+    def __call__(self, rows: int) -> None:
+        now = time.perf_counter()
+        self.blocks, self.rows = self.blocks + 1, self.rows + rows
+        print(f"scoring: block {self.blocks}, {rows:,} rows at {rows / max(now - self.since, 1e-9):,.0f} rows/s; "
+              f"{self.rows:,} rows so far", file=self.out, flush=True)
+        self.since = now
+
+
 def _score_into(package: Package, input_uri: str, roles: ColumnRoles, engine: ScoringEngine,
-                write: Callable[[bytes], None]) -> tuple[int, dict[str, object]]:
+                write: Callable[[bytes], None], progress: BlockProgress) -> tuple[int, dict[str, object]]:
     """Score every input row into `write`; the rows and the drift summary ({} without a data contract)."""
     profile = Profile(package.contract) if package.contract else None
     if engine.streams and package.serving is not None and profile is not None:
-        rows = score_stream(package.serving, input_uri, roles, profile, write)
+        rows = score_stream(package.serving, input_uri, roles, profile, write, progress)
         return rows, profile.summary()
     frame, _ = load_dataset(input_uri, dataclasses.replace(package.config, subsample=1.0), with_label=False)
     batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
     scores = engine.score_frame(package, frame)
     write(score_lines(batch, np.asarray(scores).reshape(-1), roles.row_id))
+    progress(len(frame))  # one block: the whole input
     if profile is None:
         return len(frame), {}
     profile.add({c: _plain(batch.column(c)) for c in profile.contract["columns"]})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import keras
 import pandas as pd
@@ -58,13 +58,16 @@ class PackageContents:
 
 
 def write_package(staging: Path, package_uri: str, contents: PackageContents, run_facts: dict[str, Any],
-                  run_metrics: RunMetrics) -> None:
-    """Write every file of the package into `staging`, then publish it as one zip."""
+                  run_metrics: RunMetrics, out: TextIO) -> None:
+    """Write every file of the package into `staging`, then publish it as one zip. The two steps that
+    take seconds each say so to `out` as they start: the export (tracing its signatures) and the rest."""
     shutil.rmtree(staging, ignore_errors=True)  # a killed attempt's half-written files
     (staging / MODEL_FOLDER).mkdir(parents=True)
+    print(f"exporting the serving model ({SERVING_FOLDER}/) ...", file=out, flush=True)
     model = keras.saving.load_model(contents.model_file, compile=False)
     model.save(staging / MODEL_FILE)  # loaded uncompiled: saved without the optimizer
     write_serving_export(model, contents.preprocessor, contents.tokenizer_overrides, staging / SERVING_FOLDER)
+    print(f"writing the package ({METRICS_PLOT}, TensorBoard events, the zip) ...", file=out, flush=True)
     (staging / SERVING_README).write_text(serving_readme(contents.preprocessor, contents.example_row))
     write_json(staging / PREPROCESSING_FILE, contents.preprocessor.to_json_dict())
     write_json(staging / CONTRACT_FILE, contents.contract)

@@ -120,13 +120,15 @@ def _from_pandas(values: pd.Series, dtype: tf.DType) -> Column:
 
 
 def score_stream(serving: ServingModel, input_uri: str, roles: ColumnRoles, profile: Profile,
-                 write: Callable[[bytes], None]) -> int:
-    """Score every row of the input's files, writing NDJSON lines as they come; returns the row count."""
+                 write: Callable[[bytes], None], on_block: Callable[[int], None] = lambda rows: None) -> int:
+    """Score every row of the input's files, writing NDJSON lines as they come (then calling `on_block`
+    with the block's rows); returns the row count."""
     rows = 0
     for batch in prefetched(_batches(input_uri, roles)):
         profile.add({c: batch.column(c) for c in profile.contract["columns"]})
         write(score_lines(batch, serving.score_arrow(batch), roles.row_id))
         rows += batch.num_rows
+        on_block(batch.num_rows)
     return rows
 
 

@@ -89,7 +89,11 @@ class EpochReport(keras.callbacks.Callback):
     - `compile_seconds`: tracing and XLA compiling in the calls that met a new
       batch shape (`metrics.split_compile_seconds` says how it is estimated).
     - `evaluation_seconds`: EpochEvaluation's scoring (put it before this).
-    - `epoch_seconds`: the epoch's wall time, all of the above included.
+    - `epoch_seconds`: the epoch's wall time, all of the above included; the
+      line names what is left of it as `other` (`metrics.format_epoch_line`).
+
+    The run's first call compiles for seconds before any epoch can end, so a
+    line says so as it starts.
     """
 
     def __init__(self, run_metrics: RunMetrics, train_rows: int, batch_size: int, epochs: int, out: TextIO) -> None:
@@ -107,6 +111,9 @@ class EpochReport(keras.callbacks.Callback):
         self.calls = []
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if not self.trained_shapes and batch == 0:
+            print(f"compiling the training step{' with XLA' if self.model.jit_compile else ''} ...", file=self.out,
+                  flush=True)
         self.call_first_step = batch
         self.call_started = time.perf_counter()
 

@@ -147,8 +147,14 @@ def format_epoch_line(epoch: int, epochs: int, logs: dict[str, Any]) -> str:
     return f"epoch {epoch}/{epochs}  train: {part('')}  |  validation: {part('val_')}  |  {_speed(logs)}"
 
 
+# The epoch's seconds outside its named parts are shown from here up, so the parts add up to the
+# total within this (and their rounding).
+OTHER_SHOWN_SECONDS = 0.05
+
+
 def _speed(logs: dict[str, Any]) -> str:
-    """`7.2 s: training 0.05 s at 28,000 examples/s, compile 6.3 s, evaluation 0.88 s` (compile when there was one)."""
+    """`7.2 s: training 0.05 s at 28,000 examples/s, compile 6.3 s, evaluation 0.88 s, other 0.12 s`
+    (compile when there was one; other when it reaches OTHER_SHOWN_SECONDS)."""
     compile_seconds = logs.get("compile_seconds", 0.0)
     training = "training+compile" if math.isnan(compile_seconds) else "training"
     parts = [f"{training} {_seconds(logs['training_seconds'])} at {logs['examples_per_second']:,.0f} examples/s"]
@@ -156,7 +162,16 @@ def _speed(logs: dict[str, Any]) -> str:
         parts.append(f"compile {_seconds(compile_seconds)}")
     if "evaluation_seconds" in logs:
         parts.append(f"evaluation {_seconds(logs['evaluation_seconds'])}")
+    if (other := _other_seconds(logs)) >= OTHER_SHOWN_SECONDS:
+        parts.append(f"other {_seconds(other)}")
     return f"{_seconds(logs['epoch_seconds'])}: " + ", ".join(parts)
+
+
+def _other_seconds(logs: dict[str, Any]) -> float:
+    """The epoch's wall time outside training, compile and evaluation: Keras' loop between the
+    train-function calls, the epoch's batch iterator and the other callbacks' per-batch work."""
+    named = [logs.get(f"{part}_seconds", 0.0) for part in ("training", "compile", "evaluation")]
+    return logs["epoch_seconds"] - sum(seconds for seconds in named if math.isfinite(seconds))
 
 
 def _seconds(seconds: float) -> str:

@@ -158,6 +158,7 @@ class TrialObjective:
         keep_best_package(self.study, self.current_trial)
         trial = self.trial_numbered(self.current_trial)
         self.last_failure = trial.user_attrs.get("failure", self.last_failure)
+        print(trial_line(self.study, trial, self.spec.trials), file=self.out, flush=True)
         return trial.state
 
     def trial_numbered(self, number: int | None) -> FrozenTrial:
@@ -219,6 +220,20 @@ class TrialObjective:
             with quiet_experimental():
                 RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(self.study, trial)
             print(f"worker stopped: trial {trial.number} is queued for the next worker", file=self.out, flush=True)
+
+
+def trial_line(study: optuna.Study, trial: FrozenTrial, target: int) -> str:
+    """Optuna's line after each trial, in this project's words: how it ended, in what time, the best
+    trial so far (of every worker's) and how far the study is."""
+    ended = (f"finished with validation auc {trial.value:.4f}" if trial.state == TrialState.COMPLETE
+             else {TrialState.PRUNED: "was pruned", TrialState.FAIL: "failed"}.get(trial.state, trial.state.name))
+    took = (f" in {(trial.datetime_complete - trial.datetime_start).total_seconds():.1f} s"
+            if trial.datetime_complete and trial.datetime_start else "")
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best = max(completed, key=lambda t: t.value) if completed else None
+    so_far = (f"best is trial {best.number} with validation auc {best.value:.4f}" if best
+              else "no trial has completed yet")
+    return f"trial {trial.number} {ended}{took}; {so_far} [{_finished(study)}/{target} trials finished]"
 
 
 def _origin_number(study: optuna.Study, number: int) -> int:
