@@ -18,7 +18,10 @@ from conftest import PROJECT_ROOT, TrainedPackage, clean_env
 
 import trainer
 from trainer.errors import ConfigError, DatasetError
+from trainer.package.writer import write_json
 from trainer.score import score
+from trainer.training.fit import WorkFolders
+from trainer.training.unfinished import RUN_FILE, run_record, unfinished_runs_note
 
 # Printed by the test after the README's code, for the assertions below.
 EPILOGUE = """
@@ -99,3 +102,14 @@ def test_a_bad_row_in_memory_is_one_line_naming_it(trained: TrainedPackage, samp
         trained.result.package.score(rows)
     assert str(raised.value) == ("row 1: column 'position' is numeric in the config but holds 'top'; "
                                  "fix the data or move the column to categorical_columns")
+
+
+def test_an_unfinished_api_run_is_named_with_its_typed_overrides(tmp_path: Path) -> None:
+    # A notebook's run stopped mid-way: the note a later run prints says what resumes it, overrides included.
+    stopped, later = (WorkFolders(tmp_path / ".work" / name) for name in ("deep_v1-stopped", "deep_v1-later"))
+    later.root.mkdir(parents=True)
+    write_json(stopped.root / RUN_FILE, run_record("deep_v1-stopped", "deep_v1", "data/sample_2k.json", "ab" * 32, {},
+                                                   {"learning_rate": 0.02}))
+    [note] = unfinished_runs_note(later)
+    assert ('the same command resumes it (variant deep_v1, trainer.train overrides {"learning_rate": 0.02}, '
+            "data sample_2k.json sha256 abababababab)") in note

@@ -283,7 +283,8 @@ def _work_folder(request: TrainRequest, resolved: ResolvedConfig, source: Datase
     name = "-".join(filter(None, [resolved.variant, request.run_label]))
     run_id = f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{key[:6]}"
     environ = os.environ if request.environ is None else request.environ
-    write_json(work.root / RUN_FILE, run_record(run_id, resolved.variant, source.uri, source.sha256, environ))
+    write_json(work.root / RUN_FILE, run_record(run_id, resolved.variant, source.uri, source.sha256, environ,
+                                                request.overrides))
     return work, run_id
 
 

@@ -24,13 +24,15 @@ RUN_FILE = "run.json"
 LISTED_AT_MOST = 3  # more unfinished runs are counted, not listed
 
 
-def run_record(run_id: str, variant: str, dataset_uri: str, sha256: str,
-               environ: Mapping[str, str]) -> dict[str, Any]:
-    """run.json: the run's id, and what a user needs to start it again (so that it resumes).
+def run_record(run_id: str, variant: str, dataset_uri: str, sha256: str, environ: Mapping[str, str],
+               python_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """run.json: the run's id, and what a user needs to start it again (so that it resumes): the
+    TRAINER_* overrides, or `trainer.train`'s typed ones.
 
     The data by its file name and content hash: in a container its path is the mount's, not the user's."""
     return {"run_id": run_id, "variant": variant,
             "overrides": {name: value for name, value in sorted(environ.items()) if name.startswith(ENV_PREFIX)},
+            **({"python_overrides": dict(python_overrides)} if python_overrides else {}),
             "data": {"name": dataset_uri.rstrip("/").rpartition("/")[2], "sha256": sha256}}
 
 
@@ -62,6 +64,8 @@ def _how_started(record: dict[str, Any]) -> str:
     if "variant" not in record:  # a run.json written before these fields
         return ""
     overrides = [f"{name}={shlex.quote(value)}" for name, value in record["overrides"].items()]
+    if typed := record.get("python_overrides"):
+        overrides.append(f"trainer.train overrides {json.dumps(typed)}")
     data = record["data"]
     return ", ".join([f"variant {record['variant']}", *overrides, f"data {data['name']} sha256 {data['sha256'][:12]}"])
 
