@@ -127,6 +127,10 @@ def test_fab_compare_takes_the_packages_as_typed(run_fab: Runner, packages: Pack
     proc = run_fab("compare", packages.a, packages.b, "--output", str(png))
     assert proc.returncode == 0, proc.stderr
     assert "B - A: auc" in proc.stdout and png.read_bytes().startswith(PNG_SIGNATURE)
+    # The seconds of loading the dataset and the models are named as they start, on stderr.
+    assert [line.split(" from ")[0] for line in proc.stderr.splitlines() if line.startswith("compare: ")] == [
+        "compare: rebuilding A's test split", "compare: scoring A on 400 test rows with its serving model ...",
+        "compare: scoring B on 400 test rows with its serving model ..."]
 
 
 @pytest.mark.parametrize("words", [["compare", "--package", "a.zip", "--package", "b.zip"],

@@ -9,6 +9,7 @@ that cannot be read, or has changed, is a reason printed instead of an interval.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,8 +44,15 @@ class TestRowsCache:
         config = config_from_json_dict(record.config).config
         key = (group.key, ColumnRoles.of(config, with_label=True, with_row_id=False))
         if key not in self.frames:
+            progress(f"rebuilding {record.letter}'s test split from {record.dataset['source']}")
             self.frames[key] = rebuild_test_rows(record, config)
         return self.frames[key]
+
+
+def progress(step: str) -> None:
+    """A line on stderr as each slow step starts (a dataset rebuilt, a model loaded: seconds each), so the
+    report on stdout does not sit silent meanwhile."""
+    print(f"compare: {step} ...", file=sys.stderr, flush=True)
 
 
 def score_group(group: TestGroup, cache: TestRowsCache) -> ScoredTest | str:
@@ -56,6 +64,7 @@ def score_group(group: TestGroup, cache: TestRowsCache) -> ScoredTest | str:
             return rows
         if labels is None:
             labels = rows[config_from_json_dict(record.config).config.label_column].to_numpy()
+        progress(f"scoring {record.letter} on {len(rows):,} test rows with its serving model")
         scores[record.letter] = score_rows(record.uri, rows)
     return ScoredTest(labels, scores)
 
