@@ -218,6 +218,8 @@ CASES = [
          "--output {tmp}/a-file: is a file", files={"a-file": "mine"}),
     Case("runs-output-is-a-file", ("fab", "runs", "--output", "{tmp}/a-file"),
          "--output {tmp}/a-file: is a file", files={"a-file": "mine"}),
+    Case("runs-output-empty", ("fab", "runs", "--output", ""), "--output '': an empty path; name a folder"),
+    Case("train-output-empty", ("fab", "train", "--local", "--output", ""), "--output '': an empty path; name a folder"),
     Case("runs-output-missing", ("fab", "runs", "--output", "{tmp}/absent"),
          "--output {tmp}/absent: no such folder; pass the folder that holds the packages", hidden=("no packages",)),
     Case("runs-unknown-sort", ("fab", "runs", "--output", "{out}", "--sort", "auc"),

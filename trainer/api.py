@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from trainer.config import DEFAULT_DATASET, DEFAULT_OUTPUT, DEFAULT_VARIANTS_FILE, resolve_config
+from trainer.outputs import check_output_folder
 
 if TYPE_CHECKING:
     from trainer.package.loader import Package
@@ -35,8 +36,6 @@ def train(variant: str, *, dataset: str = DEFAULT_DATASET, output: str = DEFAULT
     values: {"learning_rate": 0.02, "epochs": 2, "numeric_columns": ["position"]}. Returns the
     `TrainResult`: `package_uri`, `package` (read back), `validation_metrics`, `test_metrics`,
     `best_epoch`, the per-epoch table `epochs` and the trained Keras `model`."""
-    from trainer.__main__ import check_output_folder
-
     typed = {key: _plain(value) for key, value in (overrides or {}).items()}
     resolve_config(variant, Path(variants_file), {}, typed)  # a config error before TensorFlow's start
     check_output_folder(output)

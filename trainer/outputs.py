@@ -15,7 +15,10 @@ from trainer.errors import ConfigError
 
 
 def check_output_folder(output: str, option: str = "--output") -> None:
-    """Refuse a folder path that is an existing file, or lies under one (a missing folder is created)."""
+    """Refuse an empty path, and a folder path that is an existing file or lies under one (a missing
+    folder is created). An empty --output would put the packages at the file system's root."""
+    if not output:
+        raise ConfigError(f"{option} '': an empty path; name a folder, e.g. {option} runs/")
     if storage.scheme_of(output):
         return
     if Path(output).is_file():
