@@ -71,8 +71,11 @@ def member_as(name: str, data: bytes, version: int) -> bytes:
     for fmt in (fmt for fmt in layout.FORMATS if fmt.version > version):
         for key in fmt.fields.get(name, {}):
             del document[key]
-    if name == MANIFEST_FILE and version < layout.VERSIONED_SINCE:
-        del document[FORMAT_VERSION_FIELD]
+    if name == MANIFEST_FILE:  # an older package declares its own version, or none before VERSIONED_SINCE
+        if version < layout.VERSIONED_SINCE:
+            del document[FORMAT_VERSION_FIELD]
+        else:
+            document[FORMAT_VERSION_FIELD] = version
     if name == PREPROCESSING_FILE and "empty_text_token" not in document:
         document["token_vocabulary"] = [NO_TEXT_PLACEHOLDER, *document["token_vocabulary"]]
     if name == DATASET_FILE and not layout.supports(version, REBUILT_TEST_ROWS):
@@ -140,7 +143,7 @@ def test_a_package_written_now_declares_the_current_format_version(trained: Trai
 
 
 @pytest.mark.parametrize("version", OLDER_VERSIONS)
-def test_a_package_without_format_version_is_read_as_the_version_that_wrote_it(
+def test_an_older_package_is_read_as_the_version_that_wrote_it(
     older: dict[int, Path], trained: TrainedPackage, version: int
 ) -> None:
     package = load_package(str(older[version]))

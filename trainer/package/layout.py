@@ -40,9 +40,7 @@ whose small members are the same.
 A key of config.json's `keys` that a package lacks (one added to NetConfig
 after the run) takes NetConfig's default when the config is loaded; none of
 the keys added since version 1 (xla, validation_fraction, split_seed,
-split_time_column, embedding_l2, dense_l2, plot_accuracy) changes how a loaded model scores. Packages
-before issue 24 name metrics.csv's train_mean_batch_loss `train_loss`, and have `validation_loss`
-(the same figures as validation_logloss).
+split_time_column, embedding_l2, dense_l2, plot_accuracy) changes how a loaded model scores.
 
 `trainer.package.assemble` puts it together, `trainer.package.writer` writes it, `trainer.package.loader` reads it back,
 `trainer.package.listing` lists a folder of them.
@@ -128,6 +126,12 @@ FORMATS = (
            "each row's strings)",
            signatures=(DISTINCT_SIGNATURE,)),
     Format(6, "issue 22, 2026-12-03", "the manifest's format_version"),
+    Format(7, "issue 24, 2026-12-04",
+           "metrics.csv's train_mean_batch_loss (train_loss before; validation_loss, a copy of validation_logloss, "
+           "dropped); tensorboard/ written live, with the run's HParams session and final metrics (before it, "
+           "metrics.csv's scalars written at packaging); dataset.json's numbers_beyond_float32 (absent before: "
+           "not counted)",
+           fields={DATASET_FILE: {"numbers_beyond_float32": {}}}),
 )
 FIRST_VERSION, CURRENT_VERSION = FORMATS[0].version, FORMATS[-1].version
 VERSIONED_SINCE = 6  # packages of earlier versions carry no format_version, and are recognised instead
