@@ -66,7 +66,7 @@ def package_problems(result: TrainResult, dataset: str) -> list[str]:
         problems.append("no TensorBoard event files in the package")
     package = load_package(result.package_uri)
     frame, _ = load_dataset(dataset, package.config, with_label=False)
-    scores = package.score(frame)
+    scores = package.score_frame(frame)
     if not (np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()):
         problems.append("scores outside [0, 1]")
     skew = float(np.abs(scores - package.score_with_keras(frame).reshape(-1)).max())

@@ -96,4 +96,4 @@ def score_rows(package_uri: str, rows: pd.DataFrame) -> np.ndarray:
     import_tensorflow_quietly()
     from trainer.package.loader import load_package
 
-    return np.asarray(load_package(package_uri).score(rows)).reshape(-1)
+    return np.asarray(load_package(package_uri).score_frame(rows)).reshape(-1)

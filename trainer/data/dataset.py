@@ -99,6 +99,8 @@ def load_dataset(
 
 def dataset_files(uri: str) -> tuple[list[str], str | None]:
     """The data files a URI names, and where their export metadata is (if anywhere)."""
+    if not uri.strip():  # "" would be the current folder, a path that was never meant
+        raise DatasetError(f"an empty dataset path ({uri!r}); pass a file, shards with *, or a folder")
     if storage.is_folder(uri):
         listed = storage.expand(uri, must_match=False)
         files = [f for f in listed if _is_data(f)]

@@ -212,8 +212,6 @@ def scheme_of(uri: str) -> str:
 
 
 def expand(uri: str, *, must_match: bool = True) -> list[str]:
-    if not uri.strip():  # "" would be the current folder, a path that was never meant
-        raise TrainerError(f"an empty dataset path ({uri!r}); pass a file, shards with *, or a folder")
     return backend_for(uri).expand(uri, must_match=must_match)
 
 

@@ -76,6 +76,12 @@ class Package:
             return self.score_with_keras(to_frame(pa.Table.from_batches([batch]), roles)).reshape(-1)
         return self.serving.score_arrow(batch)
 
+    def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """`score` for rows already decoded (a DataFrame `load_dataset` read): through the export as well."""
+        if self.serving is None:
+            return self.score_with_keras(frame).reshape(-1)
+        return self.serving.score_frame(frame)
+
     def score_with_keras(self, frame: pd.DataFrame) -> np.ndarray:
         """The same, encoded by `Preprocessor` and predicted by the Keras model: training's own path."""
         from trainer.training.arrays import predict

@@ -29,7 +29,8 @@ class ScoringEngine:
 
 
 SCORING_ENGINES: Registry[ScoringEngine] = Registry("scoring engine", "--engine")
-SCORING_ENGINES.add("export", ScoringEngine(streams=True, score_frame=lambda package, frame: package.score(frame)),
+SCORING_ENGINES.add("export", ScoringEngine(streams=True,
+                                            score_frame=lambda package, frame: package.score_frame(frame)),
                     "the package's serving SavedModel, streamed: what TF Serving would answer")
 SCORING_ENGINES.add("keras", ScoringEngine(streams=False,
                                            score_frame=lambda package, frame: package.score_with_keras(frame)),

@@ -53,7 +53,6 @@ class EpochEvaluation(keras.callbacks.Callback):
         logs.update(binary_metrics(self.train_sample.labels, predict(self.model, self.train_sample.inputs)))
         validation = binary_metrics(self.validation.labels, predict(self.model, self.validation.inputs))
         logs.update({f"val_{name}": value for name, value in validation.items()})
-        logs["val_loss"] = validation["logloss"]
         logs["evaluation_seconds"] = time.perf_counter() - started
 
 
@@ -153,10 +152,9 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
 
 def tensorboard_scalars(logs: dict[str, Any]) -> dict[str, Any]:
-    """The epoch's logs under one name per figure, as metrics.csv names them: Keras' `loss` (the mean
-    batch loss) would share the tag `epoch_loss` with `val_loss` (the validation log-loss, logged
-    again as `val_logloss`), two different figures drawn as one curve."""
-    return {(MEAN_BATCH_LOSS if name == "loss" else name): value for name, value in logs.items() if name != "val_loss"}
+    """The epoch's logs named as metrics.csv names them: Keras' `loss` is the mean batch loss, not a
+    log-loss to draw beside the validation split's."""
+    return {(MEAN_BATCH_LOSS if name == "loss" else name): value for name, value in logs.items()}
 
 
 class KillPoint(keras.callbacks.Callback):

@@ -182,13 +182,11 @@ def _seconds(seconds: float) -> str:
 def epoch_table(keras_csv: Path) -> pd.DataFrame:
     """The CSVLogger's rows, one per finished epoch, with train_/validation_ names.
 
-    Keras' `loss` becomes train_mean_batch_loss; its `val_loss` (the validation
-    log-loss again, for Keras' callbacks) is dropped: validation_logloss has it.
+    Keras' `loss` becomes train_mean_batch_loss.
     A run resumed after a kill may have logged an epoch twice (the row is
     written before the backup); the last row of each epoch wins.
     """
     table = pd.read_csv(keras_csv).drop_duplicates("epoch", keep="last").sort_values("epoch")
-    table = table.drop(columns=["val_loss"], errors="ignore")
     table["epoch"] = table["epoch"] + 1
 
     def rename(name: str) -> str:
