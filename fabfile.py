@@ -18,7 +18,6 @@ from launch import cli
 from launch.cli import task  # fabric's @task, with every typed option checked (one line, not a traceback)
 from trainer import import_tensorflow_quietly
 from trainer.config import DEFAULT_DATASET, DEFAULT_OUTPUT
-from trainer.serving.engines import SCORING_ENGINES
 from trainer.tuning.search import PRUNERS, SAMPLERS
 
 VARIANTS_HELP = "a variant file of your own, e.g. beside your data (default: configs/variant_config.json)"
@@ -124,16 +123,15 @@ def test_sanity(
         "input": "NDJSON rows in the training schema (the label may be absent)",
         "output": "NDJSON file of {id, score} per row (default: print to stdout); the drift summary goes "
                   "beside it as <output>.drift.json",
-        "engine": SCORING_ENGINES.described(),
     }
 )
 @cli.reports_user_errors
-def score(c: Context, package: str, input: str, output: str = "", engine: str = "export") -> None:
+def score(c: Context, package: str, input: str, output: str = "") -> None:
     """Score raw JSON rows with a trained package through its serving export (what TF Serving would answer)."""
     cli.pipeline()  # TensorFlow imported quietly
     from trainer.score import score as score_rows
 
-    rows = score_rows(package, input, output or None, engine=engine)
+    rows = score_rows(package, input, output or None)
     if output:
         print(f"scored {rows:,} rows into {output}")
 

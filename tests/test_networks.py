@@ -19,6 +19,7 @@ from trainer.errors import ConfigError
 from trainer.networks import blocks, build_model_graph, get_network, network_names, register_network
 from trainer.package.loader import load_package
 from trainer.run import TrainRequest, train
+from trainer.serving.encoding import RawRowEncoder, encode_frame
 
 NO_TITLE_EVERY = 10  # one row in ten: title null, "", no key, or only punctuation
 EVEN_BATCH = 125  # divides the 2,000 sample rows
@@ -48,7 +49,7 @@ def encoded_sample(sample_path: Path, tmp_path_factory: pytest.TempPathFactory
     frame, _ = load_dataset(str(path), config)
     preprocessor = Preprocessor.fit(frame, config)
     labels = frame[config.label_column].to_numpy(np.float32).reshape(-1, 1)
-    return preprocessor.encode(frame), labels, preprocessor.shapes(), no_title
+    return encode_frame(RawRowEncoder(preprocessor, {}), frame), labels, preprocessor.shapes(), no_title
 
 
 def squared_norms(model: keras.Model) -> tuple[float, float]:

@@ -1,18 +1,16 @@
-"""The choices by name (optimizers, samplers, pruners, scoring engines): every registered
+"""The choices by name (optimizers, samplers, pruners): every registered
 name is listed in its option's help, works where a user types it, and an unknown one is
 one line listing them all."""
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import keras
 import numpy as np
 import optuna
 import pytest
-from conftest import Runner, TrainedPackage
+from conftest import Runner
 
 from trainer.config import NetConfig, resolve_config
 from trainer.data.dataset import load_dataset
@@ -20,19 +18,16 @@ from trainer.data.features import DatasetShapes, Preprocessor
 from trainer.errors import ConfigError
 from trainer.networks import build_model_graph
 from trainer.registry import Registry
-from trainer.score import score
-from trainer.serving.engines import SCORING_ENGINES
+from trainer.serving.encoding import RawRowEncoder, encode_frame
 from trainer.training.optimizer_registry import OPTIMIZERS
 from trainer.tuning.search import PRUNERS, SAMPLERS
 from trainer.tuning.study import DEFAULT_SPACE_FILE, quiet_experimental, study_spec
 
-REGISTRIES = {"optimizer": OPTIMIZERS, "sampler": SAMPLERS, "pruner": PRUNERS, "engine": SCORING_ENGINES}
+REGISTRIES = {"optimizer": OPTIMIZERS, "sampler": SAMPLERS, "pruner": PRUNERS}
 # Where each registry's names are listed for a user: (command, registry).
 HELP = [
     (("fab", "--help", "tune"), "sampler"),
     (("fab", "--help", "tune"), "pruner"),
-    (("fab", "--help", "score"), "engine"),
-    (("python", "-m", "trainer", "score", "--help"), "engine"),
     (("fab", "keys"), "optimizer"),
 ]
 
@@ -72,7 +67,7 @@ def encoded_sample(sample_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray
     frame, _ = load_dataset(str(sample_path), config)
     preprocessor = Preprocessor.fit(frame, config)
     labels = frame[config.label_column].to_numpy(np.float32).reshape(-1, 1)
-    return preprocessor.encode(frame), labels, preprocessor.shapes()
+    return encode_frame(RawRowEncoder(preprocessor, {}), frame), labels, preprocessor.shapes()
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
@@ -119,11 +114,3 @@ def _searched(sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BaseP
         study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
         study.optimize(objective, n_trials=trials)
     return study
-
-
-@pytest.mark.parametrize("name", SCORING_ENGINES.names())
-def test_every_scoring_engine_scores_every_row(name: str, trained: TrainedPackage, sample_path: Path) -> None:
-    out = io.StringIO()
-    assert score(str(trained.zip_path), str(sample_path), None, out=out, engine=name, err=io.StringIO()) == 2000
-    scores = [json.loads(line)["score"] for line in out.getvalue().splitlines()]
-    assert len(scores) == 2000 and all(0.0 <= s <= 1.0 for s in scores)

@@ -1,7 +1,7 @@
 """Command line of the trainer (the container's entry point).
 
     python -m trainer train --variant deep_v1 [--dataset URI] [--output URI] [--gpu]
-    python -m trainer score --package URI --input URI [--output FILE] [--engine ENGINE]
+    python -m trainer score --package URI --input URI [--output FILE]
     python -m trainer sanity [--output URI]   every variant, 3 epochs on the sample (fab test_sanity)
     python -m trainer tune --study NAME [--storage URL] [--gpu]   a worker of a study made by fab tune
     python -m trainer compare A B [C ...] [--output PNG]   packages side by side (fab compare)
@@ -23,7 +23,6 @@ from trainer.config import KEYS, key_type
 from trainer.errors import USER_ERROR_STATUS, TrainerError
 from trainer.interrupts import EXIT_INTERRUPTED, STOPPED_LINE
 from trainer.outputs import check_output_folder
-from trainer.serving.engines import SCORING_ENGINES
 from trainer.typed_values import type_words
 
 EXIT_SANITY_FAILED = 1
@@ -54,7 +53,7 @@ def _score(args: argparse.Namespace) -> None:
     import_tensorflow_quietly()
     from trainer.score import score
 
-    rows = score(args.package, args.input, args.output, engine=args.engine)
+    rows = score(args.package, args.input, args.output)
     if args.output:
         print(f"scored {rows:,} rows into {args.output}", file=sys.stderr)
 
@@ -145,8 +144,6 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--input", required=True, help="NDJSON rows in the training schema (label optional)")
     score.add_argument("--output", help="NDJSON of {id, score} per row (default: stdout); the drift summary "
                                         "goes beside it as <output>.drift.json")
-    score.add_argument("--engine", default="export", choices=SCORING_ENGINES.names(),
-                       help=f"{SCORING_ENGINES.described()} (default: %(default)s)")
     score.set_defaults(command=_score)
 
     sanity = commands.add_parser("sanity", help="train every variant briefly on the sample and check each package")

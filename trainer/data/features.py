@@ -1,26 +1,22 @@
-"""Preprocessing: vocabularies fitted on the training split, and the encoding
-of any DataFrame (training, test or raw rows to score) into model inputs.
+"""Preprocessing fitted on the training split: what the one encoder reads.
 
-Rules, the same at training and at scoring time:
-- categorical: index 0 is the out-of-vocabulary row, shared by values rarer
-  than `min_category_count` in the training split, values never seen, and
-  nulls; the rest are numbered by descending frequency, capped at
-  `max_categories`. The vocabulary size (cardinality) sizes the embedding.
-- numeric: clipped to the training split's range, then standardised with its
-  mean and standard deviation; a missing number becomes the mean (0 after
-  standardising). A number beyond anything training saw scores as the
-  nearest one it did see, not as an extrapolation no weight was fitted for.
-- text: spaCy's rule-based English tokenizer (`spacy.blank("en")`, no model
-  download), lower-cased, punctuation dropped; token 0 pads, token 1 is
-  out-of-vocabulary, token 2 is "no text". Each distinct title is tokenized
+`Preprocessor.fit` computes, from the training split alone:
+- per categorical column, its vocabulary: values seen at least
+  `min_category_count` times, numbered from 1 by descending frequency (ties by
+  value), capped at `max_categories`; the vocabulary size (cardinality, with
+  the shared out-of-vocabulary index 0) sizes the embedding;
+- per numeric column, its mean, standard deviation and range;
+- for the text column, the token vocabulary: spaCy's rule-based English
+  tokenizer (`spacy.blank("en")`, no model download), lower-cased, punctuation
+  dropped; each word counted over the training rows, kept when seen at least
+  `text_min_count` times, by descending count, capped at `text_max_vocabulary`.
+  Token 0 pads, 1 is out-of-vocabulary, 2 is "no text", words start at 3. The
+  sequence length is the longest title's token count, capped at `text_max_tokens`. Each distinct title is tokenized
   once: titles repeat with their items, so 1M rows hold far fewer distinct titles.
-  A title that yields no token (null, missing, empty, only punctuation) is
-  the one token "no text": an all-padding row would be masked out whole, and
-  its mean embedding would be 0/0 = NaN. So such rows get a learned
-  embedding of their own, and their scores still follow their other features.
 
-Everything is vectorised over the categorical codes pandas already holds; the
-fitted `Preprocessor` is plain JSON and travels inside the package.
+`trainer.serving.encoding.RawRowEncoder` applies it (the rules are described
+there, once), in training and in the serving export alike. The fitted
+`Preprocessor` is plain JSON and travels inside the package.
 """
 
 from __future__ import annotations
@@ -61,7 +57,7 @@ class DatasetShapes:
 
 @dataclass
 class Preprocessor:
-    """Fitted vocabularies and statistics; `encode` turns rows into model inputs."""
+    """Fitted vocabularies and statistics; `RawRowEncoder` turns rows into model inputs with them."""
 
     categorical_columns: tuple[str, ...]
     numeric_columns: tuple[str, ...]
@@ -77,8 +73,8 @@ class Preprocessor:
     sequence_length: int = 0
     # None without a text column, and before package format version 2, whose words start at 2.
     empty_text_token: int | None = None
-    # Tokens of each title seen so far: fitting and then encoding the same
-    # split would otherwise tokenize every title twice. Not saved.
+    # spaCy's tokens of each title seen so far: fitting, then comparing the serving rules with spaCy on the
+    # same titles (trainer.serving.tokenizer.agreement), would otherwise tokenize every title twice. Not saved.
     token_cache: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -103,34 +99,6 @@ class Preprocessor:
             text_vocabulary_size=len(self.token_vocabulary) + self.first_word_token if self.text_column else 0,
             text_sequence_length=self.sequence_length,
         )
-
-    def encode(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Model inputs by input name: int32 ids, float32 numbers, int32 token ids."""
-        inputs = {c: _encode_categorical(frame[c], self.vocabularies[c]) for c in self.categorical_columns}
-        if self.numeric_columns:
-            inputs[NUMERIC_INPUT] = self.encode_numeric(frame)
-        if self.text_column:
-            inputs[TEXT_INPUT] = self.encode_text(frame[self.text_column])
-        return inputs
-
-    def encode_numeric(self, frame: pd.DataFrame) -> np.ndarray:
-        values = np.stack([frame[c].to_numpy(np.float32) for c in self.numeric_columns], axis=1)
-        if self.numeric_min:
-            values = np.clip(values, np.float32(self.numeric_min), np.float32(self.numeric_max))  # NaN stays NaN
-        standardised = (values - np.float32(self.numeric_mean)) / np.float32(self.numeric_std)
-        return np.nan_to_num(standardised, nan=0.0).astype(np.float32)
-
-    def encode_text(self, titles: pd.Series) -> np.ndarray:
-        categories, codes = _categories_and_codes(titles)
-        token_index = {token: i for i, token in enumerate(self.token_vocabulary, start=self.first_word_token)}
-        per_title = np.zeros((len(categories) + 1, self.sequence_length), np.int32)
-        for row, tokens in enumerate(self.tokens_of(categories)):
-            ids = [token_index.get(t, OOV_TOKEN) for t in tokens[: self.sequence_length]]
-            per_title[row, : len(ids)] = ids
-        if self.empty_text_token is not None and self.sequence_length:
-            # Titles without tokens, and the last row that code -1 (null) picks.
-            per_title[~per_title.any(axis=1), 0] = self.empty_text_token
-        return per_title[codes]
 
     @property
     def first_word_token(self) -> int:
@@ -192,14 +160,6 @@ def _fit_tokens(
     kept.sort(key=lambda ct: (-ct[0], ct[1]))
     vocabulary = [t for _, t in kept[: config.text_max_vocabulary]]
     return vocabulary, min(longest, config.text_max_tokens)
-
-
-def _encode_categorical(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
-    categories, codes = _categories_and_codes(values)
-    # Map each distinct value once, then index by code: no per-row lookups.
-    index_of_category = pd.Index(vocabulary).get_indexer(categories.astype(str)) + 1
-    lookup = np.append(index_of_category, OOV_INDEX).astype(np.int32)
-    return lookup[codes]
 
 
 def _categories_and_codes(values: pd.Series) -> tuple[pd.Index, np.ndarray]:

@@ -2,15 +2,16 @@
 raw rows, exactly as the training run encoded them.
 
 `score` goes through the package's serving export (the SavedModel that TF
-Serving would load); `score_with_keras` is the reference it is checked
-against: the project's `Preprocessor` and the Keras model. A package of any
+Serving would load), which holds the encoder training used. A package of any
 format version is read through the table in `trainer.package.layout`: which
 members it holds, the fields older packages lack and what they mean, and
-whether it has an export at all (before version 4 it scores with Keras).
+whether it has an export at all (before version 4 it scores with the same
+encoder built from its preprocessing.json, then its Keras model).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import zipfile
@@ -23,11 +24,10 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from trainer.config import NetConfig, ResolvedConfig, config_from_json_dict
 from trainer.data import storage
-from trainer.data.dataset import ColumnRoles, Rows, decode_rows, to_frame
+from trainer.data.dataset import ColumnRoles, Rows, decode_rows
 from trainer.data.features import Preprocessor
 from trainer.errors import PackageError
 from trainer.package import layout
@@ -44,7 +44,7 @@ from trainer.package.layout import (
     SERVING_FOLDER,
     SERVING_MODEL_FILE,
 )
-from trainer.serving.scoring import ServingModel, signature_names
+from trainer.serving.scoring import EncodedModel, Scorer, ServingModel, signature_names
 
 
 @dataclass
@@ -71,22 +71,16 @@ class Package:
         role as `fab score` decodes the NDJSON (`"3"` and `3` are one category, null is missing).
         """
         roles = ColumnRoles.of(self.config, with_label=False, with_row_id=False)  # scores only: no ids to carry
-        batch = decode_rows(rows, roles)
-        if self.serving is None:
-            return self.score_with_keras(to_frame(pa.Table.from_batches([batch]), roles)).reshape(-1)
-        return self.serving.score_arrow(batch)
+        return self.scorer.score_arrow(decode_rows(rows, roles))
 
     def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """`score` for rows already decoded (a DataFrame `load_dataset` read): through the export as well."""
-        if self.serving is None:
-            return self.score_with_keras(frame).reshape(-1)
-        return self.serving.score_frame(frame)
+        return self.scorer.score_frame(frame)
 
-    def score_with_keras(self, frame: pd.DataFrame) -> np.ndarray:
-        """The same, encoded by `Preprocessor` and predicted by the Keras model: training's own path."""
-        from trainer.training.arrays import predict
-
-        return predict(self.model, self.preprocessor.encode(frame))
+    @functools.cached_property
+    def scorer(self) -> Scorer:
+        """The export, or for a package without one the encoder of its preprocessing and its Keras model."""
+        return self.serving if self.serving is not None else EncodedModel(self.model, self.preprocessor)
 
 
 def load_package(package_uri: str) -> Package:

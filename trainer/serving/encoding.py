@@ -1,17 +1,27 @@
-"""`Preprocessor.encode` as TensorFlow ops: raw rows in, model inputs out.
+"""The one encoder: raw rows in, model inputs out, as TensorFlow ops.
 
-Each rule matches `trainer.data.features` exactly (the export's scores equal
-the Keras path's, tested to 1e-5 for every network):
+Training encodes its train, validation and test rows with `RawRowEncoder`
+(`encode_arrow`), and the serving export is the model composed with the same
+encoder (`trainer.serving.export`): a row scores through the export exactly
+as training encoded it. `trainer.data.features` fits what the rules read; the
+rules themselves:
 - categorical: a hash table from each vocabulary value to its index (from 1);
-  anything else, the empty string (a missing value) included, is index 0;
+  anything else (a rare or unseen value, a null, the empty string) is index 0,
+  the out-of-vocabulary row the embedding shares between them;
 - numeric: a missing or non-finite number becomes the training mean, then is
-  clipped to the training range and standardised, in float32 as training does;
+  clipped to the training range and standardised (so a number beyond anything
+  training saw scores as the nearest one it did see, not as an extrapolation
+  no weight was fitted for), in float32;
 - text: `tokenizer.rule_tokens`, or spaCy's tokens for the training titles the
-  rules split differently, looked up in the token vocabulary (1 when unknown),
-  truncated to the sequence length and padded with 0; a title with no token
-  is the one "no text" token. Each distinct title of a batch is tokenized once,
-  and stays once in `EncodedRows` (`TitleTowerSplit` runs the model's title
-  tower on it before the rows take their title's result).
+  rules split differently (`overrides`: every training title is encoded as
+  spaCy tokenized it when the vocabulary was fitted, every other title by the
+  rules), looked up in the token vocabulary (1 when unknown), truncated to the
+  sequence length and padded with 0. A title with no token (null, missing,
+  empty, only punctuation) is the one "no text" token: an all-padding row
+  would be masked out whole and its mean embedding be 0/0 = NaN, so such rows
+  get a learned embedding of their own. Each distinct title of a batch is
+  tokenized once, and stays once in `EncodedRows` (`TitleTowerSplit` runs the
+  model's title tower on it before the rows take their title's result).
 
 `encode_distinct` takes each string column already as its distinct values and
 each row's index into them (what an Arrow dictionary array holds): each
@@ -21,9 +31,14 @@ same values as looking up every row.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
 
 from trainer.data.features import NUMERIC_INPUT, OOV_INDEX, OOV_TOKEN, PAD_TOKEN, TEXT_INPUT, Preprocessor
@@ -65,6 +80,8 @@ class RawRowEncoder(tf.Module):
         self.categorical_columns = preprocessor.categorical_columns
         self.numeric_columns = preprocessor.numeric_columns
         self.text_column = preprocessor.text_column
+        # The columns fed as strings: the categoricals, then the title.
+        self.string_columns = (*self.categorical_columns, *([self.text_column] if self.text_column else []))
         self.categories = {c: index_table(preprocessor.vocabularies[c], 1, OOV_INDEX)
                            for c in self.categorical_columns}
         if self.numeric_columns:
@@ -133,3 +150,51 @@ def _clip_range(preprocessor: Preprocessor) -> tuple[tf.Tensor | None, tf.Tensor
     if not preprocessor.numeric_min:  # a preprocessor of package format version 3 or older: never clipped
         return None, None
     return tf.constant(preprocessor.numeric_min, tf.float32), tf.constant(preprocessor.numeric_max, tf.float32)
+
+
+# A string column as (distinct values, each row's index into them); a numeric one as float32 per row.
+Strings = tuple[np.ndarray, np.ndarray]
+
+# encoder -> its `encode_distinct(...).per_row()`, traced once with open batch dimensions. Kept outside
+# the encoder: a tf.function attribute of the tracked encoder would be saved into the export too.
+_ROW_FUNCTIONS: weakref.WeakKeyDictionary[RawRowEncoder, Callable] = weakref.WeakKeyDictionary()
+
+
+def encode_arrow(encoder: RawRowEncoder, batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+    """Per-row model inputs of `batch` (int32 ids, float32 numbers, int32 token ids): exactly what the export
+    feeds the model. Its string columns may be plain or dictionary arrays; null is missing."""
+    strings = {c: distinct_strings(batch.column(c)) for c in encoder.string_columns}
+    numbers = {c: float32_numbers(batch.column(c)) for c in encoder.numeric_columns}
+    encoded = _row_function(encoder)(strings, numbers)
+    return {name: values.numpy() for name, values in encoded.items()}
+
+
+def encode_frame(encoder: RawRowEncoder, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """`encode_arrow` of a DataFrame's rows (its categoricals become Arrow dictionary arrays, without a copy)."""
+    columns = [*encoder.string_columns, *encoder.numeric_columns]
+    return encode_arrow(encoder, pa.RecordBatch.from_pandas(frame[columns], preserve_index=False))
+
+
+def distinct_strings(values: pa.Array) -> Strings:
+    """A string column as its distinct values (object strings, "" last, for nulls) and each row's int64 index."""
+    if not pa.types.is_dictionary(values.type):
+        values = pc.dictionary_encode(values)
+    distinct = np.append(values.dictionary.to_numpy(zero_copy_only=False), "")
+    return distinct, pc.fill_null(values.indices.cast(pa.int64()), len(distinct) - 1).to_numpy()
+
+
+def float32_numbers(values: pa.Array) -> np.ndarray:
+    """A numeric column as float32, null as NaN."""
+    return pc.fill_null(values.cast(pa.float32()), np.nan).to_numpy(zero_copy_only=False)
+
+
+def _row_function(encoder: RawRowEncoder) -> Callable:
+    if encoder not in _ROW_FUNCTIONS:
+        strings = {c: (tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64))
+                   for c in encoder.string_columns}
+        numbers = {c: tf.TensorSpec([None], tf.float32) for c in encoder.numeric_columns}
+        held = weakref.ref(encoder)  # the cache holds the encoder weakly: its function must too
+        _ROW_FUNCTIONS[encoder] = tf.function(
+            lambda strings, numbers: held().encode_distinct(strings, numbers).per_row(),
+            input_signature=[strings, numbers])
+    return _ROW_FUNCTIONS[encoder]

@@ -2,9 +2,11 @@
 
 `ServingModel` is the SavedModel's `distinct_values` signature, fed raw
 columns (the NDJSON reader's Arrow arrays, or a DataFrame's columns) with
-missing values as the signature expects them. `score_stream` streams NDJSON
-files a block at a time: memory holds one block whatever the input's size,
-and no Python runs per row.
+missing values as the signature expects them. `EncodedModel` scores a package
+written before the export (format version 3 or older) the same way: the one
+encoder built from its preprocessing.json, then its Keras model. `score_stream`
+streams NDJSON files a block at a time through either: memory holds one block
+whatever the input's size, and no Python runs per row.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -25,11 +28,20 @@ from tensorflow.core.protobuf import saved_model_pb2
 from trainer import spend_onednn_boolean_notice
 from trainer.data import storage
 from trainer.data.dataset import dataset_files
+from trainer.data.features import Preprocessor
 from trainer.data.ndjson import stream_file
 from trainer.data.values import ColumnRoles
 from trainer.package.layout import DISTINCT_SIGNATURE
 from trainer.serving.contract import Profile
+from trainer.serving.encoding import (
+    RawRowEncoder,
+    distinct_strings,
+    encode_arrow,
+    encode_frame,
+    float32_numbers,
+)
 from trainer.serving.export import DISTINCT_VALUES, OUTPUT_NAME, ROW_INDEX
+from trainer.training.arrays import predict
 
 SCORE_BATCH_ROWS = 262_144  # at most one signature call per block
 # Blocks of 64 MB (about 200K rows): titles repeat with their items, and a larger block tokenizes each
@@ -69,7 +81,7 @@ class ServingModel:
         return self(serving_columns(self, batch))
 
     def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        return self({c: _from_pandas(frame[c], dtype) for c, dtype in self.columns.items()})
+        return self.score_arrow(pa.RecordBatch.from_pandas(frame[list(self.columns)], preserve_index=False))
 
     def row_count(self, columns: dict[str, Column]) -> int:
         column, values = next(iter(columns.items()))
@@ -88,6 +100,23 @@ class ServingModel:
         return inputs
 
 
+class EncodedModel:
+    """A package without a serving export: `RawRowEncoder` from its preprocessing, then its Keras model.
+    Such a package carries no spaCy tokens for its training titles, so every title goes by the rules."""
+
+    def __init__(self, model: keras.Model, preprocessor: Preprocessor) -> None:
+        self.model, self.encoder = model, RawRowEncoder(preprocessor, overrides={})
+
+    def score_arrow(self, batch: pa.RecordBatch) -> np.ndarray:
+        return predict(self.model, encode_arrow(self.encoder, batch))
+
+    def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        return predict(self.model, encode_frame(self.encoder, frame))
+
+
+Scorer = ServingModel | EncodedModel
+
+
 def signature_names(saved_model_pb: bytes) -> frozenset[str] | None:
     """The signatures an export's saved_model.pb declares, read without loading its graph (None: the
     bytes are not a SavedModel)."""
@@ -104,29 +133,19 @@ def serving_columns(serving: ServingModel, batch: pa.RecordBatch) -> dict[str, C
 
 
 def _from_arrow(values: pa.Array, dtype: tf.DType) -> Column:
-    if dtype == tf.string:
-        encoded = pc.dictionary_encode(pc.fill_null(values, ""))
-        return encoded.dictionary.to_numpy(zero_copy_only=False), encoded.indices.to_numpy().astype(np.int64)
-    return pc.fill_null(values.cast(pa.float32()), np.nan).to_numpy(zero_copy_only=False)
+    return distinct_strings(values) if dtype == tf.string else float32_numbers(values)
 
 
-def _from_pandas(values: pd.Series, dtype: tf.DType) -> Column:
-    if dtype == tf.string:
-        categorical = values.astype("category")
-        distinct = np.append(categorical.cat.categories.astype(str).to_numpy(object), "")
-        codes = categorical.cat.codes.to_numpy().astype(np.int64)
-        return distinct, np.where(codes < 0, len(distinct) - 1, codes)  # null (-1) is "", the last
-    return values.to_numpy(np.float32, na_value=np.nan)
-
-
-def score_stream(serving: ServingModel, input_uri: str, roles: ColumnRoles, profile: Profile,
+def score_stream(scorer: Scorer, input_uri: str, roles: ColumnRoles, profile: Profile | None,
                  write: Callable[[bytes], None], on_block: Callable[[int], None] = lambda rows: None) -> int:
     """Score every row of the input's files, writing NDJSON lines as they come (then calling `on_block`
-    with the block's rows); returns the row count."""
+    with the block's rows), each block profiled against the data contract when the package has one;
+    returns the row count."""
     rows = 0
     for batch in prefetched(_batches(input_uri, roles)):
-        profile.add({c: batch.column(c) for c in profile.contract["columns"]})
-        write(score_lines(batch, serving.score_arrow(batch), roles.row_id))
+        if profile is not None:
+            profile.add({c: batch.column(c) for c in profile.contract["columns"]})
+        write(score_lines(batch, scorer.score_arrow(batch), roles.row_id))
         rows += batch.num_rows
         on_block(batch.num_rows)
     return rows
