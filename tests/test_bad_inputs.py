@@ -388,10 +388,6 @@ CASES = [
          ("fab", "score", "--package", "{package}", "--input", "{tmp}/rows.json", "--output", "{tmp}/scores.json"),
          "column(s) impression_id missing: the package's schema needs them",
          files={"rows.json": first_sample_rows(20, drop="impression_id")}),
-    Case("score-input-without-the-id-column-keras",
-         ("fab", "score", "--package", "{package}", "--input", "{tmp}/rows.json", "--engine", "keras"),
-         "column(s) impression_id missing: the package's schema needs them",
-         files={"rows.json": first_sample_rows(20, drop="impression_id")}),
 ]
 
 

@@ -17,6 +17,7 @@ from trainer.config import NetConfig
 from trainer.data.dataset import load_dataset
 from trainer.data.features import NUMERIC_INPUT, Preprocessor
 from trainer.errors import DatasetError
+from trainer.serving.encoding import RawRowEncoder, encode_frame
 
 CONFIG = NetConfig(categorical_columns=("publisher_id",), numeric_columns=("position",), text_column="title",
                    id_column="impression_id", label_column="is_click", split_time_column="event_time")
@@ -53,7 +54,7 @@ def test_every_form_bigquery_writes_is_read_by_role(tmp_path: Path) -> None:
     assert list(frame["publisher_id"].astype(object)) == ["3", "3", np.nan, np.nan, "p", "p", "true"]
     # Non-finite numbers are missing, like nulls: preprocessing gives them the training mean.
     np.testing.assert_array_equal(frame["position"], [3, 3, np.nan, np.nan, np.nan, np.nan, np.nan])
-    encoded = Preprocessor.fit(frame, CONFIG).encode(frame)[NUMERIC_INPUT]
+    encoded = encode_frame(RawRowEncoder(Preprocessor.fit(frame, CONFIG), {}), frame)[NUMERIC_INPUT]
     assert np.all(np.isfinite(encoded)) and np.all(encoded[2:] == 0.0)
     assert list(frame["title"].astype(str)) == ["news", "news", "", "", "", "news", "news"]
     assert str(frame["event_time"].dtype) == "datetime64[ns, UTC]"

@@ -1,5 +1,6 @@
-"""Preprocessing rules: vocabularies, out-of-vocabulary row, standardisation,
-title tokens, and the JSON form that travels in the package."""
+"""Preprocessing: vocabularies fitted on the training rows, the rules the one encoder
+(`RawRowEncoder`) applies with them (out-of-vocabulary row, standardisation, title
+tokens), and the JSON form that travels in the package."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from trainer.config import NetConfig
 from trainer.data.features import EMPTY_TEXT_TOKEN, NUMERIC_INPUT, TEXT_INPUT, Preprocessor
+from trainer.serving.encoding import RawRowEncoder, encode_frame
 
 CONFIG = NetConfig(
     categorical_columns=("color",), numeric_columns=("size",), text_column="title",
@@ -25,6 +27,11 @@ def frame(colors: list[str | None], sizes: list[float], titles: list[str | None]
         "size": np.array(sizes, dtype=np.float32),
         "title": pd.Series(titles, dtype="category"),
     })
+
+
+def encode(preprocessor: Preprocessor, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The rows as training and the serving export encode them (no title needs spaCy's own tokens here)."""
+    return encode_frame(RawRowEncoder(preprocessor, overrides={}), rows)
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +56,14 @@ def test_vocabulary_is_by_descending_frequency_without_rare_values(fitted: Prepr
 
 def test_rare_unseen_and_null_values_share_index_zero(fitted: Preprocessor) -> None:
     rows = frame(colors=["red", "blue", "green", "purple", None], sizes=[1.0] * 5, titles=["x"] * 5)
-    np.testing.assert_array_equal(fitted.encode(rows)["color"], [1, 2, 0, 0, 0])
+    np.testing.assert_array_equal(encode(fitted, rows)["color"], [1, 2, 0, 0, 0])
 
 
 def test_encoding_is_by_value_not_by_the_frame_category_codes(fitted: Preprocessor) -> None:
     # A scoring file lists its categories in another order than the training file.
     rows = frame(colors=["blue", "red"], sizes=[1.0, 1.0], titles=["x", "x"])
     rows["color"] = rows["color"].cat.reorder_categories(["red", "blue"])
-    np.testing.assert_array_equal(fitted.encode(rows)["color"], [2, 1])
+    np.testing.assert_array_equal(encode(fitted, rows)["color"], [2, 1])
 
 
 def test_max_categories_keeps_the_most_frequent(train_frame: pd.DataFrame) -> None:
@@ -80,7 +87,7 @@ def test_numbers_are_clipped_to_the_training_range_standardised_and_missing_ones
     known = train_frame["size"].dropna().to_numpy(np.float64)
     mean, std, low, high = known.mean(), known.std(), known.min(), known.max()
     rows = frame(colors=["red"] * 5, sizes=[mean, high, high + 1e6, low - 1e6, np.nan], titles=["x"] * 5)
-    encoded = fitted.encode(rows)[NUMERIC_INPUT]
+    encoded = encode(fitted, rows)[NUMERIC_INPUT]
     assert encoded.dtype == np.float32 and encoded.shape == (5, 1)
     top, bottom = (high - mean) / std, (low - mean) / std
     np.testing.assert_allclose(encoded[:, 0], [0.0, top, top, bottom, 0.0], atol=1e-5)
@@ -94,7 +101,7 @@ def test_title_tokens_are_lower_cased_without_punctuation(fitted: Preprocessor) 
 def test_title_encoding_pads_marks_unknown_words_and_caps_length(fitted: Preprocessor) -> None:
     rows = frame(colors=["red"] * 4, sizes=[1.0] * 4,
                  titles=["BIG news!", "big unknown deal", "news news news news big big", "unheard of"])
-    tokens = fitted.encode(rows)[TEXT_INPUT]
+    tokens = encode(fitted, rows)[TEXT_INPUT]
     big, news, deal, oov, pad = 3, 4, 5, 1, 0
     np.testing.assert_array_equal(tokens, [
         [big, news, pad, pad],
@@ -107,7 +114,7 @@ def test_title_encoding_pads_marks_unknown_words_and_caps_length(fitted: Preproc
 def test_a_title_without_tokens_is_the_no_text_token_not_all_padding(fitted: Preprocessor) -> None:
     # All padding would be masked out whole: a mean over no tokens is 0/0 = NaN.
     rows = frame(colors=["red"] * 4, sizes=[1.0] * 4, titles=[None, "", "!!! ...", "  "])
-    tokens = fitted.encode(rows)[TEXT_INPUT]
+    tokens = encode(fitted, rows)[TEXT_INPUT]
     np.testing.assert_array_equal(tokens, [[EMPTY_TEXT_TOKEN, 0, 0, 0]] * 4)
 
 
@@ -116,7 +123,7 @@ def test_a_package_from_before_the_no_text_token_encodes_as_it_was_trained(fitte
     del saved["empty_text_token"]  # what preprocessing.json held before
     legacy = Preprocessor.from_json_dict(saved)
     rows = frame(colors=["red"] * 2, sizes=[1.0] * 2, titles=["big news", None])
-    np.testing.assert_array_equal(legacy.encode(rows)[TEXT_INPUT], [[2, 3, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(encode(legacy, rows)[TEXT_INPUT], [[2, 3, 0, 0], [0, 0, 0, 0]])
     assert legacy.shapes().text_vocabulary_size == len(fitted.token_vocabulary) + 2
 
 
@@ -127,13 +134,13 @@ def test_sequence_length_is_the_longest_training_title_when_shorter_than_the_cap
                        text_max_tokens=16)
     fitted = Preprocessor.fit(train_frame, config)
     assert fitted.shapes().text_sequence_length == 4  # "deal or no deal"
-    assert fitted.encode(train_frame)[TEXT_INPUT].shape == (len(train_frame), 4)
+    assert encode(fitted, train_frame)[TEXT_INPUT].shape == (len(train_frame), 4)
 
 
 def test_json_round_trip_encodes_identically(fitted: Preprocessor, train_frame: pd.DataFrame) -> None:
     restored = Preprocessor.from_json_dict(json.loads(json.dumps(fitted.to_json_dict())))
     rows = pd.concat([train_frame, frame(["purple"], [np.nan], ["brand new words"])], ignore_index=True)
-    original, again = fitted.encode(rows), restored.encode(rows)
+    original, again = encode(fitted, rows), encode(restored, rows)
     assert set(original) == set(again) == {"color", NUMERIC_INPUT, TEXT_INPUT}
     for name in original:
         np.testing.assert_array_equal(original[name], again[name])

@@ -39,12 +39,13 @@ from trainer.package.layout import (
 from trainer.package.listing import read_summary
 from trainer.package.loader import load_package
 from trainer.score import score
+from trainer.serving.encoding import RawRowEncoder, encode_frame
 
 OLDER_VERSIONS = [fmt.version for fmt in layout.FORMATS if fmt.version < CURRENT_VERSION]
 # A version 1 vocabulary starts its words at id 2, where this package's model learnt the "no text" token:
 # a token spaCy never makes (it splits at spaces) keeps every word at the id the model learnt it by.
 NO_TEXT_PLACEHOLDER = "<no text>"
-SCORE_PARITY = 1e-5  # the export against the Keras path (test_serving.py's bound)
+SCORE_PARITY = 1e-5  # the export against a package without one: its Keras model fed by the same encoder
 
 
 def rewritten_as(source: Path, version: int, target: Path) -> Path:
@@ -115,7 +116,7 @@ def comparable_rows(trained: TrainedPackage, sample_path: Path, tmp_path_factory
     preprocessor = trained.result.preprocessor
     numbers = frame[list(preprocessor.numeric_columns)].to_numpy(np.float64)
     inside = np.isnan(numbers) | ((numbers >= preprocessor.numeric_min) & (numbers <= preprocessor.numeric_max))
-    titled = preprocessor.encode(frame)[TEXT_INPUT][:, 0] != EMPTY_TEXT_TOKEN
+    titled = encode_frame(RawRowEncoder(preprocessor, {}), frame)[TEXT_INPUT][:, 0] != EMPTY_TEXT_TOKEN
     lines = sample_path.read_text().splitlines(keepends=True)
     kept = [lines[row] for row in np.flatnonzero(inside.all(axis=1) & titled)]
     assert len(lines) == len(frame) and len(kept) > len(lines) // 2, "too few rows to compare scores on"

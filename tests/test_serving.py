@@ -1,5 +1,6 @@
-"""The serving export: raw rows in, the Keras path's scores out, for every network,
-loaded by TensorFlow alone and by `saved_model_cli`; `score` streams through it."""
+"""The serving export: raw rows in, the scores training recorded out (it holds the one
+encoder training used), for every network, loaded by TensorFlow alone and by
+`saved_model_cli`; `score` streams through it."""
 
 from __future__ import annotations
 
@@ -21,25 +22,31 @@ from conftest import NO_XLA, TrainedPackage
 from trainer.config import NetConfig
 from trainer.data.dataset import load_dataset
 from trainer.data.features import NUMERIC_INPUT, TEXT_INPUT, DatasetShapes, tokenize
+from trainer.data.splits import split_dataset
 from trainer.networks import get_network, network_names
 from trainer.package.layout import SERVING_FOLDER
 from trainer.package.loader import Package, load_package
 from trainer.run import TrainRequest, train
 from trainer.score import score
 from trainer.serving import export, scoring
-from trainer.serving.encoding import EncodedRows, RawRowEncoder
+from trainer.serving.encoding import EncodedRows, RawRowEncoder, encode_frame
 from trainer.serving.tokenizer import agreement
 from trainer.serving.towers import TitleTowerSplit
+from trainer.training.arrays import predict
+from trainer.training.metrics import binary_metrics
 
-SCORE_PARITY = 1e-5  # the issue's bound between the export and the Keras path
+SCORE_PARITY = 1e-6  # the export against the Keras model fed by the same encoder: the title tower split alone
 # Titles the export's rules split unlike spaCy (abbreviations, "C++", one-letter hyphen chains).
 EXOTIC_TITLES = ["U.S. stocks rally after Dr. Smith speaks", "C++ tips for a-b-c testing", "N.Y. weekend :)"]
 UNSEEN_EXOTIC = "Mr. Jones's U.K. trip"
+# Titles of emoji and CJK, one of a kind per row: those in the test split were never seen in training.
+WORLD_TITLES = ["東京タワー 夜景 🗼✨ {}", "🔥🔥 deals {} 🔥", "北京天气：晴 ☀️ {}", "café ☕ naïve résumé {}…",
+                "서울 뉴스 {}😀"]
 
 
 def messy_rows(sample_path: Path) -> list[dict[str, Any]]:
     """The sample with what real exports hold: null, empty, missing and punctuation-only titles,
-    titles spaCy tokenizes its own way, null and missing numbers and categories."""
+    titles spaCy tokenizes its own way, emoji and CJK titles, null and missing numbers and categories."""
     rows = [json.loads(line) for line in sample_path.read_text().splitlines()]
     for number, row in enumerate(rows):
         kind = number % 20
@@ -55,6 +62,8 @@ def messy_rows(sample_path: Path) -> list[dict[str, Any]]:
             del row["position"]
         elif kind == 5:
             row["category"] = None
+        elif kind in (6, 7):
+            row["title"] = WORLD_TITLES[number // 20 % len(WORLD_TITLES)].format(number)
     return rows
 
 
@@ -113,17 +122,37 @@ def raw_frame(package: Package, path: Path) -> Any:
     return frame
 
 
-@pytest.mark.parametrize("network", network_names())
-def test_the_export_scores_every_row_as_the_keras_path_does(
-    network_packages: dict[str, tuple[str, str]], scoring_input: Path, network: str
+def test_the_served_test_scores_are_the_ones_training_recorded(
+    network_packages: dict[str, tuple[str, str]], messy_sample: Path
 ) -> None:
-    package = load_package(network_packages[network][0])
-    assert package.serving is not None
-    frame = raw_frame(package, scoring_input)
-    exported, reference = package.score(frame), package.score_with_keras(frame).reshape(-1)
-    assert len(exported) == len(frame) == 2000
-    assert np.all(np.isfinite(exported))
-    np.testing.assert_allclose(exported, reference, atol=SCORE_PARITY, rtol=0)
+    """Emoji, CJK, punctuation-only, null and missing titles in the test split: model/serving/1 scores them as
+    training evaluated them, so the served test AUC is the manifest's."""
+    package = load_package(network_packages["deep_v1"][0])
+    test = split_test_rows(package, messy_sample)
+    titles = test[package.config.text_column].astype(str)
+    assert titles.str.contains("東京|北京|서울|🔥").sum() >= 5 and titles.isin(["", "!!! ..."]).sum() >= 5
+    served = package.score_frame(test)
+    assert auc_of(test, served, package) == pytest.approx(package.manifest["test_metrics"]["auc"], abs=1e-9)
+    # The Keras model fed by the encoder training built: the export's scores, to float32's rounding.
+    by_training = predict(package.model, encode_frame(training_encoder(package, messy_sample), test))
+    np.testing.assert_allclose(served, by_training, atol=SCORE_PARITY, rtol=0)
+
+
+def split_test_rows(package: Package, path: Path) -> pd.DataFrame:
+    frame, _ = load_dataset(str(path), package.config)
+    return split_dataset(frame, package.config).test
+
+
+def auc_of(rows: pd.DataFrame, scores: np.ndarray, package: Package) -> float:
+    return binary_metrics(rows[package.config.label_column].to_numpy(), scores)["auc"]
+
+
+def training_encoder(package: Package, path: Path) -> RawRowEncoder:
+    """The encoder the run built: the package's preprocessing, spaCy's tokens for the training titles the
+    rules split differently."""
+    frame, _ = load_dataset(str(path), package.config)
+    titles = split_dataset(frame, package.config).train[package.config.text_column].dropna().unique().tolist()
+    return RawRowEncoder(package.preprocessor, agreement(titles, tokenize(titles)).overrides)
 
 
 @pytest.mark.parametrize("network", network_names())
@@ -172,41 +201,23 @@ def test_the_export_runs_every_networks_title_tower_once_per_distinct_title(netw
     np.testing.assert_allclose(by_title, per_row, atol=1e-6, rtol=0)
 
 
-def test_every_training_title_is_tokenized_by_the_export_as_spacy_did(
+def test_every_training_title_is_encoded_as_spacy_tokenized_it_and_the_run_says_how_many_needed_it(
     network_packages: dict[str, tuple[str, str]], messy_sample: Path
 ) -> None:
     package_uri, log = network_packages["deep_v1"]
     package = load_package(package_uri)
-    titles = pd.Series(raw_frame(package, messy_sample)[package.config.text_column].dropna().unique())
-    # The export's encoder, built as packaging builds it, against the Preprocessor's spaCy encoding.
-    encoder = RawRowEncoder(package.preprocessor, agreement(titles.tolist(), tokenize(titles)).overrides)
-    in_graph = encoder(_raw_columns(package, titles)).per_row()[TEXT_INPUT].numpy()
-    np.testing.assert_array_equal(in_graph, package.preprocessor.encode(_frame_of(package, titles))[TEXT_INPUT])
-    # The rules alone miss the exotic titles: the manifest says how often, and the run warned once.
-    with zipfile.ZipFile(package_uri) as archive:
-        tokenizer = json.loads(archive.read("manifest.json"))["serving_tokenizer"]
-    assert tokenizer["carried_as_overrides"] == len(EXOTIC_TITLES)
-    assert tokenizer["rules_agreement_rate"] == pytest.approx(1 - len(EXOTIC_TITLES) / tokenizer["distinct_titles"])
-    warnings = [line for line in log.splitlines() if line.startswith("warning: the serving export's tokenizer")]
-    assert len(warnings) == 1
-    assert any(title in warnings[0] for title in EXOTIC_TITLES)
-
-
-def _frame_of(package: Package, titles: pd.Series) -> pd.DataFrame:
-    """Rows holding only these titles, every other column missing."""
-    config = package.config
-    frame = pd.DataFrame({c: pd.Series([None] * len(titles), dtype="category") for c in config.categorical_columns})
-    for column in config.numeric_columns:
-        frame[column] = np.float32("nan")
-    frame[config.text_column] = titles.astype("category")
-    return frame
-
-
-def _raw_columns(package: Package, titles: pd.Series) -> dict[str, tf.Tensor]:
-    frame = _frame_of(package, titles)
-    return {c: tf.constant(frame[c].astype(object).where(frame[c].notna(), "").to_numpy(), tf.string)
-            if c not in package.config.numeric_columns else tf.constant(frame[c].to_numpy(np.float32))
-            for c in package.serving.columns}
+    frame, _ = load_dataset(str(messy_sample), package.config)
+    titles = split_dataset(frame, package.config).train[package.config.text_column].dropna().unique().tolist()
+    encoder = training_encoder(package, messy_sample)
+    in_graph = [[token.decode() for token in words] for words in encoder.title_words(tf.constant(titles)).to_list()]
+    assert in_graph == tokenize(titles)
+    # The rules alone miss the exotic titles: the manifest says how often, and the run said so once.
+    carried = encoder.overrides.size().numpy()
+    tokenizer = package.manifest["serving_tokenizer"]
+    assert tokenizer["carried_as_overrides"] == carried >= len(EXOTIC_TITLES)
+    assert tokenizer["distinct_titles"] == len(titles)
+    [line] = [line for line in log.splitlines() if line.startswith("title tokens: ")]
+    assert f"split {carried:,} of {len(titles):,} training titles unlike spaCy" in line
 
 
 def test_the_rules_agree_with_spacy_on_ordinary_titles_and_name_the_rest(sample_path: Path) -> None:
@@ -273,7 +284,7 @@ def test_the_export_loads_without_the_project_and_saved_model_cli_agrees(
     assert plain.returncode == 0, plain.stderr[-2000:]
     loaded = json.loads(plain.stdout.strip().splitlines()[-1])
     assert loaded["pandas"] is False
-    expected = package.score_with_keras(raw_frame(package, scoring_input).head(12)).reshape(-1)
+    expected = package.score_frame(raw_frame(package, scoring_input).head(12))
     np.testing.assert_allclose(loaded["scores"], expected, atol=SCORE_PARITY, rtol=0)
 
     cli = saved_model_cli_scores(tmp_path / "package" / SERVING_FOLDER, rows, tmp_path)
@@ -314,17 +325,18 @@ def scored_lines(text: str) -> dict[str, float]:
     return {row["impression_id"]: row["score"] for row in map(json.loads, text.splitlines())}
 
 
-def test_score_streams_blocks_through_the_export_and_equals_the_keras_engine(
+def test_score_streams_blocks_through_the_export_and_scores_as_the_whole_input_at_once(
     trained: TrainedPackage, scoring_input: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = scoring_rows_with_mixed_types(scoring_input, tmp_path / "mixed.json")
     monkeypatch.setattr(scoring, "SCORE_BLOCK_BYTES", 64 << 10)  # about ten blocks, and a mixed-type one late
-    exported, keras_engine = io.StringIO(), io.StringIO()
+    exported = io.StringIO()
     assert score(str(trained.zip_path), str(rows), None, out=exported, err=io.StringIO()) == 2000
-    assert score(str(trained.zip_path), str(rows), None, out=keras_engine, engine="keras", err=io.StringIO()) == 2000
-    streamed, reference = scored_lines(exported.getvalue()), scored_lines(keras_engine.getvalue())
-    assert list(streamed) == list(reference)  # every row, in the input's order
-    np.testing.assert_allclose(list(streamed.values()), list(reference.values()), atol=SCORE_PARITY, rtol=0)
+    streamed = scored_lines(exported.getvalue())
+    package = load_package(str(trained.zip_path))
+    whole = raw_frame(package, rows)
+    assert list(streamed) == list(whole["impression_id"])  # every row, in the input's order
+    np.testing.assert_allclose(list(streamed.values()), package.score_frame(whole), atol=SCORE_PARITY, rtol=0)
 
 
 def scoring_rows_with_mixed_types(source: Path, path: Path) -> Path:
@@ -361,25 +373,7 @@ def test_score_prints_and_writes_the_columns_that_drifted(
     assert progress.startswith("scoring: block 1, 2,000 rows at ")
 
 
-def test_the_export_equals_the_keras_path_on_the_test_split_of_200k_generated_rows(
-    tmp_path: Path
-) -> None:
-    from trainer.data.splits import split_dataset
-    from trainer.data.synthetic.writer import generate
-
-    path = tmp_path / "ctr_200k.json"
-    generate(200_000, path, seed=1)
-    result = train(TrainRequest("deep_v1", dataset=str(path), output=str(tmp_path / "runs"),
-                                environ={"TRAINER_EPOCHS": "1", **NO_XLA}), io.StringIO())
-    package = load_package(result.package_uri)
-    frame, _ = load_dataset(str(path), package.config)
-    test = split_dataset(frame, package.config).test
-    assert len(test) == 40_000
-    np.testing.assert_allclose(package.score(test), package.score_with_keras(test).reshape(-1),
-                               atol=SCORE_PARITY, rtol=0)
-
-
-def test_a_package_whose_vocabularies_are_all_empty_exports_and_scores_as_keras(
+def test_a_package_whose_vocabularies_are_all_empty_exports_and_serves_its_test_scores(
     sample_path: Path, tmp_path: Path
 ) -> None:
     # Every value and word rarer than its minimum count: every row is the unknown category and unknown words.
@@ -389,6 +383,5 @@ def test_a_package_whose_vocabularies_are_all_empty_exports_and_scores_as_keras(
                    io.StringIO())
     package = load_package(result.package_uri)
     assert all(not vocabulary for vocabulary in package.preprocessor.vocabularies.values())
-    frame = raw_frame(package, sample_path)
-    np.testing.assert_allclose(package.score(frame), package.score_with_keras(frame).reshape(-1),
-                               atol=SCORE_PARITY, rtol=0)
+    test = split_test_rows(package, sample_path)
+    assert auc_of(test, package.score_frame(test), package) == pytest.approx(result.test_metrics["auc"], abs=1e-9)

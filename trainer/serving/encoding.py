@@ -170,9 +170,15 @@ def encode_arrow(encoder: RawRowEncoder, batch: pa.RecordBatch) -> dict[str, np.
 
 
 def encode_frame(encoder: RawRowEncoder, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """`encode_arrow` of a DataFrame's rows (its categoricals become Arrow dictionary arrays, without a copy)."""
-    columns = [*encoder.string_columns, *encoder.numeric_columns]
-    return encode_arrow(encoder, pa.RecordBatch.from_pandas(frame[columns], preserve_index=False))
+    """`encode_arrow` of a DataFrame's rows."""
+    return encode_arrow(encoder, frame_batch(frame, [*encoder.string_columns, *encoder.numeric_columns]))
+
+
+def frame_batch(frame: pd.DataFrame, columns: list[str]) -> pa.RecordBatch:
+    """A DataFrame's columns as one Arrow batch (a categorical becomes a dictionary array without a copy;
+    pyarrow may give a string column in chunks, joined here)."""
+    table = pa.Table.from_pandas(frame[columns], preserve_index=False)
+    return pa.RecordBatch.from_arrays([column.combine_chunks() for column in table.columns], names=columns)
 
 
 def distinct_strings(values: pa.Array) -> Strings:

@@ -39,6 +39,7 @@ from trainer.serving.encoding import (
     encode_arrow,
     encode_frame,
     float32_numbers,
+    frame_batch,
 )
 from trainer.serving.export import DISTINCT_VALUES, OUTPUT_NAME, ROW_INDEX
 from trainer.training.arrays import predict
@@ -81,7 +82,7 @@ class ServingModel:
         return self(serving_columns(self, batch))
 
     def score_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.score_arrow(pa.RecordBatch.from_pandas(frame[list(self.columns)], preserve_index=False))
+        return self.score_arrow(frame_batch(frame, list(self.columns)))
 
     def row_count(self, columns: dict[str, Column]) -> int:
         column, values = next(iter(columns.items()))
