@@ -42,6 +42,7 @@ from trainer.data.dataset import load_dataset  # noqa: E402
 from trainer.data.features import Preprocessor  # noqa: E402
 from trainer.data.splits import split_dataset  # noqa: E402
 from trainer.networks import build_model_graph  # noqa: E402
+from trainer.serving.encoding import RawRowEncoder, encode_frame  # noqa: E402
 from trainer.training.arrays import SplitArrays  # noqa: E402
 from trainer.training.backup import ResumableEarlyStopping  # noqa: E402
 from trainer.training.batches import EpochShuffledBatches  # noqa: E402
@@ -80,10 +81,11 @@ def prepare(path: str, config: NetConfig) -> tuple[object, SplitArrays, SplitArr
     frame, _ = load_dataset(path, config)
     splits = split_dataset(frame, config)
     preprocessor = Preprocessor.fit(splits.train, config)
+    encoder = RawRowEncoder(preprocessor, {})  # the generated titles need none of spaCy's own tokens
     label = config.label_column
 
     def encode(rows) -> SplitArrays:
-        return SplitArrays(preprocessor.encode(rows), rows[label].to_numpy(np.float32).reshape(-1, 1))
+        return SplitArrays(encode_frame(encoder, rows), rows[label].to_numpy(np.float32).reshape(-1, 1))
 
     return preprocessor.shapes(), encode(splits.train), encode(splits.validation)
 

@@ -66,8 +66,10 @@ def trained_package(path: str) -> Any:
 
 def scoring_seconds(package: Any, frame: Any, batch: int) -> tuple[float, float]:
     """Seconds to encode the raw rows, and for the model to score them (the second of two passes)."""
+    from trainer.serving.encoding import RawRowEncoder, encode_frame
+
     started = time.perf_counter()
-    inputs = package.preprocessor.encode(frame)
+    inputs = encode_frame(RawRowEncoder(package.preprocessor, {}), frame)
     encode_s = time.perf_counter() - started
     # A whole warm-up pass: the last, smaller batch is a shape of its own, traced on first use.
     package.model.predict(inputs, batch_size=batch, verbose=0)

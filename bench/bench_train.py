@@ -48,6 +48,7 @@ from trainer.data.features import Preprocessor  # noqa: E402
 from trainer.data.splits import split_dataset  # noqa: E402
 from trainer.networks import build_model_graph, get_network  # noqa: E402
 from trainer.networks import compile as network_compile  # noqa: E402
+from trainer.serving.encoding import RawRowEncoder, encode_frame  # noqa: E402
 from trainer.training.arrays import SplitArrays  # noqa: E402
 from trainer.training.batches import EpochShuffledBatches  # noqa: E402
 from trainer.training.callbacks import EpochEvaluation  # noqa: E402
@@ -150,9 +151,10 @@ def prepare(path: str, config: NetConfig) -> tuple[object, dict]:
     splits = split_dataset(frame, config)
     train, test = splits.train, splits.validation
     preprocessor = Preprocessor.fit(train, config)
+    encoder = RawRowEncoder(preprocessor, {})  # the generated titles need none of spaCy's own tokens
     label = config.label_column
-    data = {"train_x": preprocessor.encode(train), "train_y": train[label].to_numpy("float32").reshape(-1, 1),
-            "test_x": preprocessor.encode(test), "test_y": test[label].to_numpy("float32").reshape(-1, 1)}
+    data = {"train_x": encode_frame(encoder, train), "train_y": train[label].to_numpy("float32").reshape(-1, 1),
+            "test_x": encode_frame(encoder, test), "test_y": test[label].to_numpy("float32").reshape(-1, 1)}
     return preprocessor.shapes(), data
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import tensorflow as tf
 
 ALWAYS_SPLIT = r"[()\[\]{}!?;\"“”«»…—–¿¡。？！，、；：～·]|--+|\.\.+"
@@ -93,9 +94,11 @@ def agreement(titles: Sequence[str], spacy_tokens: Sequence[list[str]], batch: i
     """Compare the rules with spaCy's tokens of the same titles (distinct ones: each counts once)."""
     overrides: dict[str, list[str]] = {}
     for start in range(0, len(titles), batch):
-        chunk = list(titles[start:start + batch])
-        ruled = rule_tokens(tf.constant(chunk, tf.string)).to_list()
-        for title, by_rules, by_spacy in zip(chunk, ruled, spacy_tokens[start:start + batch]):
-            if [t.decode() for t in by_rules] != by_spacy:
-                overrides[title] = by_spacy
+        chunk, by_spacy = list(titles[start:start + batch]), spacy_tokens[start:start + batch]
+        # Joined token lists compare as the lists do: no token is empty or holds the separator.
+        ruled = tf.strings.reduce_join(rule_tokens(tf.constant(chunk, tf.string)), axis=1,
+                                       separator=TOKEN_SEPARATOR).numpy()
+        spacy_joined = np.array([TOKEN_SEPARATOR.join(tokens).encode() for tokens in by_spacy], object)
+        for row in np.flatnonzero(ruled != spacy_joined):
+            overrides[chunk[row]] = by_spacy[row]
     return Agreement(len(titles), len(titles) - len(overrides), overrides)
