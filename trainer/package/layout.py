@@ -76,7 +76,7 @@ DISTINCT_SIGNATURE = "distinct_values"  # the export's signature that fab score 
 
 # What a reader can do with a package, from the version whose `features` name it on.
 REBUILT_TEST_ROWS = "fab compare rebuilds its test rows from the data (the train/validation/test split)"
-SERVING_EXPORT = "scoring through the serving export (before it: the Keras model and Preprocessor)"
+SERVING_EXPORT = "scoring through the serving export (before it: the Keras model fed by preprocessing.json's encoder)"
 DRIFT_SUMMARY = "fab score's drift summary against the data contract"
 
 

@@ -152,7 +152,7 @@ def _clip_range(preprocessor: Preprocessor) -> tuple[tf.Tensor | None, tf.Tensor
     return tf.constant(preprocessor.numeric_min, tf.float32), tf.constant(preprocessor.numeric_max, tf.float32)
 
 
-# A string column as (distinct values, each row's index into them); a numeric one as float32 per row.
+# A string column as (its distinct values, each row's index into them).
 Strings = tuple[np.ndarray, np.ndarray]
 
 # encoder -> its `encode_distinct(...).per_row()`, traced once with open batch dimensions. Kept outside
