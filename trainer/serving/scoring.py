@@ -35,6 +35,7 @@ from trainer.package.layout import DISTINCT_SIGNATURE
 from trainer.serving.contract import Profile
 from trainer.serving.encoding import (
     RawRowEncoder,
+    Strings,
     distinct_strings,
     encode_arrow,
     encode_frame,
@@ -53,7 +54,7 @@ SCORE_BLOCK_BYTES = 64 << 20
 
 # A string column goes as its distinct values and each row's index among them: no Python string
 # object is made per row (that cost more than the model), and each distinct value is looked up once.
-Column = tuple[np.ndarray, np.ndarray] | np.ndarray
+Column = Strings | np.ndarray
 
 
 class ServingModel:
