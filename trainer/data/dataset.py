@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from trainer.config import NetConfig
 from trainer.data import storage, values
-from trainer.data.ndjson import ReadTally, mentions_column, missing_columns_message, read_blocks
+from trainer.data.ndjson import READ_BLOCK_BYTES, ReadTally, mentions_column, missing_columns_message, read_blocks
 from trainer.data.values import BadValue, ColumnRoles
 from trainer.errors import DatasetError
 
@@ -101,14 +101,15 @@ def hash_files(uri: str) -> HashedFiles:
     return HashedFiles(uri, tuple(files), tuple(paths), tuple(sizes), digest.hexdigest(), metadata_uri)
 
 
-def read_rows(files: HashedFiles, roles: ColumnRoles, config: NetConfig, tally: ReadTally) -> Iterator[pa.RecordBatch]:
+def read_rows(files: HashedFiles, roles: ColumnRoles, config: NetConfig, tally: ReadTally,
+              block_bytes: int = READ_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
     """Every kept row of the files, decoded, in file order, a block at a time; `tally` counts all rows read.
     Refusals that need every file (a column no file has, no row kept) come once all are read."""
     kept = 0
     for index, path in enumerate(files.paths):
         read = ReadTally()
         # split_seed, not seed: a new weight seed must not change which rows are kept.
-        for batch in read_blocks(path, roles, config.subsample, config.split_seed + index, read):
+        for batch in read_blocks(path, roles, config.subsample, config.split_seed + index, read, block_bytes):
             kept += batch.num_rows
             yield batch
         tally.add(read)

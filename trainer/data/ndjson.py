@@ -67,13 +67,13 @@ class ReadTally:
         self.beyond_float32.clear()
 
 
-def read_blocks(path: Path, roles: ColumnRoles, subsample: float, seed: int,
-                tally: ReadTally) -> Iterator[pa.RecordBatch]:
+def read_blocks(path: Path, roles: ColumnRoles, subsample: float, seed: int, tally: ReadTally,
+                block_bytes: int = READ_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
     """The file's kept rows, decoded, a block at a time (memory holds one): each row is kept with
     probability `subsample`, drawn in row order from `seed`, so the kept rows do not depend on the blocks.
     `tally` counts every row read."""
     try:
-        yield from _read_blocks(path, roles, subsample, seed, tally)
+        yield from _read_blocks(path, roles, subsample, seed, tally, block_bytes)
     except (EOFError, OSError, zlib.error) as exc:
         if not is_gzip(path):
             raise
@@ -83,12 +83,12 @@ def read_blocks(path: Path, roles: ColumnRoles, subsample: float, seed: int,
         raise DatasetError(f"{path}: no rows; a dataset needs at least one")
 
 
-def _read_blocks(path: Path, roles: ColumnRoles, subsample: float, seed: int,
-                 tally: ReadTally) -> Iterator[pa.RecordBatch]:
+def _read_blocks(path: Path, roles: ColumnRoles, subsample: float, seed: int, tally: ReadTally,
+                 block_bytes: int) -> Iterator[pa.RecordBatch]:
     schema = _schema_from_first_lines(path, roles)
     keep, streamed = np.random.default_rng(seed), 0
     try:
-        for parsed, batch in _pyarrow_blocks(path, roles, schema):
+        for parsed, batch in _pyarrow_blocks(path, roles, schema, block_bytes):
             tally.present.update(c for c in roles.all() if parsed.column(c).null_count < parsed.num_rows)
             tally.beyond_float32.update(_beyond_float32(_named_columns(parsed), roles))
             tally.rows_read += batch.num_rows

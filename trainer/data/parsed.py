@@ -47,6 +47,8 @@ CACHE_FORMAT = 1  # raise when what a cache holds changes: older caches are then
 BATCH_ROWS = 1 << 16
 PART_ROWS = 1 << 22  # rows per IPC file: a few files for the largest datasets
 META = "meta.json"
+# pyarrow's JSON reader reads up to 32 blocks ahead of the parse (measured): small blocks keep memory small.
+PARSE_BLOCK_BYTES = 1 << 20  # a row longer than a block is read line by line
 
 
 @dataclass(frozen=True)
@@ -115,13 +117,15 @@ def _parse_into(folder: Path, files: HashedFiles, roles: ColumnRoles, config: Ne
     partial.mkdir()
     try:
         tally = ReadTally()
-        rows = _write_parts(partial, read_rows(files, roles, config, tally), values.decoded_schema(roles))
+        blocks = read_rows(files, roles, config, tally, PARSE_BLOCK_BYTES)
+        rows = _write_parts(partial, blocks, values.decoded_schema(roles))
         source = dataset_source(files, roles, tally)
         meta = {"format": CACHE_FORMAT, "rows": rows, "rows_read": source.rows_read,
                 "numbers_beyond_float32": source.numbers_beyond_float32, "sha256": files.sha256,
                 "size_bytes": source.size_bytes, "columns": roles.by_column()}
         (partial / META).write_text(json.dumps(meta, indent=1) + "\n")
         fault_point("parse:written")
+        shutil.rmtree(folder, ignore_errors=True)  # only a folder that lost its meta.json could be there
         os.rename(partial, folder)
     finally:
         shutil.rmtree(partial, ignore_errors=True)

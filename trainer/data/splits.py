@@ -1,14 +1,22 @@
-"""Splitting the loaded rows into train, validation and test.
+"""Splitting the rows into train, validation and test.
 
 Early stopping, the restore of the best weights and tuning read only the
 validation split; the test split is scored once, on the packaged weights, so
 its metric is held out from every choice the run makes.
 
-A random split is seeded by `split_seed` alone, so different weight seeds
-can be compared on the same rows. A time split (`split_time_column`) puts the
-newest rows in test and the next newest in validation: a ranker is judged on
-traffic it has not seen. Rows with the same timestamp keep their file order,
-so the split is the same on every run.
+A parsed dataset (trainer.data.parsed) is split row by row without holding its
+rows: `plan_splits` gives a `SplitPlan`, which tells each batch's rows their
+split. A random split hashes each row's values with a key drawn from
+`split_seed` alone (different weight seeds are compared on the same rows): a
+row keeps its split when rows are added or the shards reordered, identical
+rows share one, and the sizes are binomial around the fractions. A time split
+(`split_time_column`) puts the newest rows in test and the next newest in
+validation (a ranker is judged on traffic it has not seen), as many as the
+fractions say; rows with the same timestamp keep their file order, so the
+split is the same on every run. Its cuts are found by counting passes over the
+cached time column, not by sorting it in memory.
+
+`split_dataset` splits a DataFrame held whole (a random split by permutation).
 """
 
 from __future__ import annotations
