@@ -13,6 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from cloud_fixtures import BUCKET, object_names, upload
 from conftest import PROJECT_ROOT, SAMPLE, SAMPLE_ROWS, Runner, TrainedPackage, clean_env, output_lines
@@ -21,8 +22,10 @@ from trainer.__main__ import main as trainer_main
 from trainer.cloud.gcs import UPLOAD_CHUNK_BYTES
 from trainer.config import NetConfig
 from trainer.data import storage
-from trainer.data.dataset import load_dataset
+from trainer.data.dataset import load_dataset, to_frame
+from trainer.data.parsed import parse_dataset
 from trainer.data.storage import cache_root
+from trainer.data.values import ColumnRoles
 from trainer.errors import TrainerError
 
 SHARDS = 3
@@ -57,6 +60,10 @@ def test_sharded_gcs_dataset_loads_like_the_local_file(sharded_sample: str, samp
     assert len(frame) == SAMPLE_ROWS
     assert source.sha256 == local_source.sha256  # the same bytes, so the same run identity
     assert frame.equals(local_frame)
+    parsed = parse_dataset(sharded_sample, NetConfig())  # into the cache, from the downloads
+    assert parsed.source == source and parsed.folder.is_relative_to(cache_root())
+    table = pa.Table.from_batches(list(parsed.batches()), parsed.schema)
+    assert to_frame(table, ColumnRoles.of(NetConfig(), with_label=True)).equals(local_frame)
 
 
 def test_a_rerun_reads_the_cache_and_a_rewritten_object_is_fetched_again(

@@ -9,10 +9,13 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from trainer.config import NetConfig
-from trainer.data.dataset import load_dataset
+from trainer.data.dataset import load_dataset, to_frame
+from trainer.data.parsed import parse_dataset
+from trainer.data.values import ColumnRoles
 from trainer.errors import TrainerError
 
 SHARDS = 3
@@ -47,7 +50,7 @@ def test_a_gzip_file_loads_like_the_plain_one_and_is_hashed_as_stored(
 
 
 def test_gzip_shards_by_pattern_and_the_folder_of_an_export_load_as_one(
-        tmp_path: Path, sample_path: Path, plain_frame: pd.DataFrame) -> None:
+        tmp_path: Path, sample_path: Path, plain_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "ctr"
     shards = gzip_shards(sample_path, folder)
     # What `fab dataset` writes beside the shards, and a file that is not data.
@@ -60,6 +63,13 @@ def test_gzip_shards_by_pattern_and_the_folder_of_an_export_load_as_one(
         assert frame.equals(plain_frame), uri
         assert source.export == {"job_id": "job-1", "rows": 2000}, uri
         assert source.sha256 == hashlib.sha256(b"".join(p.read_bytes() for p in shards)).hexdigest()
+
+    # Parsed into the cache, block by block: the same rows and source.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    parsed = parse_dataset(uri, NetConfig())
+    table = pa.Table.from_batches(list(parsed.batches()), parsed.schema)
+    assert to_frame(table, ColumnRoles.of(NetConfig(), with_label=True)).equals(plain_frame)
+    assert parsed.source == source
 
 
 def test_a_folder_mixing_plain_and_gzip_shards_reads_both(

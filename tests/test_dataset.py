@@ -15,6 +15,7 @@ import pytest
 
 from trainer.config import NetConfig
 from trainer.data.dataset import load_dataset
+from trainer.data.parsed import parse_dataset
 from trainer.data.splits import split_dataset
 from trainer.errors import DatasetError, TrainerError
 
@@ -143,12 +144,17 @@ BAD_FILE_CASES = ["malformed_json", "not_an_object", "missing_column", "missing_
 
 
 @pytest.mark.parametrize("case", BAD_FILE_CASES)
-def test_bad_file_names_file_and_place(tmp_path: Path, sample_lines: list[str], case: str) -> None:
+def test_bad_file_names_file_and_place(tmp_path: Path, sample_lines: list[str], case: str,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     lines, expected = bad_files(sample_lines)[case]
     path = write_lines(tmp_path / f"{case}.json", lines)
     with pytest.raises(DatasetError, match=expected) as caught:
         load_dataset(str(path), CONFIG)
     assert str(path) in str(caught.value)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DatasetError) as parsing:  # the streamed parse into the cache: the same line
+        parse_dataset(str(path), CONFIG)
+    assert str(parsing.value) == str(caught.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import pyarrow.compute as pc
 
 from trainer.config import NetConfig
 from trainer.data import storage, values
-from trainer.data.ndjson import mentions_column, missing_columns_message, read_file
+from trainer.data.ndjson import READ_BLOCK_BYTES, ReadTally, mentions_column, missing_columns_message, read_blocks
 from trainer.data.values import BadValue, ColumnRoles
 from trainer.errors import DatasetError
 
@@ -38,8 +37,8 @@ HASH_CHUNK_BYTES = 4 << 20
 EXPORT_METADATA_SUFFIX = ".metadata.json"
 DATA_SUFFIXES = (".json", ".json.gz")
 
-__all__ = ["ColumnRoles", "DatasetSource", "Rows", "dataset_files", "decode_rows", "export_metadata_uri",
-           "load_dataset"]
+__all__ = ["ColumnRoles", "DatasetSource", "HashedFiles", "Rows", "dataset_files", "dataset_source", "decode_rows",
+           "export_metadata_uri", "hash_files", "load_dataset", "read_rows"]
 
 # Rows held in memory: a DataFrame, or one dict per row as json.loads reads an NDJSON line.
 Rows = pd.DataFrame | Sequence[Mapping[str, Any]]
@@ -75,26 +74,55 @@ def load_dataset(
     (scoring a package's input) the schema is the package's, not the user's to configure.
     Without the row id (rows only evaluated), `id_column` is neither read nor required."""
     roles = ColumnRoles.of(config, with_label=with_label, with_row_id=with_row_id)
+    files = hash_files(uri)
+    tally = ReadTally()
+    table = pa.Table.from_batches(list(read_rows(files, roles, config, tally)), values.decoded_schema(roles))
+    return to_frame(table, roles), dataset_source(files, roles, tally)
+
+
+@dataclass(frozen=True)
+class HashedFiles:
+    """A dataset's files, local (downloaded where remote), and the hash of their bytes back to back."""
+
+    uri: str
+    files: tuple[str, ...]
+    paths: tuple[Path, ...]
+    sizes: tuple[int, ...]
+    sha256: str
+    metadata_uri: str | None
+
+
+def hash_files(uri: str) -> HashedFiles:
     files, metadata_uri = dataset_files(uri)
-    tables, paths, present, digest, size, rows_read = [], [], set(), hashlib.sha256(), 0, 0
-    too_large = Counter({column: 0 for column in roles.numeric})
-    for index, file_uri in enumerate(files):
-        path = storage.local_copy(file_uri)
-        size += _hash_into(digest, path)
+    digest, paths, sizes = hashlib.sha256(), [], []
+    for file_uri in files:
+        paths.append(storage.local_copy(file_uri))
+        sizes.append(_hash_into(digest, paths[-1]))
+    return HashedFiles(uri, tuple(files), tuple(paths), tuple(sizes), digest.hexdigest(), metadata_uri)
+
+
+def read_rows(files: HashedFiles, roles: ColumnRoles, config: NetConfig, tally: ReadTally,
+              block_bytes: int = READ_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
+    """Every kept row of the files, decoded, in file order, a block at a time; `tally` counts all rows read.
+    Refusals that need every file (a column no file has, no row kept) come once all are read."""
+    kept = 0
+    for index, path in enumerate(files.paths):
+        read = ReadTally()
         # split_seed, not seed: a new weight seed must not change which rows are kept.
-        read = read_file(path, roles, config.subsample, seed=config.split_seed + index)
-        tables.append(read.table)
-        paths.append(path)
-        present |= read.present
-        rows_read += read.rows_read
-        too_large.update(read.beyond_float32)
-    _check_no_column_missing(uri, roles, present, paths)
-    table = pa.concat_tables(tables, promote_options="permissive")
-    if table.num_rows == 0:
-        raise DatasetError(f"{uri}: subsample={config.subsample} kept none of {rows_read} rows; raise it")
-    export = _read_metadata(metadata_uri) if metadata_uri else None
-    return to_frame(table, roles), DatasetSource(uri, tuple(files), digest.hexdigest(), size, rows_read, export,
-                                                 dict(too_large))
+        for batch in read_blocks(path, roles, config.subsample, config.split_seed + index, read, block_bytes):
+            kept += batch.num_rows
+            yield batch
+        tally.add(read)
+    _check_no_column_missing(files.uri, roles, tally.present, files.paths)
+    if not kept:
+        raise DatasetError(f"{files.uri}: subsample={config.subsample} kept none of {tally.rows_read} rows; raise it")
+
+
+def dataset_source(files: HashedFiles, roles: ColumnRoles, tally: ReadTally) -> DatasetSource:
+    """The source of rows read (the export's metadata read now)."""
+    export = _read_metadata(files.metadata_uri) if files.metadata_uri else None
+    too_large = {column: tally.beyond_float32.get(column, 0) for column in roles.numeric}
+    return DatasetSource(files.uri, files.files, files.sha256, sum(files.sizes), tally.rows_read, export, too_large)
 
 
 def dataset_files(uri: str) -> tuple[list[str], str | None]:
@@ -134,7 +162,7 @@ def _refuse_folder_without_data(uri: str) -> None:
                        f"one file, or a pattern such as {storage.join(uri, 'train-*.json')}")
 
 
-def _check_no_column_missing(uri: str, roles: ColumnRoles, present: set[str], paths: list[Path]) -> None:
+def _check_no_column_missing(uri: str, roles: ColumnRoles, present: set[str], paths: Sequence[Path]) -> None:
     """Every configured column has a value somewhere, checked over all files at
     once, naming every missing column. (A file with a refused row has already
     named the columns it lacks, before that row: see ndjson.)"""

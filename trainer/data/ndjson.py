@@ -44,34 +44,73 @@ GZIP_MAGIC = b"\x1f\x8b"
 BINARY_FORMATS = {b"PAR1": "Parquet", b"Obj\x01": "Avro", b"PK\x03\x04": "a zip archive"}
 
 
-@dataclass(frozen=True)
-class FileTable:
-    table: pa.Table  # the decoded columns of the kept rows
-    rows_read: int
+@dataclass
+class ReadTally:
+    """What reading counted over every row read (kept by subsample or not); complete once a file's blocks
+    (or a dataset's) are exhausted."""
+
+    rows_read: int = 0
     # Columns with a value in some row; when scoring, the line-by-line reader
     # also counts a column some row names with null.
-    present: frozenset[str]
+    present: set[str] = field(default_factory=set)
     # Per numeric column, the numbers too large for float32 (read as missing) in the rows read.
     beyond_float32: Counter[str] = field(default_factory=Counter)
 
+    def add(self, other: ReadTally) -> None:
+        self.rows_read += other.rows_read
+        self.present |= other.present
+        self.beyond_float32.update(other.beyond_float32)
 
-def read_file(path: Path, roles: ColumnRoles, subsample: float, seed: int) -> FileTable:
+    def clear(self) -> None:
+        self.rows_read = 0
+        self.present.clear()
+        self.beyond_float32.clear()
+
+
+def read_blocks(path: Path, roles: ColumnRoles, subsample: float, seed: int, tally: ReadTally,
+                block_bytes: int = READ_BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
+    """The file's kept rows, decoded, a block at a time (memory holds one): each row is kept with
+    probability `subsample`, drawn in row order from `seed`, so the kept rows do not depend on the blocks.
+    `tally` counts every row read."""
     try:
-        return _read_file(path, roles, subsample, seed)
+        yield from _read_blocks(path, roles, subsample, seed, tally, block_bytes)
     except (EOFError, OSError, zlib.error) as exc:
         if not is_gzip(path):
             raise
         # A download or copy cut short: the bytes are wrong, not the rows.
         raise DatasetError(f"{path}: a broken gzip file ({exc}); fetch or export it again") from None
+    if not tally.rows_read:
+        raise DatasetError(f"{path}: no rows; a dataset needs at least one")
 
 
-def _read_file(path: Path, roles: ColumnRoles, subsample: float, seed: int) -> FileTable:
+def _read_blocks(path: Path, roles: ColumnRoles, subsample: float, seed: int, tally: ReadTally,
+                 block_bytes: int) -> Iterator[pa.RecordBatch]:
     schema = _schema_from_first_lines(path, roles)
+    keep, streamed = np.random.default_rng(seed), 0
     try:
-        return _read_with_pyarrow(path, roles, schema, subsample, seed)
+        for parsed, batch in _pyarrow_blocks(path, roles, schema, block_bytes):
+            tally.present.update(c for c in roles.all() if parsed.column(c).null_count < parsed.num_rows)
+            tally.beyond_float32.update(_beyond_float32(_named_columns(parsed), roles))
+            tally.rows_read += batch.num_rows
+            # Decoded before any row is subsampled away: every row is checked.
+            yield _kept(batch, keep, subsample)
+            streamed += batch.num_rows
+        return
     except (pa.ArrowInvalid, BadValue):
         pass  # out of the except block first: its traceback would keep the failed attempt's batches alive
-    return _read_line_by_line(path, roles, subsample, seed)
+    # The whole file again, line by line, so that its refusals are those of the whole file; the rows
+    # already given are read again (and drawn again, the same) but not given twice.
+    tally.clear()
+    yield from _read_line_by_line(path, roles, subsample, seed, tally, skip=streamed)
+
+
+def _kept(batch: pa.RecordBatch, keep: np.random.Generator, subsample: float, skip: int = 0) -> pa.RecordBatch:
+    """The batch's rows drawn by subsample, without its first `skip` rows."""
+    if subsample >= 1 and skip <= 0:
+        return batch
+    mask = keep.random(batch.num_rows) < subsample if subsample < 1 else np.ones(batch.num_rows, bool)
+    mask[:max(skip, 0)] = False
+    return batch.filter(mask)
 
 
 def is_gzip(path: Path) -> bool:
@@ -95,19 +134,6 @@ def mentions_column(path: Path, column: str) -> bool:
                 return True
             tail = chunk[-(len(column) * 2 + 64):]  # a key split across two chunks
     return False
-
-
-def _read_with_pyarrow(path: Path, roles: ColumnRoles, schema: pa.Schema, subsample: float,
-                       seed: int) -> FileTable:
-    keep = np.random.default_rng(seed)
-    batches, rows_read, present, too_large = [], 0, set(), Counter[str]()
-    for parsed, batch in _pyarrow_blocks(path, roles, schema):
-        present.update(c for c in roles.all() if parsed.column(c).null_count < parsed.num_rows)
-        too_large.update(_beyond_float32(_named_columns(parsed), roles))
-        rows_read += batch.num_rows
-        # Decoded before any row is subsampled away: every row is checked.
-        batches.append(batch if subsample >= 1 else batch.filter(keep.random(batch.num_rows) < subsample))
-    return _file_table(path, batches, rows_read, present, too_large)
 
 
 def _pyarrow_blocks(path: Path, roles: ColumnRoles, schema: pa.Schema, block_bytes: int = READ_BLOCK_BYTES,
@@ -142,8 +168,7 @@ def stream_file(path: Path, roles: ColumnRoles, block_bytes: int = READ_BLOCK_BY
         pass
     for numbers, records in _blocks(path, skip=streamed):
         try:
-            yield _decoded({c: values.from_python([r.get(c) for r in records], c, role)
-                            for c, role in roles.by_column()}, roles)
+            yield _decoded(_columns_of_records(records, roles), roles)
         except BadValue as bad:
             raise DatasetError(f"{path} line {numbers[bad.row]}: {bad.problem}") from None
 
@@ -165,31 +190,33 @@ def _arrow_source(path: Path) -> AbstractContextManager[Any]:
     return nullcontext(str(path))
 
 
-def _read_line_by_line(path: Path, roles: ColumnRoles, subsample: float, seed: int) -> FileTable:
-    """As `_read_with_pyarrow`, parsing each line with Python. A refused value is
-    reported once every configured column has been seen, so that a file missing
-    columns names them all rather than the first row lacking one."""
+def _read_line_by_line(path: Path, roles: ColumnRoles, subsample: float, seed: int, tally: ReadTally,
+                       skip: int = 0) -> Iterator[pa.RecordBatch]:
+    """As `_read_blocks`, parsing each line with Python, not giving the first `skip` rows. A refused value
+    is reported once every configured column has been seen, so that a file missing columns names them all
+    rather than the first row lacking one."""
     keep = np.random.default_rng(seed)
-    batches, rows_read, present, too_large = [], 0, set(), Counter[str]()
     refused: DatasetError | None = None
     for numbers, records in _blocks(path):
-        present.update(c for c in roles.all() if c not in present and _has(records, c, roles.scoring))
-        rows_read += len(records)
+        tally.present.update(c for c in roles.all() if c not in tally.present and _has(records, c, roles.scoring))
+        first_row, tally.rows_read = tally.rows_read, tally.rows_read + len(records)
         if refused is None:
             try:
-                columns = {c: values.from_python([r.get(c) for r in records], c, role)
-                           for c, role in roles.by_column()}
+                columns = _columns_of_records(records, roles)
                 batch = _decoded(columns, roles)
-                too_large.update(_beyond_float32(columns, roles))
-                batches.append(batch if subsample >= 1 else batch.filter(keep.random(batch.num_rows) < subsample))
+                tally.beyond_float32.update(_beyond_float32(columns, roles))
+                yield _kept(batch, keep, subsample, skip - first_row)
             except BadValue as bad:
                 refused = DatasetError(f"{path} line {numbers[bad.row]}: {bad.problem}")
-        if refused is not None and present >= set(roles.all()):
+        if refused is not None and tally.present >= set(roles.all()):
             raise refused
     if refused is not None:  # some column never appeared: that, not the row, is what to fix
-        absent = _absent(roles, present)
+        absent = _absent(roles, tally.present)
         raise DatasetError(missing_columns_message(str(path), absent, roles)) if absent else refused
-    return _file_table(path, batches, rows_read, present, too_large)
+
+
+def _columns_of_records(records: list[dict[str, Any]], roles: ColumnRoles) -> dict[str, pa.Array]:
+    return {c: values.from_python([r.get(c) for r in records], c, role) for c, role in roles.by_column()}
 
 
 def _has(records: list[dict[str, Any]], column: str, scoring: bool) -> bool:
@@ -216,15 +243,9 @@ def missing_columns_message(where: str, absent: list[str], roles: ColumnRoles) -
             f"point the variant's {keys} keys at this dataset's columns{id_note})")
 
 
-def _file_table(path: Path, batches: list[pa.RecordBatch], rows_read: int, present: set[str],
-                too_large: Counter[str]) -> FileTable:
-    if not rows_read:
-        raise DatasetError(f"{path}: no rows; a dataset needs at least one")
-    return FileTable(pa.Table.from_batches(batches), rows_read, frozenset(present), too_large)
-
-
 def _decoded(columns: dict[str, pa.Array], roles: ColumnRoles) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pydict({c: values.decode(columns[c], c, role) for c, role in roles.by_column()})
+    return pa.RecordBatch.from_pydict({c: values.decode(columns[c], c, role) for c, role in roles.by_column()},
+                                      schema=values.decoded_schema(roles))
 
 
 def _beyond_float32(columns: dict[str, pa.Array], roles: ColumnRoles) -> Counter[str]:

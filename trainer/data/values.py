@@ -184,6 +184,16 @@ _DECODERS: dict[str, Callable[[pa.Array, str], pa.Array]] = {
 }
 
 
+# Each role's decoded type, whatever type the file's values had.
+DECODED_TYPES = {LABEL: pa.int8(), NUMERIC: pa.float32(), CATEGORICAL: pa.string(), TEXT: pa.string(),
+                 ROW_ID: pa.string(), TIME: pa.timestamp("us", tz="UTC")}
+
+
+def decoded_schema(roles: ColumnRoles) -> pa.Schema:
+    """The decoded columns' schema: the same for every file and block of a dataset."""
+    return pa.schema([(column, DECODED_TYPES[role]) for column, role in roles.by_column()])
+
+
 def from_python(values: list[Any], name: str, role: str) -> pa.Array:
     """One column of parsed JSON values as an Arrow array, for rows pyarrow
     could not type (a column mixing numbers and strings); `decode` follows."""
