@@ -126,7 +126,8 @@ class _Moments:
 
 @dataclass
 class PreprocessingFitter:
-    """Feed every block of the dataset with its split ids; `result` fits on the TRAIN rows."""
+    """Feed every block of the dataset with its split ids. The TRAIN rows fit the preprocessing; the
+    VALIDATION rows give the contract's unseen rates; every row counts in `distinct_values`."""
 
     config: NetConfig
     train_rows: int = 0
