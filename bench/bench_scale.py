@@ -1,0 +1,268 @@
+"""One epoch of deep_v1 at 1M, 5M and 20M generated rows: does memory or speed grow with the data?
+
+    python bench/bench_scale.py [--rows 1000000,5000000,20000000] [--data-dir DIR] [--keep-data]
+                                [--baseline-ref REF [--epochs 3]]
+
+The datasets are generated (`trainer.data.synthetic.writer.generate`, as
+`fab generate_data`; seed 0) into `--data-dir`, outside the repository, and
+deleted at the end; `--keep-data` keeps them and reuses those already there.
+
+Each size trains one epoch through the project's own entry point,
+`python -m trainer train --variant deep_v1`, in a fresh process
+(TRAINER_EPOCHS=1, its package and work folder in a temporary folder, and a
+temporary XDG_CACHE_HOME so that no cache of an earlier run is reused: the
+load is a first run's). Per size it prints, from the package the run wrote:
+
+- load and fit-pass seconds: the manifest's `stage_seconds` "load" and
+  "preprocess" (every stage is in the results file);
+- steady examples/s: metrics.csv's `examples_per_second`, the training rows
+  over the epoch's training seconds, which leave out the step's compile time
+  (`trainer.training.metrics.split_compile_seconds` estimates it from the
+  steady calls of the same epoch; where it cannot, compile is NaN and the
+  rate includes it). Over several epochs, the median of the epochs';
+- peak RSS of the training process alone, in GB and as a multiple of the
+  dataset file's size: `os.wait4`'s rusage of that child (its maximum
+  resident set, TensorFlow's threads included).
+
+The ratios are against the smallest size in the same run. `goal:` says
+whether the largest size's peak RSS is at most `RSS_GOAL` times the smallest's
+and its examples/s at least `SPEED_GOAL` times; the last line is
+`scale: 20M rows peak RSS X GB (Y x 1M's), examples/s Z (W x 1M's)`.
+
+`--baseline-ref REF` also trains the smallest size for `--epochs` epochs
+with the code of git ref REF (checked out in a temporary `git worktree`,
+removed afterwards) and with the current code, and prints both packages'
+validation AUC (of the packaged weights, from the manifest; early stopping
+off, so both train every epoch) and steady examples/s: the current code
+should be within `AUC_TOLERANCE` and at least `SPEED_GOAL` times as fast
+(issue 23: the streamed path against the in-memory one of 35213e9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from common import ROOT, save
+
+from trainer.data.synthetic.writer import generate
+
+DEFAULT_ROWS = "1000000,5000000,20000000"
+DEFAULT_DATA_DIR = Path(tempfile.gettempdir()) / "trainer-bench-scale"
+VARIANT = "deep_v1"
+RSS_GOAL = 1.2  # the largest size's peak RSS at most this times the smallest's
+SPEED_GOAL = 0.9  # its steady examples/s at least this times the smallest's (and the current code's vs the ref's)
+AUC_TOLERANCE = 0.002  # the current code's validation AUC within this of the ref's, at equal epochs
+GB = 1024**3
+
+
+def size_label(rows: int) -> str:
+    """20000000 -> 20M, 400000 -> 400K, 1500000 -> 1.5M."""
+    for unit, scale in (("M", 1_000_000), ("K", 1_000)):
+        if rows >= scale:
+            return f"{rows / scale:g}{unit}"
+    return str(rows)
+
+
+def dataset_file(rows: int, folder: Path, keep: bool) -> tuple[Path, float | None]:
+    """The generated dataset of `rows` rows and the seconds generating it took (None when reused)."""
+    path = folder / f"ctr_{size_label(rows)}.json"
+    if keep and path.exists():
+        print(f"reusing {path} ({path.stat().st_size / GB:.2f} GB)", flush=True)
+        return path, None
+    started = time.perf_counter()
+    generate(rows, path, seed=0)
+    seconds = time.perf_counter() - started
+    print(f"generated {rows:,} rows ({path.stat().st_size / GB:.2f} GB) in {seconds:.1f} s", flush=True)
+    return path, seconds
+
+
+def train_once(code: Path, dataset: Path, epochs: int) -> dict[str, Any]:
+    """Train `epochs` epochs of VARIANT with the code at `code` in a fresh process; what it used and wrote."""
+    with tempfile.TemporaryDirectory(prefix="bench-scale-run-", dir=dataset.parent) as scratch:
+        output = Path(scratch) / "runs"
+        env = {name: value for name, value in os.environ.items() if not name.startswith("TRAINER_")}
+        env.update(PYTHONPATH=str(code), XDG_CACHE_HOME=str(Path(scratch) / "cache"),
+                   TRAINER_EPOCHS=str(epochs), TRAINER_EARLY_STOPPING_PATIENCE="0")
+        command = [sys.executable, "-m", "trainer", "train", "--variant", VARIANT,
+                   "--dataset", str(dataset), "--output", str(output)]
+        started = time.perf_counter()
+        status, max_rss_kb, log = run_measured(command, code, env)
+        run = {"wall_seconds": round(time.perf_counter() - started, 1), "peak_rss_gb": round(max_rss_kb * 1024 / GB, 3),
+               "peak_rss_x_file": round(max_rss_kb * 1024 / dataset.stat().st_size, 2)}
+        if status:
+            return run | {"failed": describe_status(status), "log_tail": log[-20:]}
+        return run | package_figures(next(output.glob("*.zip")))
+
+
+def run_measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, int, list[str]]:
+    """Run `command`, echoing its output; its exit code, its peak RSS in KB (os.wait4's rusage of this
+    child alone) and its output lines."""
+    child = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    with child.stdout:
+        for line in child.stdout:
+            print(f"    {line}", end="", flush=True)
+            lines.append(line.rstrip("\n"))
+    _, wait_status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(wait_status)  # reaped here: Popen must not wait again
+    return child.returncode, usage.ru_maxrss, lines
+
+
+def describe_status(code: int) -> str:
+    if code < 0:  # killed: SIGKILL is most likely the kernel's out-of-memory killer
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit status {code}"
+
+
+def package_figures(package: Path) -> dict[str, Any]:
+    """Stage seconds, steady examples/s and validation AUC, from the package's manifest and metrics.csv."""
+    with zipfile.ZipFile(package) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        epochs = pd.read_csv(io.BytesIO(archive.read("metrics.csv")))
+    stages = manifest["stage_seconds"]
+    rates = epochs["examples_per_second"].tolist()
+    return {"load_seconds": stages.get("load"), "fit_pass_seconds": stages.get("preprocess"),
+            "stage_seconds": stages, "examples_per_second": round(statistics.median(rates)),
+            "examples_per_second_per_epoch": [round(rate) for rate in rates],
+            "compile_seconds_per_epoch": [round(s, 2) for s in epochs["compile_seconds"]],
+            "validation_auc": round(manifest["validation_metrics"]["auc"], 5)}
+
+
+def size_line(label: str, run: dict[str, Any]) -> str:
+    memory = f"peak RSS {run['peak_rss_gb']:.2f} GB ({run['peak_rss_x_file']:.2f} x the file)"
+    if "failed" in run:
+        return f"{label} rows: FAILED ({run['failed']}) after {run['wall_seconds']} s, {memory}"
+    return (f"{label} rows: load {seconds(run['load_seconds'])}, fit pass {seconds(run['fit_pass_seconds'])}, "
+            f"steady {run['examples_per_second']:,} examples/s, {memory}")
+
+
+def seconds(value: float | None) -> str:
+    # A stage the run did not record under that name (the results file holds every stage it did).
+    return "unknown" if value is None else f"{value:.1f} s"
+
+
+@contextlib.contextmanager
+def worktree(ref: str, folder: Path) -> Iterator[Path]:
+    """The code of git ref `ref`, checked out in a temporary worktree, removed afterwards."""
+    path = folder / f"code-{ref.replace('/', '_')}"
+    subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=ROOT, check=True,
+                   capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
+
+
+def compare_with_ref(ref: str, dataset: Path, label: str, epochs: int) -> dict[str, Any]:
+    """The smallest size trained `epochs` epochs by the ref's code, then by the current code."""
+    print(f"{label} rows, {epochs} epochs with {ref}'s code:", flush=True)
+    with worktree(ref, dataset.parent) as code:
+        before = train_once(code, dataset, epochs)
+    print(f"{label} rows, {epochs} epochs with the current code:", flush=True)
+    now = train_once(ROOT, dataset, epochs)
+    result = {"ref": ref, "rows": label, "epochs": epochs, "ref_run": before, "current_run": now}
+    if "failed" not in before and "failed" not in now:
+        result.update(auc_difference=round(now["validation_auc"] - before["validation_auc"], 5),
+                      speed_ratio=round(now["examples_per_second"] / before["examples_per_second"], 3))
+        result["met"] = abs(result["auc_difference"]) <= AUC_TOLERANCE and result["speed_ratio"] >= SPEED_GOAL
+    return result
+
+
+def ref_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, run in ((result["ref"], result["ref_run"]), ("current", result["current_run"])):
+        figures = f"FAILED ({run['failed']})" if "failed" in run else (
+            f"validation AUC {run['validation_auc']:.4f}, steady {run['examples_per_second']:,} examples/s")
+        lines.append(f"{name}: {result['rows']} rows, {result['epochs']} epochs: {figures}")
+    if "met" in result:
+        lines.append(f"against {result['ref']}: AUC {result['auc_difference']:+.4f} (within {AUC_TOLERANCE}: "
+                     f"{yes(abs(result['auc_difference']) <= AUC_TOLERANCE)}), examples/s {result['speed_ratio']:.2f}x "
+                     f"(>= {SPEED_GOAL}: {yes(result['speed_ratio'] >= SPEED_GOAL)})")
+    return lines
+
+
+def yes(condition: bool) -> str:
+    return "yes" if condition else "no"
+
+
+def goal_lines(small: str, large: str, runs: dict[str, dict[str, Any]]) -> list[str]:
+    """The `goal:` line and the last `scale:` line: the largest size against the smallest."""
+    first, last = runs[small], runs[large]
+    rss = last["peak_rss_gb"] / first["peak_rss_gb"]
+    if "failed" in first or "failed" in last:
+        return [f"goal: not met ({large}: {last.get('failed', 'ran')}, {small}: {first.get('failed', 'ran')})",
+                f"scale: {large} rows peak RSS {last['peak_rss_gb']:.2f} GB ({rss:.2f} x {small}'s), "
+                f"examples/s none (a run failed)"]
+    speed = last["examples_per_second"] / first["examples_per_second"]
+    met = rss <= RSS_GOAL and speed >= SPEED_GOAL
+    return [f"goal: {'met' if met else 'not met'}: peak RSS {rss:.2f}x {small}'s (<= {RSS_GOAL}: "
+            f"{yes(rss <= RSS_GOAL)}), examples/s {speed:.2f}x (>= {SPEED_GOAL}: {yes(speed >= SPEED_GOAL)})",
+            f"scale: {large} rows peak RSS {last['peak_rss_gb']:.2f} GB ({rss:.2f} x {small}'s), "
+            f"examples/s {last['examples_per_second']:,} ({speed:.2f} x {small}'s)"]
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"comma-separated sizes (default {DEFAULT_ROWS})")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                        help=f"where the datasets go, outside the repository (default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--keep-data", action="store_true", help="keep the datasets, and reuse those already there")
+    parser.add_argument("--baseline-ref", default="", help="also compare the smallest size against this git ref")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the --baseline-ref comparison")
+    args = parser.parse_args()
+    args.rows = sorted({int(rows) for rows in args.rows.split(",")})
+    args.data_dir = args.data_dir.resolve()
+    if args.data_dir.is_relative_to(ROOT):
+        parser.error(f"--data-dir must be outside the repository ({ROOT}): the datasets take gigabytes")
+    return args
+
+
+def main() -> None:
+    args = parse_arguments()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    labels = [size_label(rows) for rows in args.rows]
+    runs: dict[str, dict[str, Any]] = {}
+    result: dict[str, Any] = {"variant": VARIANT, "cpu_cores": os.cpu_count(), "sizes": runs}
+    files = []
+    try:
+        for rows, label in zip(args.rows, labels, strict=True):
+            dataset, generated_seconds = dataset_file(rows, args.data_dir, args.keep_data)
+            files.append(dataset)
+            print(f"{label} rows, one epoch:", flush=True)
+            runs[label] = {"rows": rows, "file_gb": round(dataset.stat().st_size / GB, 3),
+                           "generate_seconds": None if generated_seconds is None else round(generated_seconds, 1),
+                           **train_once(ROOT, dataset, epochs=1)}
+            print(size_line(label, runs[label]), flush=True)
+            if args.baseline_ref and rows == args.rows[0]:
+                result["baseline"] = compare_with_ref(args.baseline_ref, dataset, label, args.epochs)
+    finally:
+        if not args.keep_data:
+            for path in files:
+                path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # only when nothing else is there
+                args.data_dir.rmdir()
+    save("scale", result)
+    for label in labels:
+        print(size_line(label, runs[label]))
+    if "baseline" in result:
+        print("\n".join(ref_lines(result["baseline"])))
+    print("\n".join(goal_lines(labels[0], labels[-1], runs)))
+
+
+if __name__ == "__main__":
+    main()
