@@ -104,22 +104,33 @@ class SplitPlan(ABC):
 
 @dataclass(frozen=True)
 class RandomSplitPlan(SplitPlan):
-    """A row's split is drawn from a hash of its values, seeded by split_seed: a row keeps its split when
-    rows are added or the shards reordered, and identical rows share one (no duplicate in train and test).
-    Split sizes are binomial around the fractions."""
+    """A row's split is drawn from a hash of the row, seeded by split_seed: of its id (`id_column`) when it
+    has one, else of all its values. A row keeps its split when rows are added or the shards reordered,
+    variants that read other feature columns split alike, and identical rows share one (no duplicate in
+    train and test). Split sizes are binomial around the fractions."""
 
     columns: tuple[str, ...]
+    id_column: str | None
     hash_key: str  # pandas' 16-character siphash key, from split_seed
     test_fraction: float
     validation_fraction: float
 
     def of(self, batch: pa.RecordBatch, first_row: int) -> np.ndarray:
-        # Strings as dictionaries: pandas hashes each distinct value once, to the hash of the value itself.
-        columns = {c: _hashable(batch.column(c)) for c in self.columns}
-        hashes = pd.util.hash_pandas_object(pa.table(columns).to_pandas(), index=False, hash_key=self.hash_key)
-        draws = (hashes.to_numpy() >> np.uint64(11)).astype(np.float64) * 2.0 ** -53  # uniform in [0, 1)
+        if not self.id_column:
+            hashes = self._hash(batch, self.columns)
+        else:
+            hashes = self._hash(batch, (self.id_column,))
+            if batch.column(self.id_column).null_count:  # rows without an id go by their values
+                missing = batch.column(self.id_column).is_null().to_numpy(zero_copy_only=False)
+                hashes[missing] = self._hash(batch.filter(missing), self.columns)
+        draws = (hashes >> np.uint64(11)).astype(np.float64) * 2.0 ** -53  # uniform in [0, 1)
         held_out = np.where(draws < self.test_fraction, TEST, VALIDATION)
         return np.where(draws < self.test_fraction + self.validation_fraction, held_out, TRAIN).astype(np.int8)
+
+    def _hash(self, batch: pa.RecordBatch, columns: tuple[str, ...]) -> np.ndarray:
+        # Strings as dictionaries: pandas hashes each distinct value once, to the hash of the value itself.
+        hashable = pa.table({c: _hashable(batch.column(c)) for c in columns}).to_pandas()
+        return pd.util.hash_pandas_object(hashable, index=False, hash_key=self.hash_key).to_numpy()
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,9 @@ def plan_splits(parsed: ParsedDataset, config: NetConfig) -> SplitPlan:
     n_test, n_validation = _held_out_sizes(parsed.rows, config)
     if not config.split_time_column:
         seed_key = hashlib.sha256(f"split_seed={config.split_seed}".encode()).hexdigest()[:16]
-        return RandomSplitPlan(tuple(parsed.schema.names), seed_key, config.test_fraction, config.validation_fraction)
+        names = parsed.schema.names
+        id_column = config.id_column if config.id_column in names else None
+        return RandomSplitPlan(tuple(names), id_column, seed_key, config.test_fraction, config.validation_fraction)
     column = config.split_time_column
     if column not in parsed.schema.names:
         raise DatasetError(f"split_time_column '{column}' is not a column of the dataset; set it to a TIMESTAMP "
