@@ -25,6 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from trainer.faults import fault_point
 from trainer.training.arrays import SplitArrays, predict
 
 SPEC_FILE = "split.json"
@@ -155,6 +156,7 @@ class EncodedSplitWriter:
                 "inputs": {name: {"dtype": s.dtype, "shape": list(s.shape)} for name, s in self.specs.items()},
                 LABELS: {"dtype": self.labels.dtype, "shape": list(self.labels.shape)}}
         (self.partial / SPEC_FILE).write_text(json.dumps(spec, indent=1))
+        fault_point(f"encoded:{self.folder.name}")
         shutil.rmtree(self.folder, ignore_errors=True)  # a kill here leaves no split: written again
         os.replace(self.partial, self.folder)
         return EncodedSplit(self.folder, self.rows, self.block_rows, self.specs, self.labels)
