@@ -29,7 +29,7 @@ import os
 import statistics
 import time
 
-from common import ROOT, dataset, save
+from common import ROOT, dataset, encoded, save
 
 from trainer import import_tensorflow_quietly
 
@@ -45,8 +45,9 @@ from trainer.networks import build_model_graph  # noqa: E402
 from trainer.serving.encoding import RawRowEncoder, encode_frame  # noqa: E402
 from trainer.training.arrays import SplitArrays  # noqa: E402
 from trainer.training.backup import ResumableEarlyStopping  # noqa: E402
-from trainer.training.batches import EpochShuffledBatches  # noqa: E402
+from trainer.training.batches import StreamedBatches  # noqa: E402
 from trainer.training.callbacks import EpochEvaluation  # noqa: E402
+from trainer.training.encoded import EncodedSplit  # noqa: E402
 from trainer.training.fit import AUTO_BATCH_RANGE, AUTO_BATCH_STEPS, effective_batch_size  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample_2k.json"
@@ -76,7 +77,7 @@ class EpochClock(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._started)
 
 
-def prepare(path: str, config: NetConfig) -> tuple[object, SplitArrays, SplitArrays]:
+def prepare(path: str, config: NetConfig) -> tuple[object, EncodedSplit, EncodedSplit]:
     """Load, split and encode as `fab train` does; the test split is dropped unread."""
     frame, _ = load_dataset(path, config)
     splits = split_dataset(frame, config)
@@ -87,20 +88,22 @@ def prepare(path: str, config: NetConfig) -> tuple[object, SplitArrays, SplitArr
     def encode(rows) -> SplitArrays:
         return SplitArrays(encode_frame(encoder, rows), rows[label].to_numpy(np.float32).reshape(-1, 1))
 
-    return preprocessor.shapes(), encode(splits.train), encode(splits.validation)
+    train, validation = encode(splits.train), encode(splits.validation)
+    return preprocessor.shapes(), encoded(train, "train"), encoded(validation, "validation")
 
 
-def train_arm(config: NetConfig, shapes, train: SplitArrays, validation: SplitArrays, batch_size: int) -> dict:
+def train_arm(config: NetConfig, shapes, train: EncodedSplit, validation: EncodedSplit, batch_size: int) -> dict:
     """fit_model's training (batches, evaluation, early stopping), without its files (backups, CSV, TensorBoard)."""
     keras.utils.set_random_seed(config.seed)
     model = build_model_graph(config, shapes)
-    batches = EpochShuffledBatches(train, batch_size, config.seed)
+    batches = StreamedBatches(train, batch_size, config.seed, config.shuffle_buffer_rows)
+    train_sample = train.sample(len(validation), config.seed, train.folder.with_name("sample"))
     stopping = ResumableEarlyStopping(monitor="val_auc", mode="max", patience=config.early_stopping_patience,
                                       restore_best_weights=True)
     clock = EpochClock()
     started = time.perf_counter()
     history = model.fit(batches.dataset, epochs=config.epochs, shuffle=False, verbose=0,
-                        callbacks=[batches, clock, EpochEvaluation(train, validation, config.seed), stopping])
+                        callbacks=[batches, clock, EpochEvaluation(train_sample, validation), stopping])
     wall = time.perf_counter() - started
     aucs = [round(a, 4) for a in history.history["val_auc"]]
     best_epoch = int(np.argmax(aucs)) + 1

@@ -35,7 +35,7 @@ import statistics
 import time
 from collections.abc import Iterator
 
-from common import dataset, dense_shapes, flops_per_example, matmul_peak, save, steady_summary
+from common import dataset, dense_shapes, encoded, flops_per_example, matmul_peak, save, steady_summary
 
 from trainer import import_tensorflow_quietly
 
@@ -50,7 +50,7 @@ from trainer.networks import build_model_graph, get_network  # noqa: E402
 from trainer.networks import compile as network_compile  # noqa: E402
 from trainer.serving.encoding import RawRowEncoder, encode_frame  # noqa: E402
 from trainer.training.arrays import SplitArrays  # noqa: E402
-from trainer.training.batches import EpochShuffledBatches  # noqa: E402
+from trainer.training.batches import StreamedBatches  # noqa: E402
 from trainer.training.callbacks import EpochEvaluation  # noqa: E402
 from trainer.training.fit import effective_batch_size  # noqa: E402
 
@@ -103,7 +103,7 @@ class EpochClock(keras.callbacks.Callback):
             self.seconds.append(time.perf_counter() - self._started)
 
 
-def fit(model: keras.Model, data: dict, batches: int | EpochShuffledBatches, epochs: int, evaluation: list) -> dict:
+def fit(model: keras.Model, data: dict, batches: int | StreamedBatches, epochs: int, evaluation: list) -> dict:
     """Fit with the given evaluation callbacks; the held-out AUC is read after them.
     `batches`: a batch size over the arrays (the baseline), or the pipeline's epoch-shuffled batches."""
     clock = EpochClock()
@@ -139,9 +139,9 @@ def ours(config: NetConfig, shapes, data: dict, epochs: int) -> dict:
     """The pipeline's own fit: batches shuffled by (seed, epoch), per-epoch evaluation outside the step."""
     keras.utils.set_random_seed(config.seed)
     model = build_model_graph(config, shapes)
-    train = SplitArrays(data["train_x"], data["train_y"])
-    batches = EpochShuffledBatches(train, effective_batch_size(config, len(train)), config.seed)
-    evaluation = [batches, EpochEvaluation(train, SplitArrays(data["test_x"], data["test_y"]), config.seed)]
+    train = data["train"]
+    batches = StreamedBatches(train, effective_batch_size(config, len(train)), config.seed, config.shuffle_buffer_rows)
+    evaluation = [batches, EpochEvaluation(data["train_sample"], data["test"])]
     return fit(model, data, batches, epochs, evaluation)
 
 
@@ -155,6 +155,10 @@ def prepare(path: str, config: NetConfig) -> tuple[object, dict]:
     label = config.label_column
     data = {"train_x": encode_frame(encoder, train), "train_y": train[label].to_numpy("float32").reshape(-1, 1),
             "test_x": encode_frame(encoder, test), "test_y": test[label].to_numpy("float32").reshape(-1, 1)}
+    # The pipeline's own arms train and evaluate on encoded splits, as `fab train` does.
+    data["train"] = encoded(SplitArrays(data["train_x"], data["train_y"]), "train")
+    data["test"] = encoded(SplitArrays(data["test_x"], data["test_y"]), "test")
+    data["train_sample"] = data["train"].sample(len(test), config.seed, data["train"].folder.with_name("sample"))
     return preprocessor.shapes(), data
 
 
@@ -165,8 +169,7 @@ def quality(networks: list[str], shapes, data: dict, max_epochs: int = 6) -> dic
         config = resolve_config(network, environ={}).config
         keras.utils.set_random_seed(config.seed)
         model = build_model_graph(config, shapes)
-        evaluation = EpochEvaluation(SplitArrays(data["train_x"], data["train_y"]),
-                                     SplitArrays(data["test_x"], data["test_y"]), config.seed)
+        evaluation = EpochEvaluation(data["train_sample"], data["test"])
         stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2, restore_best_weights=True)
         history = model.fit(data["train_x"], data["train_y"], epochs=max_epochs, verbose=0,
                             batch_size=effective_batch_size(config, len(data["train_y"])),

@@ -17,12 +17,15 @@ for networks with other matmuls.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import keras
+
+    from trainer.training.arrays import SplitArrays
+    from trainer.training.encoded import EncodedSplit
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -46,6 +52,21 @@ def dataset(rows: int, seed: int = 0) -> Path:
         generate(rows, path, seed=seed)
         print(f"generated {path.name} ({rows:,} rows) in {time.perf_counter() - started:.1f} s")
     return path
+
+
+@functools.cache
+def _encoded_root() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="bench-encoded-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def encoded(arrays: SplitArrays, name: str) -> EncodedSplit:
+    """Arrays as the pipeline trains on and evaluates them: an encoded split, in a temporary folder
+    removed when the benchmark ends."""
+    from trainer.training.encoded import write_split
+
+    return write_split(arrays, _encoded_root() / name)
 
 
 def rss_mb() -> float:

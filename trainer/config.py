@@ -81,6 +81,9 @@ class NetConfig:
     validation_fraction: float = _key(
         0.1, "fraction of rows held out as the validation split: early stopping and tuning read only it"
     )
+    shuffle_buffer_rows: int = _key(
+        1_048_576, "training rows shuffled together in memory; a training split this small or smaller is shuffled whole"
+    )
     split_seed: int = _key(42, "seeds the random split alone, so weight noise can be measured on fixed splits")
     split_time_column: str = _key(
         "", "a TIMESTAMP column: its newest rows go to test, the next newest to validation; empty = random split"
@@ -263,7 +266,7 @@ def check_values(config: NetConfig) -> list[tuple[str, str]]:
     """Range checks that types alone cannot express: (key, why) per problem."""
     positive = ["epochs", "embedding_dim", "hidden_width", "rnn_units",
                 "min_category_count", "max_categories", "text_min_count",
-                "text_max_vocabulary", "text_max_tokens"]
+                "text_max_vocabulary", "text_max_tokens", "shuffle_buffer_rows"]
     problems = [(k, "must be at least 1") for k in positive if getattr(config, k) < 1]
     non_negative = ["batch_size", "early_stopping_patience", "hidden_layers", "cross_layers"]
     problems += [(k, "must not be negative") for k in non_negative if getattr(config, k) < 0]

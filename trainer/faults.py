@@ -3,8 +3,10 @@
 - `FAB_TEST_KILL_AT=POINT`: `fault_point(POINT)` SIGKILLs the process, so a
   kill lands at a fixed point, not at a time. The points: "epoch:N" after
   epoch N's backup, "backup:N" inside it (its files written, not yet pointed
-  to), "packaging" before the package is published, "parse:written" when a dataset's
-  parse cache is written but not yet renamed into place; fab push's "push:staged" (the
+  to), "encoded:NAME" when an encoded split NAME (train, validation, test) is
+  written whole but not yet in place, "packaging" before the package is published,
+  "parse:written" when a dataset's parse cache is written but not yet renamed into
+  place; fab push's "push:staged" (the
   version's files in staging), "push:half-copied" (gs://: half of them copied
   to the version's prefix) and "push:copied" (the version whole, before its
   history entry).

@@ -47,7 +47,9 @@ from trainer.serving.contract import fit_contract
 from trainer.serving.encoding import RawRowEncoder, encode_frame
 from trainer.serving.export import raw_columns
 from trainer.serving.tokenizer import Agreement, agreement
-from trainer.training.arrays import SplitArrays, predict
+from trainer.training.arrays import SplitArrays
+from trainer.training.callbacks import split_metrics
+from trainer.training.encoded import EncodedSplit, write_split
 from trainer.training.fit import (
     FitOutcome,
     WorkFolders,
@@ -58,7 +60,7 @@ from trainer.training.fit import (
     split_cpu_for_tests,
     training_strategy,
 )
-from trainer.training.metrics import RunMetrics, binary_metrics, epoch_table
+from trainer.training.metrics import RunMetrics, epoch_table
 from trainer.training.tensorboard import (
     FinalMetrics,
     HParamValue,
@@ -143,11 +145,14 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
             for note in unfinished_runs_note(work):
                 print(note, file=out)
         write_session_start(work.tensorboard, run_id, _hparams(resolved, data.source))  # TensorBoard's HParams
-        model, outcome = _fit_or_reuse(request, config, data, work, run_metrics, out, batch_size, run_id, strategy)
+        encoded = {name: write_split(getattr(data, name), work.encoded / name)
+                   for name in ("train", "validation", "test")}  # what training and evaluation read
+        model, outcome = _fit_or_reuse(request, config, data, encoded, work, run_metrics, out, batch_size, run_id,
+                                       strategy)
         print(f"scoring the weights of epoch {outcome.best_epoch} on validation and test ...", file=out, flush=True)
         with run_metrics.stage("evaluate"):
-            validation_metrics = binary_metrics(data.validation.labels, predict(model, data.validation.inputs))
-            test_metrics = binary_metrics(data.test.labels, predict(model, data.test.inputs))  # the only time
+            validation_metrics = split_metrics(model, encoded["validation"])
+            test_metrics = split_metrics(model, encoded["test"])  # the only time
 
         epochs = epoch_table(work.keras_csv)
         write_final_metrics(work.tensorboard, FinalMetrics(validation_metrics, test_metrics, outcome.best_epoch,
@@ -239,8 +244,8 @@ def _prepare(dataset: str, config: NetConfig, run_metrics: RunMetrics, out: Text
     return PreparedData(source, frame, splits, preprocessor, tokenizer, train, validation, test)
 
 
-def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, work: WorkFolders,
-                  run_metrics: RunMetrics, out: TextIO, batch_size: int, run_id: str,
+def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, encoded: dict[str, EncodedSplit],
+                  work: WorkFolders, run_metrics: RunMetrics, out: TextIO, batch_size: int, run_id: str,
                   strategy: tf.distribute.Strategy | None = None) -> tuple[keras.Model, FitOutcome]:
     """The trained model: fitted now (resuming a killed attempt), or kept by an attempt that finished training."""
     if (outcome := work.finished_training()) is not None:
@@ -256,8 +261,8 @@ def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, 
         model = build_model_graph(config, data.preprocessor.shapes())
     try:
         with run_metrics.stage("fit"):
-            outcome = fit_model(model, data.train, data.validation, config, work, run_metrics, out, batch_size,
-                                request.callbacks)
+            outcome = fit_model(model, encoded["train"], encoded["validation"], config, work, run_metrics, out,
+                                batch_size, request.callbacks)
     except (TrainingDivergedError, RunAbandonedError):
         # Resuming would only diverge again, and an abandoned run is over: nothing to keep.
         _remove_work(work)

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import keras
-import numpy as np
 
 from trainer.config import NetConfig
 from trainer.errors import TrainingDivergedError
 from trainer.faults import fault_point
-from trainer.training.arrays import SplitArrays, predict
+from trainer.training.encoded import EncodedSplit, predict_split
 from trainer.training.metrics import (
     EPOCH_SECONDS,
     MEAN_BATCH_LOSS,
@@ -40,20 +39,22 @@ class EpochEvaluation(keras.callbacks.Callback):
     as `evaluation_seconds`.
     """
 
-    def __init__(self, train: SplitArrays, validation: SplitArrays, seed: int) -> None:
+    def __init__(self, train_sample: EncodedSplit, validation: EncodedSplit) -> None:
         super().__init__()
-        rows = np.random.default_rng(seed).permutation(len(train))[: len(validation)]
-        rows.sort()
-        self.train_sample = SplitArrays({k: v[rows] for k, v in train.inputs.items()}, train.labels[rows])
-        self.validation = validation
+        self.train_sample, self.validation = train_sample, validation
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         started = time.perf_counter()
         logs = logs if logs is not None else {}
-        logs.update(binary_metrics(self.train_sample.labels, predict(self.model, self.train_sample.inputs)))
-        validation = binary_metrics(self.validation.labels, predict(self.model, self.validation.inputs))
-        logs.update({f"val_{name}": value for name, value in validation.items()})
+        logs.update(split_metrics(self.model, self.train_sample))
+        logs.update({f"val_{name}": value for name, value in split_metrics(self.model, self.validation).items()})
         logs["evaluation_seconds"] = time.perf_counter() - started
+
+
+def split_metrics(model: keras.Model, split: EncodedSplit) -> dict[str, float]:
+    """AUC, log-loss and accuracy of the model on a split, read block by block."""
+    scores, labels = predict_split(model, split)
+    return binary_metrics(labels, scores)
 
 
 class DivergenceGuard(keras.callbacks.Callback):

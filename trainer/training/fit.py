@@ -30,10 +30,10 @@ from trainer import spend_onednn_boolean_notice
 from trainer.config import NetConfig
 from trainer.errors import TrainerError
 from trainer.faults import logical_cpus
-from trainer.training.arrays import SplitArrays
 from trainer.training.backup import ExactBackup, ResumableEarlyStopping, backed_up_epochs
-from trainer.training.batches import EpochShuffledBatches
+from trainer.training.batches import StreamedBatches
 from trainer.training.callbacks import DivergenceGuard, EpochEvaluation, EpochReport, EpochTensorBoard, KillPoint
+from trainer.training.encoded import EncodedSplit
 from trainer.training.metrics import RunMetrics
 
 # batch_size = 0 picks 1/64 of the training rows within these bounds: 64 steps
@@ -113,6 +113,11 @@ class WorkFolders:
     @property
     def keras_csv(self) -> Path:
         return self.root / "epochs.csv"
+
+    @property
+    def encoded(self) -> Path:
+        """The run's encoded splits (`trainer.training.encoded`), written again by a rerun."""
+        return self.root / "encoded"
 
     @property
     def lock_file(self) -> Path:
@@ -226,8 +231,8 @@ def _short(devices: Sequence[str]) -> str:
 
 def fit_model(
     model: keras.Model,
-    train: SplitArrays,
-    validation: SplitArrays,
+    train: EncodedSplit,
+    validation: EncodedSplit,
     config: NetConfig,
     work: WorkFolders,
     run_metrics: RunMetrics,
@@ -237,7 +242,9 @@ def fit_model(
 ) -> FitOutcome:
     """Train for `config.epochs` (resuming a killed attempt), reporting each epoch;
     the model ends with the best validation epoch's weights, kept in the work folder."""
-    batches = EpochShuffledBatches(train, batch_size, config.seed)
+    batches = StreamedBatches(train, batch_size, config.seed, config.shuffle_buffer_rows)
+    # Train and validation measured alike: a fixed sample of the training rows, as many as validation has.
+    train_sample = train.sample(len(validation), config.seed, work.encoded / "train_sample")
     early_stopping = ResumableEarlyStopping(
         monitor="val_auc", mode="max", patience=config.early_stopping_patience, restore_best_weights=True
     ) if config.early_stopping_patience else None
@@ -246,7 +253,7 @@ def fit_model(
     callbacks: list[keras.callbacks.Callback] = [
         batches,
         DivergenceGuard(config),
-        EpochEvaluation(train, validation, config.seed),
+        EpochEvaluation(train_sample, validation),
         EpochReport(run_metrics, len(train), batch_size, config.epochs, out),  # after EpochEvaluation: its seconds
         # The CSV row is written before the backup: a kill between the two
         # repeats an epoch's row (deduplicated later) instead of losing it.

@@ -1,0 +1,208 @@
+"""A split's encoded model inputs and labels on local disk, in blocks of rows.
+
+Training reads a split as blocks of raw little-endian arrays (one file per
+input and one for the labels, per block), which a tf.data pipeline reads
+in-graph with `tf.io.read_file` + `tf.io.decode_raw` (`batches.StreamedBatches`)
+and evaluation reads with numpy one block at a time (`predict_split`): memory
+holds one block, not the split.
+
+    <folder>/split.json           rows, block_rows, each array's dtype and trailing shape
+    <folder>/00000.<k>.raw        block 0's array k: the inputs in split.json's order, then the labels
+
+A writer fills a temporary folder beside the split's and renames it into
+place on `close`: a kill leaves either no split or a whole one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from trainer.faults import fault_point
+from trainer.training.arrays import SplitArrays, predict
+
+SPEC_FILE = "split.json"
+LABELS = "labels"
+# Rows per block when a writer is not told: 64K rows of deep_v1's inputs (25 int32 or float32
+# values a row) are a 6.5 MB block, many to a shuffle window, few enough files for a large split.
+BLOCK_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One array's element type (numpy's name, little-endian on disk) and its shape after the row axis."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> ArraySpec:
+        return cls(values.dtype.name, tuple(values.shape[1:]))
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.dtype(self.dtype).itemsize * np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """A split written by `EncodedSplitWriter`: `rows` rows in blocks of `block_rows` (the last one smaller)."""
+
+    folder: Path
+    rows: int
+    block_rows: int
+    specs: dict[str, ArraySpec]  # model input name -> its spec, in file order
+    labels: ArraySpec
+
+    def __len__(self) -> int:
+        return self.rows
+
+    @property
+    def blocks_count(self) -> int:
+        return -(-self.rows // self.block_rows)
+
+    def block_length(self, block: int) -> int:
+        return min(self.block_rows, self.rows - block * self.block_rows)
+
+    def block_files(self, block: int) -> list[Path]:
+        """The block's files: one per input in `specs`' order, then the labels'."""
+        return block_files(self.folder, block, len(self.specs) + 1)
+
+    def block(self, block: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """One block's inputs and labels, read with numpy."""
+        specs = [*self.specs.values(), self.labels]
+        arrays = [np.fromfile(path, np.dtype(spec.dtype).newbyteorder("<")).reshape(-1, *spec.shape)
+                  for path, spec in zip(self.block_files(block), specs, strict=True)]
+        return dict(zip(self.specs, arrays[:-1], strict=True)), arrays[-1]
+
+    def blocks(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Every block's inputs and labels, in row order."""
+        for block in range(self.blocks_count):
+            yield self.block(block)
+
+    @classmethod
+    def open(cls, folder: Path) -> EncodedSplit:
+        """A split written earlier (a rerun finds its work folder's splits)."""
+        spec = json.loads((folder / SPEC_FILE).read_text())
+        specs = {name: ArraySpec(s["dtype"], tuple(s["shape"])) for name, s in spec["inputs"].items()}
+        labels = ArraySpec(spec[LABELS]["dtype"], tuple(spec[LABELS]["shape"]))
+        return cls(folder, spec["rows"], spec["block_rows"], specs, labels)
+
+    def sample(self, rows: int, seed: int, folder: Path) -> EncodedSplit:
+        """A fixed, seeded choice of `rows` of this split's rows, in row order, as a split of its own in `folder`
+        (EpochEvaluation's train sample, as large as the validation split)."""
+        return self.take_rows(sample_rows(self.rows, rows, seed), folder)
+
+    def take_rows(self, rows: np.ndarray, folder: Path) -> EncodedSplit:
+        """These rows (sorted row numbers), in their order, as a split of their own in `folder`."""
+        writer = EncodedSplitWriter(folder, self.block_rows)
+        for block, (inputs, labels) in enumerate(self.blocks()):
+            start = block * self.block_rows
+            picked = rows[np.searchsorted(rows, start):np.searchsorted(rows, start + len(labels))] - start
+            writer.add({name: values[picked] for name, values in inputs.items()}, labels[picked])
+        return writer.close()
+
+
+def block_files(folder: Path, block: int, arrays: int) -> list[Path]:
+    return [folder / f"{block:05d}.{index}.raw" for index in range(arrays)]
+
+
+def sample_rows(train_rows: int, sample_rows: int, seed: int) -> np.ndarray:
+    """A fixed, seeded choice of `sample_rows` of `train_rows` row numbers, sorted. The shuffled row
+    numbers are int32 when they fit: 4 bytes per training row, for an instant."""
+    order = np.arange(train_rows, dtype=np.int32 if train_rows < 2**31 else np.int64)
+    np.random.default_rng(seed).shuffle(order)
+    return np.sort(order[:sample_rows])
+
+
+class EncodedSplitWriter:
+    """Writes rows, given any number at a time, as blocks of `block_rows` rows into `folder` (made on close)."""
+
+    def __init__(self, folder: Path, block_rows: int = BLOCK_ROWS) -> None:
+        if block_rows < 1:
+            raise ValueError(f"block_rows must be at least 1, not {block_rows}")
+        self.folder, self.block_rows = Path(folder), block_rows
+        self.partial = self.folder.with_name(f".{self.folder.name}.partial")
+        shutil.rmtree(self.partial, ignore_errors=True)  # a killed writer's
+        self.partial.mkdir(parents=True)
+        self.rows, self.blocks = 0, 0
+        self.pending: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
+        self.pending_rows = 0
+        self.specs: dict[str, ArraySpec] | None = None
+        self.labels: ArraySpec | None = None
+
+    def add(self, inputs: dict[str, np.ndarray], labels: np.ndarray) -> None:
+        """Rows of every model input and their labels (equal lengths; the same names, types and shapes each time)."""
+        self._check(inputs, labels)
+        self.pending.append((inputs, labels))
+        self.pending_rows += len(labels)
+        while self.pending_rows >= self.block_rows:
+            self._write_block(self.block_rows)
+
+    def close(self) -> EncodedSplit:
+        """Write the last block and the spec, and put the split in place (replacing one there before)."""
+        if self.pending_rows:
+            self._write_block(self.pending_rows)
+        if self.specs is None or self.labels is None:
+            raise ValueError(f"no rows were written to {self.folder}")
+        spec = {"rows": self.rows, "block_rows": self.block_rows,
+                "inputs": {name: {"dtype": s.dtype, "shape": list(s.shape)} for name, s in self.specs.items()},
+                LABELS: {"dtype": self.labels.dtype, "shape": list(self.labels.shape)}}
+        (self.partial / SPEC_FILE).write_text(json.dumps(spec, indent=1))
+        fault_point(f"encoded:{self.folder.name}")
+        shutil.rmtree(self.folder, ignore_errors=True)  # a kill here leaves no split: written again
+        os.replace(self.partial, self.folder)
+        return EncodedSplit(self.folder, self.rows, self.block_rows, self.specs, self.labels)
+
+    def _check(self, inputs: dict[str, np.ndarray], labels: np.ndarray) -> None:
+        specs, label_spec = {name: ArraySpec.of(values) for name, values in inputs.items()}, ArraySpec.of(labels)
+        if self.specs is None:
+            self.specs, self.labels = specs, label_spec
+        elif (specs, label_spec) != (self.specs, self.labels):
+            raise ValueError(f"rows added to {self.folder} changed their arrays: {specs} vs {self.specs}")
+        if any(len(values) != len(labels) for values in inputs.values()):
+            raise ValueError(f"inputs and labels of unequal lengths added to {self.folder}")
+
+    def _write_block(self, rows: int) -> None:
+        """The first `rows` pending rows as the next block."""
+        parts, taken = [], 0
+        while taken < rows:
+            inputs, labels = self.pending[0]
+            take = min(rows - taken, len(labels))
+            parts.append([*(values[:take] for values in inputs.values()), labels[:take]])
+            if take == len(labels):
+                self.pending.pop(0)
+            else:
+                self.pending[0] = ({name: values[take:] for name, values in inputs.items()}, labels[take:])
+            taken += take
+        for index, path in enumerate(block_files(self.partial, self.blocks, len(parts[0]))):
+            values = np.concatenate([part[index] for part in parts])
+            values.astype(values.dtype.newbyteorder("<"), copy=False).tofile(path)
+        self.pending_rows -= rows
+        self.rows += rows
+        self.blocks += 1
+
+
+def write_split(arrays: SplitArrays, folder: Path, block_rows: int = BLOCK_ROWS) -> EncodedSplit:
+    """Arrays held in memory, as an EncodedSplit."""
+    writer = EncodedSplitWriter(folder, block_rows)
+    writer.add(arrays.inputs, arrays.labels)
+    return writer.close()
+
+
+def predict_split(model: keras.Model, split: EncodedSplit) -> tuple[np.ndarray, np.ndarray]:
+    """The model's click probabilities (float32) and the labels of every row, one block in memory at a time."""
+    scores, labels = [], []
+    for inputs, block_labels in split.blocks():
+        scores.append(predict(model, inputs))
+        labels.append(block_labels)
+    if not scores:
+        return np.zeros(0, np.float32), np.zeros((0, *split.labels.shape), np.dtype(split.labels.dtype))
+    return np.concatenate(scores), np.concatenate(labels)
