@@ -1,8 +1,9 @@
 """The pipeline, stage by stage: what `python -m trainer train` does (`trainer.score` scores).
 
-    resolve config -> load dataset -> split (train, validation, test) -> fit preprocessing
-    -> encode every split with the serving export's encoder -> build_model_graph
-    -> fit (validation picks the epoch) -> score test once -> package -> publish
+    resolve config -> parse the dataset (cached) -> one pass: each row's split (train, validation, test)
+    and the preprocessing fitted -> encode every split to disk with the serving export's encoder
+    -> build_model_graph -> fit, streaming the encoded blocks (validation picks the epoch)
+    -> score test once -> package -> publish
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import keras
-import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -34,22 +34,19 @@ from trainer.config import (
     resolve_config,
 )
 from trainer.data import storage
-from trainer.data.dataset import DatasetSource, load_dataset
+from trainer.data.dataset import DatasetSource
 from trainer.data.features import Preprocessor
-from trainer.data.splits import Splits, split_dataset
+from trainer.data.parsed import parse_dataset
 from trainer.errors import ConfigError, RunAbandonedError, TrainingDivergedError
 from trainer.networks import build_model_graph, get_network
 from trainer.networks.compile import use_xla
 from trainer.package.assemble import PackageContents, dataset_metadata, write_package
 from trainer.package.loader import Package, load_package
 from trainer.package.writer import write_json
-from trainer.serving.contract import fit_contract
-from trainer.serving.encoding import RawRowEncoder, encode_frame
 from trainer.serving.export import raw_columns
-from trainer.serving.tokenizer import Agreement, agreement
-from trainer.training.arrays import SplitArrays
+from trainer.serving.tokenizer import Agreement
 from trainer.training.callbacks import split_metrics
-from trainer.training.encoded import EncodedSplit, write_split
+from trainer.training.encoded import EncodedSplit
 from trainer.training.fit import (
     FitOutcome,
     WorkFolders,
@@ -60,6 +57,7 @@ from trainer.training.fit import (
     split_cpu_for_tests,
     training_strategy,
 )
+from trainer.training.inputs import FittedData, encoded_splits, fit_pass
 from trainer.training.metrics import RunMetrics, epoch_table
 from trainer.training.tensorboard import (
     FinalMetrics,
@@ -106,20 +104,6 @@ class TrainResult:
         return load_package(self.package_uri)
 
 
-@dataclass
-class PreparedData:
-    """The dataset after loading, splitting and encoding."""
-
-    source: DatasetSource
-    frame: pd.DataFrame
-    splits: Splits
-    preprocessor: Preprocessor
-    tokenizer: Agreement | None  # the serving rules against spaCy on the training titles; None without text
-    train: SplitArrays
-    validation: SplitArrays
-    test: SplitArrays
-
-
 def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
     """Run the whole pipeline and publish one package; returns where it went."""
     resolved = _resolve(request)
@@ -132,23 +116,26 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
     print(f"variant {resolved.variant} (network {config.network}) on {device}", file=out)
 
     data = _prepare(request.dataset, config, run_metrics, out)
+    preprocessor, train_rows = data.fitted.preprocessor, data.stats.rows("train")
     # The batch is per device: with N replicas each step takes N batches, one per device.
-    batch_size = effective_batch_size(config, len(data.train)) * _replicas(strategy)
-    print(f"{len(data.train):,} train / {len(data.validation):,} validation / {len(data.test):,} test rows, "
-          f"batch size {batch_size}" + ("" if config.batch_size else " (auto)")
+    batch_size = effective_batch_size(config, train_rows) * _replicas(strategy)
+    print(f"{train_rows:,} train / {data.stats.rows('validation'):,} validation / {data.stats.rows('test'):,} test "
+          f"rows, batch size {batch_size}" + ("" if config.batch_size else " (auto)")
           + (f", {batch_size // _replicas(strategy)} per device" if strategy else ""), file=out)
-    if warning := one_step_warning(config, len(data.train), batch_size):
+    if warning := one_step_warning(config, train_rows, batch_size):
         print(warning, file=out)
-    work, run_id = _work_folder(request, resolved, data.source, _replicas(strategy))
+    source = data.parsed.source
+    work, run_id = _work_folder(request, resolved, source, _replicas(strategy))
     with work.exclusive():
         if not request.run_label:  # a tuning study resumes its own trials' folders
             for note in unfinished_runs_note(work):
                 print(note, file=out)
-        write_session_start(work.tensorboard, run_id, _hparams(resolved, data.source))  # TensorBoard's HParams
-        encoded = {name: write_split(getattr(data, name), work.encoded / name)
-                   for name in ("train", "validation", "test")}  # what training and evaluation read
-        model, outcome = _fit_or_reuse(request, config, data, encoded, work, run_metrics, out, batch_size, run_id,
-                                       strategy)
+        write_session_start(work.tensorboard, run_id, _hparams(resolved, source))  # TensorBoard's HParams
+        with run_metrics.stage("encode"):
+            encoded = encoded_splits(data, config, work.encoded)  # what training and evaluation read
+        run_metrics.count("rows_encoded", data.parsed.rows, run_metrics.stage_seconds["encode"])
+        model, outcome = _fit_or_reuse(request, config, preprocessor, encoded, work, run_metrics, out, batch_size,
+                                       run_id, strategy)
         print(f"scoring the weights of epoch {outcome.best_epoch} on validation and test ...", file=out, flush=True)
         with run_metrics.stage("evaluate"):
             validation_metrics = split_metrics(model, encoded["validation"])
@@ -162,40 +149,34 @@ def train(request: TrainRequest, out: TextIO = sys.stdout) -> TrainResult:
                      "xla": outcome.xla, "epochs_trained": len(epochs), "best_epoch": outcome.best_epoch,
                      "validation_metrics": validation_metrics, "test_metrics": test_metrics}
         with run_metrics.stage("package"):
-            run_facts["serving_tokenizer"] = data.tokenizer.summary() if data.tokenizer else None
+            fitted = data.fitted
+            run_facts["serving_tokenizer"] = fitted.agreement.summary() if fitted.agreement else None
             contents = PackageContents(
-                work.trained_model, data.preprocessor, resolved,
-                dataset_metadata(data.source, data.frame, data.splits, data.preprocessor, config), epochs,
-                work.tensorboard,
-                data.tokenizer.overrides if data.tokenizer else {},
-                fit_contract(data.preprocessor, data.splits.train, data.splits.validation),
-                _raw_row(data.splits.train, data.preprocessor))
+                work.trained_model, preprocessor, resolved,
+                dataset_metadata(source, data.stats, data.schema, fitted.distinct_values, preprocessor, config),
+                epochs, work.tensorboard, fitted.overrides, fitted.contract,
+                _raw_row(data.first_train_row, preprocessor))
             write_package(work.root / "package", package_uri, contents, run_facts, run_metrics, out)
         _remove_work(work)
     print(f"package {package_uri}  (weights of epoch {outcome.best_epoch}; validation auc "
           f"{validation_metrics['auc']:.4f}; test: {_summary(test_metrics)})", file=out)
-    return TrainResult(package_uri, run_id, model, data.preprocessor, epochs, outcome.best_epoch,
+    return TrainResult(package_uri, run_id, model, preprocessor, epochs, outcome.best_epoch,
                        validation_metrics, test_metrics)
 
 
-def _serving_tokenizer(train: pd.DataFrame, preprocessor: Preprocessor, out: TextIO) -> Agreement | None:
-    """The serving rules against spaCy on every distinct training title: the export, and so training, carries
-    spaCy's tokens for the titles the rules split differently. One line says how many."""
-    if not preprocessor.text_column:
-        return None
-    titles = train[preprocessor.text_column].dropna().unique().tolist()
-    tokenizer = agreement(titles, preprocessor.tokens_of(titles))
-    if tokenizer.overrides:
+def _tokenizer_note(tokenizer: Agreement | None, out: TextIO) -> None:
+    """One line when the serving rules split some training titles unlike spaCy: training and the export
+    both carry spaCy's tokens for those."""
+    if tokenizer and tokenizer.overrides:
         examples = "; ".join(repr(t) for t in list(tokenizer.overrides)[:3])
         print(f"title tokens: the serving rules split {len(tokenizer.overrides):,} of {tokenizer.titles:,} training "
               f"titles unlike spaCy (e.g. {examples}); those keep spaCy's tokens in training and in the export, "
               f"titles training never saw go by the rules (README: Serving)", file=out)
-    return tokenizer
 
 
 def _raw_row(frame: pd.DataFrame, preprocessor: Preprocessor) -> dict[str, object]:
     """One row as a serving request sends it (model/README.md's example)."""
-    row = frame.iloc[0]
+    row = frame.iloc[0]  # the decoded first training row
     values: dict[str, object] = {}
     for column in raw_columns(preprocessor):
         value, text = row[column], column not in preprocessor.numeric_columns
@@ -224,28 +205,24 @@ def _resolve(request: TrainRequest) -> ResolvedConfig:
     return resolved
 
 
-def _prepare(dataset: str, config: NetConfig, run_metrics: RunMetrics, out: TextIO) -> PreparedData:
-    """Load, split (refusing degenerate splits), fit the preprocessing on the train split, encode all three
-    with the serving export's encoder."""
+def _prepare(dataset: str, config: NetConfig, run_metrics: RunMetrics, out: TextIO) -> FittedData:
+    """Parse (or find the parse cached), then one pass: each row's split (degenerate splits refused) and the
+    preprocessing fitted on the training rows."""
     with run_metrics.stage("load"):
-        frame, source = load_dataset(dataset, config)
-    run_metrics.count("rows_loaded", source.rows_read, run_metrics.stage_seconds["load"])
-    print(f"dataset {dataset}: {len(frame):,} rows in {run_metrics.stage_seconds['load']:.1f} s", file=out)
-    if warning := source.beyond_float32_warning():
+        parsed = parse_dataset(dataset, config, out)
+    run_metrics.count("rows_loaded", parsed.source.rows_read, run_metrics.stage_seconds["load"])
+    if warning := parsed.source.beyond_float32_warning():
         print(warning, file=out)
     with run_metrics.stage("preprocess"):
-        splits = split_dataset(frame, config)
-        preprocessor = Preprocessor.fit(splits.train, config)
-        tokenizer = _serving_tokenizer(splits.train, preprocessor, out)
-        # The export's own encoder: every split is encoded as serving will encode the same rows.
-        encoder = RawRowEncoder(preprocessor, tokenizer.overrides if tokenizer else {})
-        train, validation, test = (_encode(encoder, rows, config.label_column) for _, rows in splits.items())
-    run_metrics.count("rows_preprocessed", len(frame), run_metrics.stage_seconds["preprocess"])
-    return PreparedData(source, frame, splits, preprocessor, tokenizer, train, validation, test)
+        data = fit_pass(parsed, config)
+    run_metrics.count("rows_preprocessed", parsed.rows, run_metrics.stage_seconds["preprocess"])
+    _tokenizer_note(data.fitted.agreement, out)
+    return data
 
 
-def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, encoded: dict[str, EncodedSplit],
-                  work: WorkFolders, run_metrics: RunMetrics, out: TextIO, batch_size: int, run_id: str,
+def _fit_or_reuse(request: TrainRequest, config: NetConfig, preprocessor: Preprocessor,
+                  encoded: dict[str, EncodedSplit], work: WorkFolders, run_metrics: RunMetrics, out: TextIO,
+                  batch_size: int, run_id: str,
                   strategy: tf.distribute.Strategy | None = None) -> tuple[keras.Model, FitOutcome]:
     """The trained model: fitted now (resuming a killed attempt), or kept by an attempt that finished training."""
     if (outcome := work.finished_training()) is not None:
@@ -258,7 +235,7 @@ def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, 
         print(f"resuming run {run_id} after epoch {completed}/{config.epochs}", file=out)
     # Variables made under a strategy's scope are mirrored on its devices, and fit then splits each batch.
     with run_metrics.stage("build"), strategy.scope() if strategy else contextlib.nullcontext():
-        model = build_model_graph(config, data.preprocessor.shapes())
+        model = build_model_graph(config, preprocessor.shapes())
     try:
         with run_metrics.stage("fit"):
             outcome = fit_model(model, encoded["train"], encoded["validation"], config, work, run_metrics, out,
@@ -272,11 +249,6 @@ def _fit_or_reuse(request: TrainRequest, config: NetConfig, data: PreparedData, 
 
 def _replicas(strategy: tf.distribute.Strategy | None) -> int:
     return strategy.num_replicas_in_sync if strategy else 1
-
-
-def _encode(encoder: RawRowEncoder, frame: pd.DataFrame, label: str) -> SplitArrays:
-    # Labels as a (rows, 1) float column, the shape of the model's output.
-    return SplitArrays(encode_frame(encoder, frame), frame[label].to_numpy(np.float32).reshape(-1, 1))
 
 
 def _work_folder(request: TrainRequest, resolved: ResolvedConfig, source: DatasetSource,

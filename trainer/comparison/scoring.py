@@ -19,11 +19,11 @@ from trainer import import_tensorflow_quietly
 from trainer.comparison.datasets import TestGroup
 from trainer.comparison.read import PackageRecord
 from trainer.config import NetConfig, config_from_json_dict
-from trainer.data.dataset import load_dataset
-from trainer.data.splits import split_dataset
+from trainer.data.parsed import parse_dataset
+from trainer.data.splits import plan_splits, split_frame
 from trainer.data.values import ColumnRoles
 from trainer.errors import TrainerError
-from trainer.package.layout import REBUILT_TEST_ROWS, supports
+from trainer.package.layout import REBUILT_TEST_ROWS, ROW_HASH_SPLIT, supports
 
 
 @dataclass(frozen=True)
@@ -73,22 +73,31 @@ def rebuild_test_rows(record: PackageRecord, config: NetConfig) -> pd.DataFrame 
     """The package's test split rebuilt from its dataset, or one line saying why it cannot be."""
     recorded = record.dataset
     source = recorded["source"]
-    if not supports(record.format_version, REBUILT_TEST_ROWS):
+    if not rebuildable(record.format_version, recorded["split"]):
         return (f"{record.letter} (package format version {record.format_version}) was split into train and test "
                 "by an older trainer, whose split this one does not rebuild")
     try:
-        frame, loaded = load_dataset(source, config, with_row_id=False)  # rows scored, not named
-        splits = split_dataset(frame, config)
+        parsed = parse_dataset(source, config)
+        test = split_frame(parsed, plan_splits(parsed, config), "test",
+                           ColumnRoles.of(config, with_label=True, with_row_id=False))  # rows scored, not named
     except (TrainerError, OSError) as exc:
         return f"the dataset {source} does not load ({exc})"
-    if loaded.sha256 != recorded["sha256"]:
+    if parsed.source.sha256 != recorded["sha256"]:
         return (f"the dataset {source} has changed since {record.letter} was trained "
-                f"(sha256 {loaded.sha256[:12]}, recorded {recorded['sha256'][:12]})")
+                f"(sha256 {parsed.source.sha256[:12]}, recorded {recorded['sha256'][:12]})")
     expected = recorded["split"]["test"]["rows"]
-    if len(splits.test) != expected:
-        return (f"the test split rebuilt from {source} has {len(splits.test):,} rows, and {record.letter}'s "
+    if len(test) != expected:
+        return (f"the test split rebuilt from {source} has {len(test):,} rows, and {record.letter}'s "
                 f"dataset.json records {expected}")
-    return splits.test
+    return test
+
+
+def rebuildable(version: int, split: dict) -> bool:
+    """Whether this trainer splits the package's data as its run did: a time split since format 2, a random
+    one since rows were split by their hash (format 8)."""
+    if split.get("method") == "time":
+        return supports(version, REBUILT_TEST_ROWS)
+    return supports(version, ROW_HASH_SPLIT)
 
 
 def score_rows(package_uri: str, rows: pd.DataFrame) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Preprocessing fitted on the training split: what the one encoder reads.
 
-`Preprocessor.fit` computes, from the training split alone:
+`trainer.data.fitting` fits it in one pass over the training rows, block by block:
 - per categorical column, its vocabulary: values seen at least
   `min_category_count` times, numbered from 1 by descending frequency (ties by
   value), capped at `max_categories`; the vocabulary size (cardinality, with
@@ -21,16 +21,10 @@ there, once), in training and in the serving export alike. The fitted
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
-
-import numpy as np
-import pandas as pd
-
-from trainer.config import NetConfig
 
 OOV_INDEX = 0
 PAD_TOKEN, OOV_TOKEN, EMPTY_TEXT_TOKEN = 0, 1, 2
@@ -77,21 +71,6 @@ class Preprocessor:
     # same titles (trainer.serving.tokenizer.agreement), would otherwise tokenize every title twice. Not saved.
     token_cache: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def fit(cls, train: pd.DataFrame, config: NetConfig) -> Preprocessor:
-        pre = cls(config.categorical_columns, config.numeric_columns, config.text_column)
-        for column in pre.categorical_columns:
-            pre.vocabularies[column] = _fit_vocabulary(
-                train[column].value_counts(sort=False), config.min_category_count, config.max_categories
-            )
-        if pre.numeric_columns:
-            pre.numeric_mean, pre.numeric_std = _fit_standardisation(train, pre.numeric_columns)
-            pre.numeric_min, pre.numeric_max = _fit_range(train, pre.numeric_columns)
-        if pre.text_column:
-            pre.token_vocabulary, pre.sequence_length = _fit_tokens(train[pre.text_column], config, pre.tokens_of)
-            pre.empty_text_token = EMPTY_TEXT_TOKEN
-        return pre
-
     def shapes(self) -> DatasetShapes:
         return DatasetShapes(
             categorical_cardinalities={c: len(v) + 1 for c, v in self.vocabularies.items()},
@@ -122,51 +101,6 @@ class Preprocessor:
         for key in ("categorical_columns", "numeric_columns"):
             data[key] = tuple(data[key])
         return cls(**data)
-
-
-def _fit_vocabulary(counts: pd.Series, min_count: int, max_size: int) -> list[str]:
-    kept = counts[counts >= min_count]
-    # Ties broken by value, so the same data always gives the same indices.
-    ordered = sorted(zip(kept.to_numpy(), kept.index.astype(str)), key=lambda cv: (-cv[0], cv[1]))
-    return [value for _, value in ordered[:max_size]]
-
-
-def _fit_standardisation(train: pd.DataFrame, columns: tuple[str, ...]) -> tuple[list[float], list[float]]:
-    values = train[list(columns)].astype(np.float64)
-    mean = values.mean().fillna(0.0)
-    std = values.std(ddof=0).fillna(1.0).replace(0.0, 1.0)
-    return mean.tolist(), std.tolist()
-
-
-def _fit_range(train: pd.DataFrame, columns: tuple[str, ...]) -> tuple[list[float], list[float]]:
-    values = train[list(columns)].astype(np.float64)
-    # A column with no number at all: any value is outside it; its mean (0) is then what it scores as.
-    return values.min().fillna(0.0).tolist(), values.max().fillna(0.0).tolist()
-
-
-def _fit_tokens(
-    titles: pd.Series, config: NetConfig, tokens_of: Callable[[Iterable[str]], list[list[str]]]
-) -> tuple[list[str], int]:
-    categories, codes = _categories_and_codes(titles)
-    rows_per_title = np.bincount(codes[codes >= 0], minlength=len(categories))
-    counts: Counter[str] = Counter()
-    longest = 1
-    for tokens, rows in zip(tokens_of(categories), rows_per_title):
-        if rows:
-            longest = max(longest, len(tokens))
-            for token in tokens:
-                counts[token] += int(rows)
-    kept = [(c, t) for t, c in counts.items() if c >= config.text_min_count]
-    kept.sort(key=lambda ct: (-ct[0], ct[1]))
-    vocabulary = [t for _, t in kept[: config.text_max_vocabulary]]
-    return vocabulary, min(longest, config.text_max_tokens)
-
-
-def _categories_and_codes(values: pd.Series) -> tuple[pd.Index, np.ndarray]:
-    """Distinct values and each row's position among them (-1 for null)."""
-    if not isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.astype("category")
-    return values.cat.categories, values.cat.codes.to_numpy()
 
 
 def tokenize(texts: Any) -> list[list[str]]:

@@ -1,11 +1,11 @@
 """The fitting pass: the preprocessing, fitted block by block over the split rows, in bounded memory.
 
 `PreprocessingFitter.add` takes each decoded Arrow block (trainer.data.ndjson's columns) with its rows'
-split ids; `result` then gives what `Preprocessor.fit` gives on the training split held whole, and what
-the package needs beside it:
+split ids; `result` then gives the fitted `Preprocessor` (trainer.data.features says what it holds), and
+what the package needs beside it:
 
-- the vocabularies (rows per distinct value, counted by pyarrow's group_by per block), numbered as
-  `Preprocessor.fit` numbers them: count, then value;
+- the vocabularies (rows per distinct value, counted by pyarrow's group_by per block), numbered by
+  descending count, ties by value;
 - per number, the count, mean and sum of squared deviations of each block, merged with Chan's formula
   (stable: no sum of squares to cancel), and the range;
 - the title vocabulary: each distinct training title tokenized by spaCy once, its tokens weighted by its
@@ -27,18 +27,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from trainer.config import NetConfig
 from trainer.data.features import EMPTY_TEXT_TOKEN, Preprocessor
+from trainer.data.splits import SPLITS, TRAIN, VALIDATION
 
 if TYPE_CHECKING:
     from trainer.serving.tokenizer import Agreement
 
 # Split ids, as trainer.data.splits numbers them.
-TRAIN, VALIDATION = 0, 1
-SPLIT_COUNT = 3
 # Block counts held before they are merged into a total smaller than this.
 PENDING_ROWS = 1 << 20
 
@@ -65,12 +65,12 @@ class _Tally:
     def add(self, values: pa.Array, split_ids: np.ndarray, first_row: int) -> None:
         encoded = pc.dictionary_encode(values, null_encoding="encode")
         # One count per (value, split): a bincount of the value codes and split ids, no hashing per pair.
-        pairs = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64) * SPLIT_COUNT + split_ids
-        counts = np.bincount(pairs, minlength=len(encoded.dictionary) * SPLIT_COUNT)
+        pairs = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64) * len(SPLITS) + split_ids
+        counts = np.bincount(pairs, minlength=len(encoded.dictionary) * len(SPLITS))
         present = np.flatnonzero(counts)
-        codes = present // SPLIT_COUNT
+        codes = present // len(SPLITS)
         self.pending.append(pa.table({"value": encoded.dictionary.take(codes),
-                                      "split": pa.array((present % SPLIT_COUNT).astype(np.int8)),
+                                      "split": pa.array((present % len(SPLITS)).astype(np.int8)),
                                       "rows": counts[present], "first_row": first_row + codes}))
         self.pending_rows += len(present)
         if self.pending_rows > max(PENDING_ROWS, self.total.num_rows if self.total else 0):
@@ -248,3 +248,11 @@ def _sum(values: pa.ChunkedArray) -> int:
 def _share(count: int, rows: int) -> float:
     # As pandas' mean of a boolean column: NaN with no row.
     return count / rows if rows else float("nan")
+
+
+def fit_frame(train: pd.DataFrame, config: NetConfig) -> FittedPreprocessing:
+    """The fitting pass over rows held in memory (a DataFrame `load_dataset` reads), all of them training rows."""
+    batch = pa.RecordBatch.from_pandas(train, preserve_index=False)
+    fitter = PreprocessingFitter(config)
+    fitter.add(batch, np.full(batch.num_rows, TRAIN, np.int8))
+    return fitter.result()

@@ -83,7 +83,8 @@ def parse_dataset(uri: str, config: NetConfig, out: TextIO | None = None) -> Par
             if not (folder / META).is_file():  # another process may have parsed it while this one waited
                 _parse_into(folder, files, roles, config, out)
     elif out:
-        print(f"dataset {uri}: parsed rows reused from {folder}", file=out)
+        meta = json.loads((folder / META).read_text())
+        print(f"dataset {uri}: {meta['rows']:,} rows, parsed rows reused from {folder}", file=out)
     return _opened(folder, files, roles)
 
 
@@ -130,8 +131,8 @@ def _parse_into(folder: Path, files: HashedFiles, roles: ColumnRoles, config: Ne
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     if out:
-        print(f"dataset {files.uri}: {rows:,} rows parsed in {time.monotonic() - started:.1f} s into {folder}",
-              file=out)
+        print(f"dataset {files.uri}: {rows:,} rows parsed in {time.monotonic() - started:.1f} s, kept for the next "
+              f"runs in {folder}", file=out)
 
 
 def _write_parts(folder: Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> int:

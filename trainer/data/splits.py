@@ -6,17 +6,17 @@ its metric is held out from every choice the run makes.
 
 A parsed dataset (trainer.data.parsed) is split row by row without holding its
 rows: `plan_splits` gives a `SplitPlan`, which tells each batch's rows their
-split. A random split hashes each row's values with a key drawn from
-`split_seed` alone (different weight seeds are compared on the same rows): a
-row keeps its split when rows are added or the shards reordered, identical
-rows share one, and the sizes are binomial around the fractions. A time split
+split. A random split hashes each row, by its `id_column` when it has one
+(else by all its values), with a key drawn from `split_seed` alone (different
+weight seeds are compared on the same rows): a row keeps its split when rows
+are added or the shards reordered, variants reading other features split
+alike, identical rows share one, and the sizes are binomial around the
+fractions. A time split
 (`split_time_column`) puts the newest rows in test and the next newest in
 validation (a ranker is judged on traffic it has not seen), as many as the
 fractions say; rows with the same timestamp keep their file order, so the
 split is the same on every run. Its cuts are found by counting passes over the
 cached time column, not by sorting it in memory.
-
-`split_dataset` splits a DataFrame held whole (a random split by permutation).
 """
 
 from __future__ import annotations
@@ -43,33 +43,6 @@ TRAIN, VALIDATION, TEST = 0, 1, 2  # a row's split in a SplitPlan: its index in 
 TIME_BUCKETS = 1 << 16  # a time split's histogram: each counting pass narrows the time range 65,536 times
 
 
-@dataclass(frozen=True)
-class Splits:
-    train: pd.DataFrame
-    validation: pd.DataFrame
-    test: pd.DataFrame
-
-    def items(self) -> list[tuple[str, pd.DataFrame]]:
-        return [(name, getattr(self, name)) for name in SPLITS]
-
-
-def split_dataset(frame: pd.DataFrame, config: NetConfig) -> Splits:
-    """Train, validation and test rows: by time when `split_time_column` is set, else seeded at random."""
-    n_test, n_validation = _held_out_sizes(len(frame), config)
-    if config.split_time_column:
-        order = _oldest_first(frame, config.split_time_column)
-    else:
-        order = np.random.default_rng(config.split_seed).permutation(len(frame))
-    # Held-out rows come from the end of the order: for a time split, the newest.
-    test_rows = order[len(order) - n_test:]
-    validation_rows = order[len(order) - n_test - n_validation: len(order) - n_test]
-    train_rows = order[: len(order) - n_test - n_validation]
-    splits = Splits(*(frame.iloc[np.sort(rows)].reset_index(drop=True)
-                      for rows in (train_rows, validation_rows, test_rows)))
-    check_splits(splits, config)
-    return splits
-
-
 def _held_out_sizes(rows: int, config: NetConfig) -> tuple[int, int]:
     n_test = max(1, round(rows * config.test_fraction))
     n_validation = max(1, round(rows * config.validation_fraction))
@@ -79,18 +52,6 @@ def _held_out_sizes(rows: int, config: NetConfig) -> tuple[int, int]:
             f"validation_fraction={config.validation_fraction}; use more data or smaller fractions"
         )
     return n_test, n_validation
-
-
-def _oldest_first(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in frame:
-        raise DatasetError(f"split_time_column '{column}' is not a column of the dataset; set it to a TIMESTAMP "
-                           f"column, or to '' for a random split")
-    times = frame[column]
-    if times.isna().any():
-        raise DatasetError(f"split_time_column '{column}' is null in {int(times.isna().sum()):,} rows, which a time "
-                           f"split cannot place; fill them in, or set split_time_column to '' for a random split")
-    # A stable sort: equal timestamps keep their order in the file.
-    return np.argsort(times.to_numpy(), kind="stable")
 
 
 class SplitPlan(ABC):
@@ -248,16 +209,6 @@ def _cut_at(parsed: ParsedDataset, column: str, oldest: int, newest: int, positi
     raise AssertionError(f"no row at position {position} of {parsed.rows}")  # the counts say there is one
 
 
-def check_splits(splits: Splits, config: NetConfig) -> None:
-    """Refuse, before training, a split whose metrics cannot be computed: AUC needs both label classes."""
-    SplitStats.of_splits(splits, config).check(config)
-
-
-def describe_splits(splits: Splits, config: NetConfig) -> dict[str, Any]:
-    """dataset.json's record of the split: how it was made, and each split's size, label rate and time range."""
-    return SplitStats.of_splits(splits, config).describe(config)
-
-
 @dataclass
 class _Counts:
     rows: int = 0
@@ -276,14 +227,6 @@ class SplitStats:
     def __init__(self, config: NetConfig) -> None:
         self.label, self.time = config.label_column, config.split_time_column or None
         self._counts = [_Counts() for _ in SPLITS]
-
-    @classmethod
-    def of_splits(cls, splits: Splits, config: NetConfig) -> SplitStats:
-        stats = cls(config)
-        for split_id, (_, rows) in enumerate(splits.items()):
-            times = pd.to_datetime(rows[stats.time], utc=True).dt.tz_convert(None).to_numpy() if stats.time else None
-            stats._add(split_id, rows[stats.label].to_numpy(), times)
-        return stats
 
     def add(self, batch: pa.RecordBatch, split_ids: np.ndarray) -> None:
         labels = batch.column(self.label).to_numpy()

@@ -20,7 +20,7 @@ import pandas as pd
 from trainer.config import NetConfig, ResolvedConfig
 from trainer.data.dataset import DatasetSource
 from trainer.data.features import Preprocessor
-from trainer.data.splits import Splits, describe_splits
+from trainer.data.splits import SPLITS, SplitStats
 from trainer.faults import fault_point
 from trainer.package.layout import (
     CONFIG_FILE,
@@ -82,30 +82,32 @@ def write_package(staging: Path, package_uri: str, contents: PackageContents, ru
     publish_package(staging, package_uri)
 
 
-def dataset_metadata(source: DatasetSource, frame: pd.DataFrame, splits: Splits, preprocessor: Preprocessor,
-                     config: NetConfig) -> dict[str, Any]:
+def dataset_metadata(source: DatasetSource, stats: SplitStats, schema: dict[str, str],
+                     distinct_values: dict[str, int], preprocessor: Preprocessor, config: NetConfig) -> dict[str, Any]:
     """dataset.json: where the rows came from, how they were split, their schema and vocabularies."""
     shapes = preprocessor.shapes()
-    label_rate = {"all": float(frame[config.label_column].mean())}
-    label_rate.update((name, float(rows[config.label_column].mean())) for name, rows in splits.items())
+    split = stats.describe(config)
+    rows = sum(split[name]["rows"] for name in SPLITS)
+    label_rate = {"all": sum(split[name]["rows"] * split[name]["label_rate"] for name in SPLITS) / rows}
+    label_rate.update((name, split[name]["label_rate"]) for name in SPLITS)
     return {
         "source": source.uri,
         "files": list(source.files),
         "sha256": source.sha256,
         "size_bytes": source.size_bytes,
         "rows_read": source.rows_read,
-        "rows": len(frame),
+        "rows": rows,
         # Per numeric column: numbers too large for float32 (1e40), read as missing (the null rates of
         # model/data_contract.json count them among the nulls).
         "numbers_beyond_float32": source.numbers_beyond_float32,
         "subsample": config.subsample,
         "export": source.export,  # fab dataset's metadata: query hash, job id, rows, schema, time
-        "split": describe_splits(splits, config),
-        "schema": {column: str(dtype) for column, dtype in frame.dtypes.items()},
+        "split": split,
+        "schema": schema,
         "label": config.label_column,
         "label_rate": label_rate,
         "categorical_cardinalities": shapes.categorical_cardinalities,
-        "distinct_values": {c: int(frame[c].nunique()) for c in config.categorical_columns},
+        "distinct_values": distinct_values,
         "text": {"column": config.text_column, "vocabulary_size": shapes.text_vocabulary_size,
                  "sequence_length": shapes.text_sequence_length},
     }

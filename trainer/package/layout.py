@@ -78,6 +78,7 @@ DISTINCT_SIGNATURE = "distinct_values"  # the export's signature that fab score 
 REBUILT_TEST_ROWS = "fab compare rebuilds its test rows from the data (the train/validation/test split)"
 SERVING_EXPORT = "scoring through the serving export (before it: the Keras model fed by preprocessing.json's encoder)"
 DRIFT_SUMMARY = "fab score's drift summary against the data contract"
+ROW_HASH_SPLIT = "a random split by each row's hash (before it: a seeded permutation of the rows, not rebuilt)"
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,12 @@ FORMATS = (
            "metrics.csv's scalars written at packaging); dataset.json's numbers_beyond_float32 (absent before: "
            "not counted)",
            fields={DATASET_FILE: {"numbers_beyond_float32": {}}}),
+    Format(8, "issue 23, 2026-12-04",
+           "one encoder: every split encoded by the export's RawRowEncoder in training (spaCy's tokens kept for "
+           "the training titles the rules split differently; before it, training encoded with pandas and spaCy); "
+           "a random split decided by each row's hash, of its id_column when it has one, seeded by split_seed "
+           "(before it: a seeded permutation of all rows, with exact sizes)",
+           features=(ROW_HASH_SPLIT,)),
 )
 FIRST_VERSION, CURRENT_VERSION = FORMATS[0].version, FORMATS[-1].version
 VERSIONED_SINCE = 6  # packages of earlier versions carry no format_version, and are recognised instead
