@@ -29,8 +29,8 @@ from trainer.package.provenance import COMMIT_VARIABLE, IMAGE_ID_VARIABLE, IMAGE
 
 DATA_MOUNT = "/mnt/data"
 OUTPUT_MOUNT = "/mnt/output"
-# The host's download cache and the work folders of gs:// outputs: a container
-# re-reads a dataset without downloading it again and resumes a killed run.
+# The host's cache: downloads, parsed datasets (trainer.data.parsed) and the work folders of gs:// outputs.
+# A container re-reads a dataset without downloading or parsing it again, and resumes a killed run.
 CACHE_MOUNT = "/mnt/cache"
 CONFIG_MOUNT = "/mnt/config"
 CREDENTIALS_MOUNT = "/var/run/secrets/google/credentials.json"
@@ -79,13 +79,12 @@ class ContainerJob:
         self._mount(path, OUTPUT_MOUNT, read_only=False)
         return OUTPUT_MOUNT
 
-    def mount_cache_for(self, *uris: str) -> None:
-        """The host's cache of remote files, where any of `uris` is remote."""
-        if any(storage.scheme_of(uri) for uri in uris):
-            host_cache = storage.cache_root()
-            host_cache.mkdir(parents=True, exist_ok=True)
-            self._mount(host_cache, f"{CACHE_MOUNT}/{host_cache.name}", read_only=False)
-            self.environment[storage.CACHE_HOME_VARIABLE] = CACHE_MOUNT
+    def mount_cache(self) -> None:
+        """The host's cache (storage.cache_root()), shared with runs on the host."""
+        host_cache = storage.cache_root()
+        host_cache.mkdir(parents=True, exist_ok=True)
+        self._mount(host_cache, f"{CACHE_MOUNT}/{host_cache.name}", read_only=False)
+        self.environment[storage.CACHE_HOME_VARIABLE] = CACHE_MOUNT
 
     def mount_variants(self, variants_file: Path) -> str:
         """The variant file (this checkout's, or --variants), so a variant added since the build is found."""
@@ -117,7 +116,7 @@ def training_job(image: str, variant: str, dataset: str, output: str, gpu: bool,
     job.arguments = ["train", "--variant", variant, "--dataset", job.mount_input(dataset),
                      "--output", job.mount_output(output), "--variants", job.mount_variants(variants_file),
                      *(["--gpu"] if gpu else [])]
-    job.mount_cache_for(dataset, output)
+    job.mount_cache()
     job.pass_environment(environ)
     return job
 
@@ -126,6 +125,7 @@ def sanity_job(image: str, output: str, environ: Mapping[str, str],
                variants_file: Path = DEFAULT_VARIANTS_FILE) -> ContainerJob:
     job = ContainerJob(image, [])
     job.arguments = ["sanity", "--output", job.mount_output(output), "--variants", job.mount_variants(variants_file)]
+    job.mount_cache()
     job.pass_environment(environ)
     return job
 
