@@ -114,12 +114,12 @@ def block_files(folder: Path, block: int, arrays: int) -> list[Path]:
     return [folder / f"{block:05d}.{index}.raw" for index in range(arrays)]
 
 
-def sample_rows(train_rows: int, sample_rows: int, seed: int) -> np.ndarray:
-    """A fixed, seeded choice of `sample_rows` of `train_rows` row numbers, sorted. The shuffled row
+def sample_rows(train_rows: int, rows: int, seed: int) -> np.ndarray:
+    """A fixed, seeded choice of `rows` of `train_rows` row numbers, sorted. The shuffled row
     numbers are int32 when they fit: 4 bytes per training row, for an instant."""
     order = np.arange(train_rows, dtype=np.int32 if train_rows < 2**31 else np.int64)
     np.random.default_rng(seed).shuffle(order)
-    return np.sort(order[:sample_rows])
+    return np.sort(order[:rows])
 
 
 class EncodedSplitWriter:
