@@ -11,11 +11,12 @@ per epoch. Every arm trains with the default config of its network (8 epochs,
 early stopping on validation AUC with patience 2 keeping the best weights,
 learning rate 0.005), on the pipeline's own pieces: the same split, encoding,
 compiled model, epoch-shuffled batches and per-epoch evaluation as
-`fab train`, in-process, each dataset loaded and encoded once. Only the
-validation split is read; the test split is never scored. Arms whose batch
-sizes are equal are trained once and reported for each rule.
+`fab train`, in-process, each dataset parsed, fitted and encoded once
+(`common.prepared`). The test split is encoded with the others but never
+scored. Arms whose batch sizes are equal are trained once and reported for
+each rule.
 
-2K is data/sample_2k.json (200 validation rows: its AUCs are noisy, `--seeds`
+2K is data/sample_2k.json (about 200 validation rows: its AUCs are noisy, `--seeds`
 shows by how much); the other sizes are generated once (bench/common.py).
 """
 
@@ -28,8 +29,9 @@ import io
 import os
 import statistics
 import time
+from pathlib import Path
 
-from common import ROOT, dataset, encoded, save
+from common import ROOT, dataset, prepared, save
 
 from trainer import import_tensorflow_quietly
 
@@ -38,12 +40,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from trainer.config import NetConfig, resolve_config  # noqa: E402
-from trainer.data.dataset import load_dataset  # noqa: E402
-from trainer.data.features import Preprocessor  # noqa: E402
-from trainer.data.splits import split_dataset  # noqa: E402
 from trainer.networks import build_model_graph  # noqa: E402
-from trainer.serving.encoding import RawRowEncoder, encode_frame  # noqa: E402
-from trainer.training.arrays import SplitArrays  # noqa: E402
 from trainer.training.backup import ResumableEarlyStopping  # noqa: E402
 from trainer.training.batches import StreamedBatches  # noqa: E402
 from trainer.training.callbacks import EpochEvaluation  # noqa: E402
@@ -77,19 +74,10 @@ class EpochClock(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._started)
 
 
-def prepare(path: str, config: NetConfig) -> tuple[object, EncodedSplit, EncodedSplit]:
-    """Load, split and encode as `fab train` does; the test split is dropped unread."""
-    frame, _ = load_dataset(path, config)
-    splits = split_dataset(frame, config)
-    preprocessor = Preprocessor.fit(splits.train, config)
-    encoder = RawRowEncoder(preprocessor, {})  # the generated titles need none of spaCy's own tokens
-    label = config.label_column
-
-    def encode(rows) -> SplitArrays:
-        return SplitArrays(encode_frame(encoder, rows), rows[label].to_numpy(np.float32).reshape(-1, 1))
-
-    train, validation = encode(splits.train), encode(splits.validation)
-    return preprocessor.shapes(), encoded(train, "train"), encoded(validation, "validation")
+def prepare(path: Path, config: NetConfig) -> tuple[object, EncodedSplit, EncodedSplit]:
+    """Parse, split, fit and encode as `fab train` does (`common.prepared`); the test split is never read."""
+    fitted, splits = prepared(path, config)
+    return fitted.fitted.preprocessor.shapes(), splits["train"], splits["validation"]
 
 
 def train_arm(config: NetConfig, shapes, train: EncodedSplit, validation: EncodedSplit, batch_size: int) -> dict:
@@ -150,7 +138,7 @@ def main() -> None:
         path = SAMPLE if rows == 2000 else dataset(rows)
         base = resolve_config("deep_v1", environ={}).config
         prepared = time.perf_counter()
-        shapes, train, validation = prepare(str(path), base)
+        shapes, train, validation = prepare(path, base)
         print(f"{size}: {len(train):,} train / {len(validation):,} validation rows, "
               f"prepared in {time.perf_counter() - prepared:.1f} s")
         networks = (args.large_networks if rows >= 1_000_000 else args.networks).split(",")

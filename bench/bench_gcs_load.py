@@ -1,4 +1,4 @@
-"""A sharded dataset in Cloud Storage to the training DataFrame, against download_as_bytes + pandas.
+"""A sharded dataset in Cloud Storage to one DataFrame (`load_dataset`), against download_as_bytes + pandas.
 
     python bench/bench_gcs_load.py [--rows 1000000] [--shards 8]
 
@@ -33,7 +33,7 @@ BUCKET = "bench"
 PATTERN = f"gs://{BUCKET}/ctr/part-*.json"
 
 TRAINER = ("from trainer.config import NetConfig\nfrom trainer.data.dataset import load_dataset",
-           f"frame, _ = load_dataset({PATTERN!r}, NetConfig())")
+           f"frame, _ = load_dataset({PATTERN!r}, NetConfig())\nrows = len(frame)")
 LOADERS = {
     "trainer load_dataset (cold cache)": TRAINER,
     "trainer load_dataset (cached)": TRAINER,
@@ -42,7 +42,7 @@ LOADERS = {
         f"client = storage.Client()\n"
         f"blobs = [b for b in client.list_blobs({BUCKET!r}, prefix='ctr/part-')]\n"
         f"frame = pd.concat([pd.read_json(io.BytesIO(b.download_as_bytes()), lines=True) for b in blobs],"
-        f" ignore_index=True)",
+        f" ignore_index=True)\nrows = len(frame)",
     ),
 }
 

@@ -7,8 +7,9 @@ Arms, in paired rounds of one run (these machines are noisy; compare ratios):
 - raw rows: what `fab score` does once the package is loaded: the NDJSON file
   streamed block by block through the SavedModel, the drift profile and the
   score lines written (parsing, tokenizing, lookups and the model all counted);
-- current path: `load_dataset` of the same file, the encoder on the whole
-  frame (`encode_frame`, as training encodes its splits) and Keras `predict`;
+- current path: `load_dataset` of the same file into one DataFrame, the
+  encoder on the whole frame (`encode_frame`, as a package without an export
+  scores) and Keras `predict`;
 - model only: Keras `predict` on the already-encoded arrays (every row through
   the whole model);
 - parse only: the NDJSON file streamed into Arrow blocks, nothing else;
@@ -116,16 +117,18 @@ def trained_package(variant: str, path: str, output: str) -> str:
 def test_split_parity(package_uri: str) -> dict[str, Any]:
     """The export's scores on the package's own test split against the Keras model fed by the encoder (no
     title needs spaCy's own tokens in the generated data), and the served test AUC against the manifest's."""
-    from trainer.data.dataset import load_dataset
-    from trainer.data.splits import split_dataset
+    from trainer.data.parsed import parse_dataset
+    from trainer.data.splits import plan_splits, split_frame
+    from trainer.data.values import ColumnRoles
     from trainer.package.loader import load_package
     from trainer.serving.encoding import RawRowEncoder, encode_frame
     from trainer.training.arrays import predict
     from trainer.training.metrics import binary_metrics
 
     package = load_package(package_uri)
-    frame, _ = load_dataset(_source(package_uri), package.config)
-    test = split_dataset(frame, package.config).test
+    parsed = parse_dataset(_source(package_uri), package.config)  # the training run's cache
+    test = split_frame(parsed, plan_splits(parsed, package.config), "test",
+                       ColumnRoles.of(package.config, with_label=True))
     served = package.score_frame(test)
     difference = np.abs(served - predict(package.model, encode_frame(RawRowEncoder(package.preprocessor, {}), test)))
     served_auc = binary_metrics(test[package.config.label_column].to_numpy(), served)["auc"]

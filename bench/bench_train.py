@@ -34,8 +34,9 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from common import dataset, dense_shapes, encoded, flops_per_example, matmul_peak, save, steady_summary
+from common import dataset, dense_shapes, flops_per_example, in_memory, matmul_peak, prepared, save, steady_summary
 
 from trainer import import_tensorflow_quietly
 
@@ -43,13 +44,8 @@ import_tensorflow_quietly()
 import keras  # noqa: E402
 
 from trainer.config import NetConfig, resolve_config  # noqa: E402
-from trainer.data.dataset import load_dataset  # noqa: E402
-from trainer.data.features import Preprocessor  # noqa: E402
-from trainer.data.splits import split_dataset  # noqa: E402
 from trainer.networks import build_model_graph, get_network  # noqa: E402
 from trainer.networks import compile as network_compile  # noqa: E402
-from trainer.serving.encoding import RawRowEncoder, encode_frame  # noqa: E402
-from trainer.training.arrays import SplitArrays  # noqa: E402
 from trainer.training.batches import StreamedBatches  # noqa: E402
 from trainer.training.callbacks import EpochEvaluation  # noqa: E402
 from trainer.training.fit import effective_batch_size  # noqa: E402
@@ -145,21 +141,16 @@ def ours(config: NetConfig, shapes, data: dict, epochs: int) -> dict:
     return fit(model, data, batches, epochs, evaluation)
 
 
-def prepare(path: str, config: NetConfig) -> tuple[object, dict]:
-    frame, _ = load_dataset(path, config)
+def prepare(path: Path, config: NetConfig) -> tuple[object, dict]:
+    """The dataset as `fab train` prepares it (`common.prepared`); the baseline gets the same encoded
+    rows as whole numpy arrays."""
+    fitted, splits = prepared(path, config)
     # "test_*" here is the validation split, the one the pipeline evaluates every epoch.
-    splits = split_dataset(frame, config)
-    train, test = splits.train, splits.validation
-    preprocessor = Preprocessor.fit(train, config)
-    encoder = RawRowEncoder(preprocessor, {})  # the generated titles need none of spaCy's own tokens
-    label = config.label_column
-    data = {"train_x": encode_frame(encoder, train), "train_y": train[label].to_numpy("float32").reshape(-1, 1),
-            "test_x": encode_frame(encoder, test), "test_y": test[label].to_numpy("float32").reshape(-1, 1)}
-    # The pipeline's own arms train and evaluate on encoded splits, as `fab train` does.
-    data["train"] = encoded(SplitArrays(data["train_x"], data["train_y"]), "train")
-    data["test"] = encoded(SplitArrays(data["test_x"], data["test_y"]), "test")
+    data = {"train": splits["train"], "test": splits["validation"]}
+    train, test = in_memory(data["train"]), in_memory(data["test"])
+    data |= {"train_x": train.inputs, "train_y": train.labels, "test_x": test.inputs, "test_y": test.labels}
     data["train_sample"] = data["train"].sample(len(test), config.seed, data["train"].folder.with_name("sample"))
-    return preprocessor.shapes(), data
+    return fitted.fitted.preprocessor.shapes(), data
 
 
 def quality(networks: list[str], shapes, data: dict, max_epochs: int = 6) -> dict:
@@ -254,7 +245,7 @@ def main() -> None:
     if args.epochs < MIN_EPOCHS:
         parser.error(f"--epochs must be at least {MIN_EPOCHS}: epoch 1 compiles, and the median needs 3 steady epochs")
     config = resolve_config("deep_v1", environ={}).config
-    shapes, data = prepare(str(dataset(args.rows)), config)
+    shapes, data = prepare(dataset(args.rows), config)
     if args.levers:
         table = compare_levers(shapes, data, args.epochs, args.rounds)
         save("train_levers", {"rows": args.rows, "epochs": args.epochs, "rounds": args.rounds, "levers": table})

@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import keras
 
+    from trainer.config import NetConfig
     from trainer.training.arrays import SplitArrays
     from trainer.training.encoded import EncodedSplit
+    from trainer.training.inputs import FittedData
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -61,12 +63,26 @@ def _encoded_root() -> Path:
     return folder
 
 
-def encoded(arrays: SplitArrays, name: str) -> EncodedSplit:
-    """Arrays as the pipeline trains on and evaluates them: an encoded split, in a temporary folder
-    removed when the benchmark ends."""
-    from trainer.training.encoded import write_split
+def prepared(path: Path, config: NetConfig) -> tuple[FittedData, dict[str, EncodedSplit]]:
+    """A dataset as `fab train` prepares it: parsed (or found in the parse cache), split and fitted in one
+    pass (`fit_pass`), every split encoded by the export's encoder (`encoded_splits`) into a temporary
+    folder removed when the benchmark ends."""
+    from trainer.data.parsed import parse_dataset
+    from trainer.training.inputs import encoded_splits, fit_pass
 
-    return write_split(arrays, _encoded_root() / name)
+    data = fit_pass(parse_dataset(str(path), config), config)
+    return data, encoded_splits(data, config, _encoded_root() / path.name)
+
+
+def in_memory(split: EncodedSplit) -> SplitArrays:
+    """An encoded split's inputs and labels as whole arrays (a baseline's `model.fit` on numpy arrays)."""
+    import numpy as np
+
+    from trainer.training.arrays import SplitArrays
+
+    blocks = list(split.blocks())
+    inputs = {name: np.concatenate([block[name] for block, _ in blocks]) for name in split.specs}
+    return SplitArrays(inputs, np.concatenate([labels for _, labels in blocks]))
 
 
 def rss_mb() -> float:
