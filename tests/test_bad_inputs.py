@@ -268,7 +268,8 @@ CASES = [
     Case("one-label-class", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"),
          "all 50 rows have label 0 in 'is_click'", files={"rows.json": sample_rows_with(50, is_click=False)}),
     Case("a-split-with-one-label-class", (*TRAIN_LOCAL, "--dataset", "{tmp}/rows.json"),
-         "the validation split has 10 rows and only label class 0",
+         "the train split has 73 rows and only label class 0: its AUC cannot be computed; use more data, or "
+         "smaller validation_fraction and test_fraction",
          files={"rows.json": sample_rows_clicked_once(100)}),
     Case("fractions-leave-no-training-rows", TRAIN_LOCAL, "plus test_fraction (0.5) must be below 1",
          env={"TRAINER_VALIDATION_FRACTION": "0.5", "TRAINER_TEST_FRACTION": "0.5"}),

@@ -35,7 +35,7 @@ from trainer.run import TrainRequest, train
 
 Runner = Callable[..., subprocess.CompletedProcess]
 # Early stopping with patience 2 and dropout (its seed generators must resume too).
-STOPPING_ENV = {"TRAINER_EPOCHS": "8", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "2",
+STOPPING_ENV = {"TRAINER_EPOCHS": "12", "TRAINER_BATCH_SIZE": "64", "TRAINER_EARLY_STOPPING_PATIENCE": "2",
                 "TRAINER_DROPOUT": "0.2", **NO_XLA}
 EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+\b", re.MULTILINE)
 SCORE_COLUMNS = ["train_mean_batch_loss", "train_auc", "validation_auc", "validation_logloss"]
@@ -85,14 +85,14 @@ def test_a_run_killed_after_its_best_epoch_resumes_to_the_same_package(
     clean_package, clean_manifest, clean_epochs = stopped_early
     best, trained = clean_manifest["best_epoch"], clean_manifest["epochs_trained"]
     kill = best + 1  # after the best epoch, while early stopping is still waiting
-    assert kill < trained <= 8, f"early stopping must stop after epoch {kill} for this test: {clean_manifest}"
+    assert kill < trained <= 12, f"early stopping must stop after epoch {kill} for this test: {clean_manifest}"
 
     output = tmp_path / "resumed"
     killed_at(run_python, train_args(sample_path, output), STOPPING_ENV, f"epoch:{kill}")
     assert not list(output.glob("*.zip"))
     again = run_python(*train_args(sample_path, output), env=STOPPING_ENV)
     assert again.returncode == 0, again.stderr
-    assert re.search(rf"^resuming run deep_v1-\S+ after epoch {kill}/8$", again.stdout, re.MULTILINE), again.stdout
+    assert re.search(rf"^resuming run deep_v1-\S+ after epoch {kill}/12$", again.stdout, re.MULTILINE), again.stdout
     assert [int(n) for n in EPOCH_LINE.findall(again.stdout)] == list(range(kill + 1, trained + 1))
 
     package, manifest, epochs = package_of(output)
@@ -115,13 +115,13 @@ def test_a_run_killed_once_early_stopping_ended_it_trains_no_further_epoch(
 ) -> None:
     _, clean_manifest, clean_epochs = stopped_early
     trained = clean_manifest["epochs_trained"]
-    assert trained < 8, f"early stopping must end this run before its epoch limit: {clean_manifest}"
+    assert trained < 12, f"early stopping must end this run before its epoch limit: {clean_manifest}"
     output = tmp_path / "resumed"
     # After the last epoch's backup, which holds early stopping's decision, before fit returns.
     killed_at(run_python, train_args(sample_path, output), STOPPING_ENV, f"epoch:{trained}")
     again = run_python(*train_args(sample_path, output), env=STOPPING_ENV)
     assert again.returncode == 0, again.stderr
-    assert re.search(rf"^resuming run deep_v1-\S+ after epoch {trained}/8$", again.stdout, re.MULTILINE), again.stdout
+    assert re.search(rf"^resuming run deep_v1-\S+ after epoch {trained}/12$", again.stdout, re.MULTILINE), again.stdout
     assert not EPOCH_LINE.search(again.stdout), "a run early stopping had ended was trained further"
     _, manifest, epochs = package_of(output)
     assert (manifest["epochs_trained"], manifest["best_epoch"]) == (trained, clean_manifest["best_epoch"])

@@ -22,7 +22,9 @@ from conftest import NO_XLA, TrainedPackage
 from trainer.config import NetConfig
 from trainer.data.dataset import load_dataset
 from trainer.data.features import NUMERIC_INPUT, TEXT_INPUT, DatasetShapes, tokenize
-from trainer.data.splits import split_dataset
+from trainer.data.parsed import parse_dataset
+from trainer.data.splits import plan_splits, split_frame
+from trainer.data.values import ColumnRoles
 from trainer.networks import get_network, network_names
 from trainer.package.layout import SERVING_FOLDER
 from trainer.package.loader import Package, load_package
@@ -138,9 +140,15 @@ def test_the_served_test_scores_are_the_ones_training_recorded(
     np.testing.assert_allclose(served, by_training, atol=SCORE_PARITY, rtol=0)
 
 
+def split_rows(package: Package, path: Path, split: str) -> pd.DataFrame:
+    """One split of the package's run, rebuilt as the run split its data."""
+    parsed = parse_dataset(str(path), package.config)
+    return split_frame(parsed, plan_splits(parsed, package.config), split,
+                       ColumnRoles.of(package.config, with_label=True))
+
+
 def split_test_rows(package: Package, path: Path) -> pd.DataFrame:
-    frame, _ = load_dataset(str(path), package.config)
-    return split_dataset(frame, package.config).test
+    return split_rows(package, path, "test")
 
 
 def auc_of(rows: pd.DataFrame, scores: np.ndarray, package: Package) -> float:
@@ -150,8 +158,7 @@ def auc_of(rows: pd.DataFrame, scores: np.ndarray, package: Package) -> float:
 def training_encoder(package: Package, path: Path) -> RawRowEncoder:
     """The encoder the run built: the package's preprocessing, spaCy's tokens for the training titles the
     rules split differently."""
-    frame, _ = load_dataset(str(path), package.config)
-    titles = split_dataset(frame, package.config).train[package.config.text_column].dropna().unique().tolist()
+    titles = split_rows(package, path, "train")[package.config.text_column].dropna().unique().tolist()
     return RawRowEncoder(package.preprocessor, agreement(titles, tokenize(titles)).overrides)
 
 
@@ -206,8 +213,7 @@ def test_every_training_title_is_encoded_as_spacy_tokenized_it_and_the_run_says_
 ) -> None:
     package_uri, log = network_packages["deep_v1"]
     package = load_package(package_uri)
-    frame, _ = load_dataset(str(messy_sample), package.config)
-    titles = split_dataset(frame, package.config).train[package.config.text_column].dropna().unique().tolist()
+    titles = split_rows(package, messy_sample, "train")[package.config.text_column].dropna().unique().tolist()
     encoder = training_encoder(package, messy_sample)
     in_graph = [[token.decode() for token in words] for words in encoder.title_words(tf.constant(titles)).to_list()]
     assert in_graph == tokenize(titles)

@@ -3,7 +3,7 @@ stopped one leaves behind, a batch that holds the whole training split, numbers 
 
 One real `fab train --local` is stopped with SIGINT (the user's Ctrl-C) after its second epoch; one
 short run in this process then starts in the same output folder, on the sample with some numbers of
-1e40 and a batch of 4096 (the sample has 1,400 training rows).
+1e40 and a batch of 4096 (the sample has 1,398 training rows).
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ def test_a_new_run_names_the_unfinished_one_and_leaves_it_to_resume(
 
 
 def test_a_batch_holding_the_whole_training_split_is_warned(second_run: SecondRun) -> None:
-    assert ("warning: batch size 4096 is at least the 1,400 training rows: each epoch is one step (1 in all), too "
-            "few for the model to learn; set batch_size below 1,400, or 0 for the auto batch (64 here)"
+    assert ("warning: batch size 4096 is at least the 1,398 training rows: each epoch is one step (1 in all), too "
+            "few for the model to learn; set batch_size below 1,398, or 0 for the auto batch (64 here)"
             ) in second_run.lines
 
 
