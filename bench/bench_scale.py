@@ -13,8 +13,9 @@ Each size trains one epoch through the project's own entry point,
 temporary XDG_CACHE_HOME so that no cache of an earlier run is reused: the
 load is a first run's). Per size it prints, from the package the run wrote:
 
-- load and fit-pass seconds: the manifest's `stage_seconds` "load" and
-  "preprocess" (every stage is in the results file);
+- load (the parse), fit-pass and encode seconds: the manifest's
+  `stage_seconds` "load", "preprocess" and "encode" (every stage is in the
+  results file; "encode" is absent before the streamed path);
 - steady examples/s: metrics.csv's `examples_per_second`, the training rows
   over the epoch's training seconds, which leave out the step's compile time
   (`trainer.training.metrics.split_compile_seconds` estimates it from the
@@ -137,6 +138,7 @@ def package_figures(package: Path) -> dict[str, Any]:
     stages = manifest["stage_seconds"]
     rates = epochs["examples_per_second"].tolist()
     return {"load_seconds": stages.get("load"), "fit_pass_seconds": stages.get("preprocess"),
+            "encode_seconds": stages.get("encode"),
             "stage_seconds": stages, "examples_per_second": round(statistics.median(rates)),
             "examples_per_second_per_epoch": [round(rate) for rate in rates],
             "compile_seconds_per_epoch": [round(s, 2) for s in epochs["compile_seconds"]],
@@ -148,7 +150,7 @@ def size_line(label: str, run: dict[str, Any]) -> str:
     if "failed" in run:
         return f"{label} rows: FAILED ({run['failed']}) after {run['wall_seconds']} s, {memory}"
     return (f"{label} rows: load {seconds(run['load_seconds'])}, fit pass {seconds(run['fit_pass_seconds'])}, "
-            f"steady {run['examples_per_second']:,} examples/s, {memory}")
+            f"encode {seconds(run.get('encode_seconds'))}, steady {run['examples_per_second']:,} examples/s, {memory}")
 
 
 def seconds(value: float | None) -> str:
