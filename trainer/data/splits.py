@@ -83,6 +83,7 @@ class RandomSplitPlan(SplitPlan):
             hashes = self._hash(batch, (self.id_column,))
             if batch.column(self.id_column).null_count:  # rows without an id go by their values
                 missing = batch.column(self.id_column).is_null().to_numpy(zero_copy_only=False)
+                hashes = hashes.copy()  # pandas (copy-on-write) hands back a read-only view
                 hashes[missing] = self._hash(batch.filter(missing), self.columns)
         draws = (hashes >> np.uint64(11)).astype(np.float64) * 2.0 ** -53  # uniform in [0, 1)
         held_out = np.where(draws < self.test_fraction, TEST, VALIDATION)
