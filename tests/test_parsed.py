@@ -1,6 +1,6 @@
 """The parse cache (Arrow IPC under the cache folder) and the split plans decided batch by batch:
 the same rows as load_dataset, reused while the bytes are the same, never left half written; random
-splits by row hash, time splits equal to today's."""
+splits by row hash, time splits holding out the newest rows in a stable order."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import random
 import signal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,6 @@ from trainer.data.splits import (
     count_splits,
     plan_splits,
     split_batches,
-    split_dataset,
     split_frame,
 )
 from trainer.data.values import ColumnRoles
@@ -117,21 +117,47 @@ def test_a_random_split_follows_each_row_not_its_place(tmp_path: Path, sample_pa
     split = splits_by_id(parsed, config)
     sizes = {name: list(split.values()).count(name) for name in SPLITS}
     assert abs(sizes["test"] - 400) < 60 and abs(sizes["validation"] - 200) < 45, sizes  # about 3 sigma
-    assert splits_by_id(parsed, config) == split  # the same on every run
 
-    # The rows shuffled and cut into shards named in another order: each row keeps its split.
+    # The rows shuffled, cut into shards named in another order, and a shard of new rows added (the
+    # dataset grew): each row keeps its split.
     lines = sample_path.read_text().splitlines()
     random.Random(3).shuffle(lines)
-    for name, part in (("b.json", lines[:700]), ("a.json", lines[700:])):
+    new_rows = [json.dumps({**json.loads(line), "impression_id": f"new-{n}"}) for n, line in enumerate(lines[:500])]
+    for name, part in (("b.json", lines[:700]), ("a.json", lines[700:]), ("c.json", new_rows)):
         (tmp_path / name).write_text("\n".join(part) + "\n")
-    assert splits_by_id(parse_dataset(str(tmp_path / "*.json"), config), config) == split
+    grown = splits_by_id(parse_dataset(str(tmp_path / "*.json"), config), config)
+    assert len(grown) == 2500 and {row: grown[row] for row in split} == split
 
     reseeded = splits_by_id(parsed, NetConfig(test_fraction=0.2, validation_fraction=0.1, split_seed=7))
     assert sum(reseeded[row] != split[row] for row in split) > 500
 
 
+def newest_last(frame: pd.DataFrame, config: NetConfig) -> dict[str, np.ndarray]:
+    """The time split as promised, from the whole frame: rows oldest first (equal times in file order), the
+    newest test_fraction of them test, the validation_fraction before them validation; each split's row
+    positions in file order."""
+    order = frame[config.split_time_column].argsort(kind="stable").to_numpy()
+    n_test, n_validation = (max(1, round(len(frame) * f)) for f in (config.test_fraction, config.validation_fraction))
+    train_end, validation_end = len(frame) - n_test - n_validation, len(frame) - n_test
+    cuts = {"train": order[:train_end], "validation": order[train_end:validation_end], "test": order[validation_end:]}
+    return {name: np.sort(rows) for name, rows in cuts.items()}
+
+
+def described(frame: pd.DataFrame, positions: dict[str, np.ndarray], config: NetConfig) -> dict[str, Any]:
+    """dataset.json's "split" for these splits of the frame."""
+    split: dict[str, Any] = {"method": "time", "validation_fraction": config.validation_fraction,
+                             "test_fraction": config.test_fraction, "time_column": config.split_time_column}
+    for name, rows in positions.items():
+        part = frame.iloc[rows]
+        times = part[config.split_time_column]
+        split[name] = {"rows": len(part), "label_rate": int(part[config.label_column].sum()) / len(part),
+                       "time_range": [times.min().isoformat(), times.max().isoformat()]}
+    return split
+
+
 @pytest.mark.parametrize("ties", [False, True], ids=["sample", "times-cut-to-the-day"])
-def test_a_time_split_is_today_s_split(tmp_path: Path, sample_path: Path, ties: bool) -> None:
+def test_a_time_split_holds_out_the_newest_rows_equal_times_in_file_order(
+        tmp_path: Path, sample_path: Path, ties: bool) -> None:
     config = NetConfig(split_time_column="event_time")
     data = sample_path
     if ties:  # about 2000 rows over 30 days: the cuts fall among rows of one time, which keep file order
@@ -141,13 +167,15 @@ def test_a_time_split_is_today_s_split(tmp_path: Path, sample_path: Path, ties: 
                                 for r in rows))
     parsed = parse_dataset(str(data), config)
     plan = plan_splits(parsed, config)
-    today = split_dataset(load_dataset(str(data), config)[0], config)
+    frame = load_dataset(str(data), config)[0]
+    expected = newest_last(frame, config)
     roles = ColumnRoles.of(config, with_label=True)
-    for name, rows in today.items():
-        assert split_frame(parsed, plan, name, roles)["impression_id"].tolist() == rows["impression_id"].tolist()
+    for name, rows in expected.items():
+        assert split_frame(parsed, plan, name, roles)["impression_id"].tolist() == \
+            frame["impression_id"].iloc[rows].tolist(), name
     stats = count_splits(parsed, plan, config)
     stats.check(config)
-    assert stats.describe(config) == SplitStats.of_splits(today, config).describe(config)
+    assert stats.describe(config) == described(frame, expected, config)
 
 
 def test_split_stats_refuse_a_split_with_one_class_or_none_with_one_line() -> None:
