@@ -15,7 +15,8 @@ from conftest import Runner, TrainedPackage, output_lines
 
 from trainer.config import NetConfig
 from trainer.data.dataset import load_dataset
-from trainer.data.features import NUMERIC_INPUT, Preprocessor
+from trainer.data.features import NUMERIC_INPUT
+from trainer.data.fitting import fit_frame
 from trainer.errors import DatasetError
 from trainer.serving.encoding import RawRowEncoder, encode_frame
 
@@ -54,7 +55,7 @@ def test_every_form_bigquery_writes_is_read_by_role(tmp_path: Path) -> None:
     assert list(frame["publisher_id"].astype(object)) == ["3", "3", np.nan, np.nan, "p", "p", "true"]
     # Non-finite numbers are missing, like nulls: preprocessing gives them the training mean.
     np.testing.assert_array_equal(frame["position"], [3, 3, np.nan, np.nan, np.nan, np.nan, np.nan])
-    encoded = encode_frame(RawRowEncoder(Preprocessor.fit(frame, CONFIG), {}), frame)[NUMERIC_INPUT]
+    encoded = encode_frame(RawRowEncoder(fit_frame(frame, CONFIG).preprocessor, {}), frame)[NUMERIC_INPUT]
     assert np.all(np.isfinite(encoded)) and np.all(encoded[2:] == 0.0)
     assert list(frame["title"].astype(str)) == ["news", "news", "", "", "", "news", "news"]
     assert str(frame["event_time"].dtype) == "datetime64[ns, UTC]"

@@ -12,6 +12,7 @@ import pytest
 
 from trainer.config import NetConfig
 from trainer.data.features import EMPTY_TEXT_TOKEN, NUMERIC_INPUT, TEXT_INPUT, Preprocessor
+from trainer.data.fitting import fit_frame
 from trainer.serving.encoding import RawRowEncoder, encode_frame
 
 CONFIG = NetConfig(
@@ -46,7 +47,7 @@ def train_frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def fitted(train_frame: pd.DataFrame) -> Preprocessor:
-    return Preprocessor.fit(train_frame, CONFIG)
+    return fit_frame(train_frame, CONFIG).preprocessor
 
 
 def test_vocabulary_is_by_descending_frequency_without_rare_values(fitted: Preprocessor) -> None:
@@ -69,7 +70,7 @@ def test_encoding_is_by_value_not_by_the_frame_category_codes(fitted: Preprocess
 def test_max_categories_keeps_the_most_frequent(train_frame: pd.DataFrame) -> None:
     config = NetConfig(categorical_columns=("color",), numeric_columns=("size",), text_column="title",
                        min_category_count=1, max_categories=2)
-    assert Preprocessor.fit(train_frame, config).vocabularies["color"] == ["red", "blue"]
+    assert fit_frame(train_frame, config).preprocessor.vocabularies["color"] == ["red", "blue"]
 
 
 def test_cardinality_is_vocabulary_plus_one_and_sizes_shapes(fitted: Preprocessor) -> None:
@@ -132,7 +133,7 @@ def test_sequence_length_is_the_longest_training_title_when_shorter_than_the_cap
 ) -> None:
     config = NetConfig(categorical_columns=("color",), numeric_columns=("size",), text_column="title",
                        text_max_tokens=16)
-    fitted = Preprocessor.fit(train_frame, config)
+    fitted = fit_frame(train_frame, config).preprocessor
     assert fitted.shapes().text_sequence_length == 4  # "deal or no deal"
     assert encode(fitted, train_frame)[TEXT_INPUT].shape == (len(train_frame), 4)
 

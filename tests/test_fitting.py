@@ -1,26 +1,27 @@
-"""The fitting pass over blocks gives what fitting on the whole training frame gives: the same
-preprocessing JSON, tokenizer overrides, data contract and distinct values, whatever the block size."""
+"""The fitting pass over blocks gives what the rules say, computed here with pandas and spaCy on the training
+rows: vocabularies, standardisation and range, title vocabulary, data contract and distinct values; and the
+same result whatever the block size."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from conftest import SAMPLE
 
 from trainer.config import NetConfig
-from trainer.data import fitting
-from trainer.data.dataset import to_frame
-from trainer.data.features import Preprocessor
+from trainer.data import fitting, values
+from trainer.data.dataset import hash_files, read_rows
+from trainer.data.features import EMPTY_TEXT_TOKEN, tokenize
 from trainer.data.fitting import FittedPreprocessing, PreprocessingFitter
-from trainer.data.ndjson import read_file
-from trainer.data.splits import SPLITS, split_dataset
+from trainer.data.ndjson import ReadTally
+from trainer.data.splits import TRAIN, VALIDATION
 from trainer.data.values import ColumnRoles
-from trainer.serving.contract import fit_contract
-from trainer.serving.tokenizer import agreement
 
 # Titles the export's rules and spaCy split apart, and titles without a word; each in a few rows.
 ODD_TITLES = ["🔥 breaking: prices 📈 up", "東京の天気は晴れ", "中文标题，测试一下", "!!! ... ???", None, "",
@@ -33,12 +34,13 @@ ONE_ROW_BLOCKS = 200
 
 
 @pytest.fixture(scope="module")
-def rows() -> tuple[pa.Table, np.ndarray, dict[str, Any]]:
-    """The 2K sample with odd titles, a numeric column without a number, and a categorical column whose
-    every value is unique (rarer than min_category_count); split ids from today's split."""
-    roles = ColumnRoles.of(CONFIG, with_label=True)
-    plain = dataclasses.replace(roles, categorical=NetConfig().categorical_columns, numeric=NetConfig().numeric_columns)
-    table = read_file(SAMPLE, plain, subsample=1.0, seed=0).table.combine_chunks()
+def rows() -> tuple[pa.Table, np.ndarray]:
+    """The 2K sample decoded as parsing decodes it, with odd titles, a numeric column without a number, and a
+    categorical column whose every value is unique (rarer than min_category_count); random split ids."""
+    plain = dataclasses.replace(ColumnRoles.of(CONFIG, with_label=True), categorical=NetConfig().categorical_columns,
+                                numeric=NetConfig().numeric_columns)
+    table = pa.Table.from_batches(list(read_rows(hash_files(str(SAMPLE)), plain, CONFIG, ReadTally())),
+                                  values.decoded_schema(plain)).combine_chunks()
     titles = table.column(CONFIG.text_column).to_pylist()
     for i, title in enumerate(ODD_TITLES):
         for row in range(i, 12 * 97, 97):
@@ -47,23 +49,50 @@ def rows() -> tuple[pa.Table, np.ndarray, dict[str, Any]]:
                              pa.array(titles, pa.string()))
     table = table.append_column("rare_id", pa.array([f"r{i}" for i in range(table.num_rows)]))
     table = table.append_column("blank_number", pa.nulls(table.num_rows, pa.float32()))
-    frame = to_frame(table, roles).assign(row=np.arange(table.num_rows))
-    split_ids = np.zeros(table.num_rows, np.int8)
-    for split_id, (_, split) in enumerate(split_dataset(frame, CONFIG).items()):
-        split_ids[split["row"].to_numpy()] = split_id
-    return table, split_ids, expected(table, split_ids)
+    split_ids = np.random.default_rng(0).choice(3, table.num_rows, p=[0.7, 0.1, 0.2]).astype(np.int8)
+    return table, split_ids
+
+
+def most_frequent(counts: pd.Series | Counter[str], min_count: int, max_size: int) -> list[str]:
+    """The rule: kept at least `min_count` times, by descending count, ties by value, at most `max_size`."""
+    kept = [(-int(n), value) for value, n in dict(counts).items() if n >= min_count]
+    return [value for _, value in sorted(kept)][:max_size]
 
 
 def expected(table: pa.Table, split_ids: np.ndarray) -> dict[str, Any]:
-    """Today's fit on the loaded frame: Preprocessor.fit, the tokenizer check, fit_contract, dataset.json."""
-    frame = to_frame(table, ColumnRoles.of(CONFIG, with_label=True))
-    train, validation = (frame[split_ids == SPLITS.index(name)].reset_index(drop=True)
-                         for name in ("train", "validation"))
-    pre = Preprocessor.fit(train, CONFIG)
-    titles = train[CONFIG.text_column].dropna().unique().tolist()
-    tokenizer = agreement(titles, pre.tokens_of(titles))
-    return {"preprocessor": pre.to_json_dict(), "agreement": tokenizer.summary(), "overrides": tokenizer.overrides,
-            "contract": fit_contract(pre, train, validation),
+    """The preprocessing JSON, data contract and distinct values, from pandas and spaCy on the split frames."""
+    frame = table.to_pandas()
+    train, validation = frame[split_ids == TRAIN], frame[split_ids == VALIDATION]
+    text, contract = CONFIG.text_column, {}
+    vocabularies = {c: most_frequent(train[c].value_counts(), CONFIG.min_category_count, CONFIG.max_categories)
+                    for c in CONFIG.categorical_columns}
+    for column, vocabulary in vocabularies.items():
+        seen = validation[column].dropna()
+        contract[column] = {"kind": "categorical", "null_rate": train[column].isna().mean(),
+                            "oov_rate": (~seen.isin(vocabulary)).mean(), "vocabulary": vocabulary}
+    statistics = []
+    for column in CONFIG.numeric_columns:
+        numbers = train[column].dropna().astype(np.float64)
+        mean, std, low, high = ((numbers.mean(), numbers.std(ddof=0) or 1.0, numbers.min(), numbers.max())
+                                if len(numbers) else (0.0, 1.0, 0.0, 0.0))
+        statistics.append((mean, std, low, high))
+        contract[column] = {"kind": "numeric", "null_rate": train[column].isna().mean(),
+                            "mean": mean, "std": std, "min": low, "max": high}
+    titles = train[text].fillna("").value_counts()  # spaCy tokenizes each distinct title once; rows weigh them
+    tokens_by_title, token_rows = tokenize(titles.index), Counter[str]()
+    for tokens, count in zip(tokens_by_title, titles):
+        for token in tokens:
+            token_rows[token] += count
+    contract[text] = {"kind": "text", "null_rate": (train[text].fillna("") == "").mean()}
+    mean, std, low, high = (list(map(float, s)) for s in zip(*statistics))
+    preprocessor = {
+        "categorical_columns": list(CONFIG.categorical_columns), "numeric_columns": list(CONFIG.numeric_columns),
+        "text_column": text, "vocabularies": vocabularies,
+        "numeric_mean": mean, "numeric_std": std, "numeric_min": low, "numeric_max": high,
+        "token_vocabulary": most_frequent(token_rows, CONFIG.text_min_count, CONFIG.text_max_vocabulary),
+        "sequence_length": min(max([1, *map(len, tokens_by_title)]), CONFIG.text_max_tokens),
+        "empty_text_token": EMPTY_TEXT_TOKEN}
+    return {"preprocessor": preprocessor, "contract": {"columns": contract},
             "distinct_values": {c: frame[c].nunique() for c in CONFIG.categorical_columns}}
 
 
@@ -79,31 +108,54 @@ def streamed(table: pa.Table, split_ids: np.ndarray, block_rows: int) -> FittedP
 
 
 def close(found: Any, wanted: Any) -> Any:
-    """`found` where it is within 1e-12 of `wanted` in STATISTICS, so that == compares the rest exactly."""
+    """`found` with its STATISTICS compared within 1e-12 (`wanted == close(found, wanted)`), the rest exactly."""
     if isinstance(found, dict) and isinstance(wanted, dict):
-        return {k: (pytest.approx(wanted[k], rel=1e-12, abs=1e-12) if k in STATISTICS and k in wanted
+        return {k: (pytest.approx(v, rel=1e-12, abs=1e-12) if k in STATISTICS and k in wanted
                     else close(v, wanted.get(k))) for k, v in found.items()}
     return found
 
 
-@pytest.mark.parametrize("block_rows", [1, 7, 2000])
-def test_fitting_block_by_block_equals_fitting_the_training_frame(
-        rows: tuple[pa.Table, np.ndarray, dict[str, Any]], block_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    table, split_ids, wanted = rows
+@pytest.fixture(scope="module")
+def whole(rows: tuple[pa.Table, np.ndarray]) -> FittedPreprocessing:
+    """Fitted with all rows in one block."""
+    return streamed(*rows, block_rows=rows[0].num_rows)
+
+
+def test_the_fit_is_the_rules_applied_to_the_training_rows(
+        rows: tuple[pa.Table, np.ndarray], whole: FittedPreprocessing) -> None:
+    wanted = expected(*rows)
+    assert wanted["preprocessor"] == close(whole.preprocessor.to_json_dict(), wanted["preprocessor"])
+    assert wanted["contract"] == close(whole.contract, wanted["contract"])
+    assert whole.distinct_values == wanted["distinct_values"]
+    # Overrides carry spaCy's own tokens, in the order training first saw the titles (the run's warning
+    # names the first few).
+    table, split_ids = rows
+    train_titles = list(dict.fromkeys(pd.Series(table.column(CONFIG.text_column).to_pylist())[split_ids == TRAIN]
+                                      .fillna("")))
+    assert whole.overrides and list(whole.overrides) == [t for t in train_titles if t in whole.overrides]
+    assert list(whole.overrides.values()) == tokenize(whole.overrides)
+    assert whole.agreement is not None and whole.agreement.titles == len(train_titles)
+
+
+@pytest.mark.parametrize("block_rows", [1, 7])
+def test_fitting_in_smaller_blocks_gives_the_same_fit(
+        rows: tuple[pa.Table, np.ndarray], whole: FittedPreprocessing, block_rows: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fitting, "PENDING_ROWS", 100)  # block counts join the running totals many times
-    fitted = streamed(table, split_ids, block_rows)
-    assert wanted["preprocessor"] == close(fitted.preprocessor.to_json_dict(), wanted["preprocessor"])
-    assert fitted.agreement is not None and fitted.agreement.summary() == wanted["agreement"]
-    # In the same order: the run's warning names the first few.
-    assert list(fitted.overrides.items()) == list(wanted["overrides"].items()) and wanted["overrides"]
-    assert wanted["contract"] == close(fitted.contract, wanted["contract"])
-    assert fitted.distinct_values == wanted["distinct_values"]
+    fitted = streamed(*rows, block_rows=block_rows)
+    wanted = whole.preprocessor.to_json_dict()
+    assert wanted == close(fitted.preprocessor.to_json_dict(), wanted)
+    assert whole.contract == close(fitted.contract, whole.contract)
+    assert fitted.agreement is not None and whole.agreement is not None
+    assert fitted.agreement.summary() == whole.agreement.summary()
+    assert list(fitted.overrides.items()) == list(whole.overrides.items())
+    assert fitted.distinct_values == whole.distinct_values
 
 
-def test_the_odd_columns_fit_as_the_frame_does(rows: tuple[pa.Table, np.ndarray, dict[str, Any]]) -> None:
+def test_the_odd_columns_fit_as_the_rules_say(rows: tuple[pa.Table, np.ndarray]) -> None:
     """A column without a number standardises to 0 +- 1; a column of values each rarer than
     min_category_count has an empty vocabulary; null and "" titles are the text column's nulls."""
-    fitted = streamed(*rows[:2], block_rows=500)
+    fitted = streamed(*rows, block_rows=500)
     pre, contract = fitted.preprocessor, fitted.contract["columns"]
     blank = pre.numeric_columns.index("blank_number")
     assert (pre.numeric_mean[blank], pre.numeric_std[blank], pre.numeric_min[blank]) == (0.0, 1.0, 0.0)

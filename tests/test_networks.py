@@ -14,7 +14,8 @@ import pytest
 
 from trainer.config import NetConfig
 from trainer.data.dataset import load_dataset
-from trainer.data.features import DatasetShapes, Preprocessor
+from trainer.data.features import DatasetShapes
+from trainer.data.fitting import fit_frame
 from trainer.errors import ConfigError
 from trainer.networks import blocks, build_model_graph, get_network, network_names, register_network
 from trainer.package.loader import load_package
@@ -47,9 +48,10 @@ def encoded_sample(sample_path: Path, tmp_path_factory: pytest.TempPathFactory
     config = NetConfig()
     path, no_title = sample_without_some_titles(sample_path, tmp_path_factory.mktemp("no_titles"))
     frame, _ = load_dataset(str(path), config)
-    preprocessor = Preprocessor.fit(frame, config)
+    fitted = fit_frame(frame, config)
+    inputs = encode_frame(RawRowEncoder(fitted.preprocessor, fitted.overrides), frame)
     labels = frame[config.label_column].to_numpy(np.float32).reshape(-1, 1)
-    return encode_frame(RawRowEncoder(preprocessor, {}), frame), labels, preprocessor.shapes(), no_title
+    return inputs, labels, fitted.preprocessor.shapes(), no_title
 
 
 def squared_norms(model: keras.Model) -> tuple[float, float]:

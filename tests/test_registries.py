@@ -14,7 +14,8 @@ from conftest import Runner
 
 from trainer.config import NetConfig, resolve_config
 from trainer.data.dataset import load_dataset
-from trainer.data.features import DatasetShapes, Preprocessor
+from trainer.data.features import DatasetShapes
+from trainer.data.fitting import fit_frame
 from trainer.errors import ConfigError
 from trainer.networks import build_model_graph
 from trainer.registry import Registry
@@ -65,9 +66,10 @@ def test_a_name_registered_twice_is_refused() -> None:
 def encoded_sample(sample_path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, DatasetShapes]:
     config = NetConfig()
     frame, _ = load_dataset(str(sample_path), config)
-    preprocessor = Preprocessor.fit(frame, config)
+    fitted = fit_frame(frame, config)
+    inputs = encode_frame(RawRowEncoder(fitted.preprocessor, fitted.overrides), frame)
     labels = frame[config.label_column].to_numpy(np.float32).reshape(-1, 1)
-    return encode_frame(RawRowEncoder(preprocessor, {}), frame), labels, preprocessor.shapes()
+    return inputs, labels, fitted.preprocessor.shapes()
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS.names())

@@ -10,7 +10,7 @@ what the package needs beside it:
   (stable: no sum of squares to cancel), and the range;
 - the title vocabulary: each distinct training title tokenized by spaCy once, its tokens weighted by its
   rows; then how the serving export's tokenizer rules agree with spaCy on those titles (its overrides);
-- the data contract (`trainer.serving.contract.fit_contract`'s dict): null rates on the training split,
+- the data contract (model/data_contract.json; `trainer.serving.contract` reads it): null rates on the training split,
   and the unseen rate of the validation split's values against the vocabulary, counted at the end from
   the validation split's value counts (the vocabulary is only known then);
 - distinct values per categorical column over every row (dataset.json).
@@ -48,7 +48,7 @@ class FittedPreprocessing:
     preprocessor: Preprocessor
     overrides: dict[str, list[str]]  # training titles whose spaCy tokens differ from the TF rules'
     agreement: Agreement | None  # the rules against spaCy on the training titles (manifest); None without text
-    contract: dict[str, Any]  # model/data_contract.json, as serving.contract.fit_contract gives it
+    contract: dict[str, Any]  # model/data_contract.json (trainer.serving.contract reads it)
     distinct_values: dict[str, int]  # per categorical column, over all rows (dataset.json)
 
 
@@ -196,7 +196,8 @@ class PreprocessingFitter:
         return agreement(titles, tokens_by_title)
 
     def _contract(self, pre: Preprocessor, counts: dict[str, pa.Table], titles: pa.Table) -> dict[str, Any]:
-        """model/data_contract.json's dict, as `fit_contract` makes it from the split frames."""
+        """model/data_contract.json's dict: per column its training null rate, and the vocabulary with the validation
+        split's unseen rate, or the numbers' statistics."""
         columns: dict[str, Any] = {}
         for column, table in counts.items():
             columns[column] = {"kind": "categorical", **_null_and_unseen_rates(table, pre.vocabularies[column],

@@ -53,7 +53,7 @@ class PackageContents:
     epochs: pd.DataFrame
     tensorboard: Path  # the run's live TensorBoard logs (trainer.training.tensorboard)
     tokenizer_overrides: dict[str, list[str]]  # training titles the export's rules split unlike spaCy
-    contract: dict[str, Any]  # trainer.serving.contract.fit_contract
+    contract: dict[str, Any]  # trainer.data.fitting's data contract
     example_row: dict[str, Any]  # a raw row, for model/README.md's request
 
 

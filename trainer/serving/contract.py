@@ -4,7 +4,8 @@ rows being scored compare with it.
 A package keeps, per column, the null rate of the training split, the
 out-of-vocabulary rate of the validation split (rows unseen by the
 vocabulary fitted on the training split: what new data looks like), and for
-numbers their mean, standard deviation, minimum and maximum. `fab score`
+numbers their mean, standard deviation, minimum and maximum
+(`trainer.data.fitting` fits them in its pass over the rows). `fab score`
 profiles its input batch by batch with the same definitions and writes a
 drift summary. A column is flagged when it moved past these thresholds:
 
@@ -23,11 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from trainer.data.features import Preprocessor
 
 NULL_RATE_POINTS = 0.10
 OOV_RATE_POINTS = 0.01
@@ -104,26 +102,6 @@ class Profile:
             if reasons:
                 lines.append(f"drift: column '{column}': " + "; ".join(reasons))
         return lines
-
-
-def fit_contract(preprocessor: Preprocessor, train: pd.DataFrame, validation: pd.DataFrame) -> dict[str, Any]:
-    """model/data_contract.json, from the training split (and the validation split's unseen rate)."""
-    columns: dict[str, Any] = {}
-    for column in preprocessor.categorical_columns:
-        vocabulary = preprocessor.vocabularies[column]
-        seen = validation[column].notna()
-        unseen = int((seen & ~validation[column].astype(object).isin(vocabulary)).sum())
-        columns[column] = {"kind": "categorical", "null_rate": float(train[column].isna().mean()),
-                           "oov_rate": _rate(unseen, int(seen.sum())), "vocabulary": vocabulary}
-    for i, column in enumerate(preprocessor.numeric_columns):
-        columns[column] = {"kind": "numeric", "null_rate": float(train[column].isna().mean()),
-                           "mean": preprocessor.numeric_mean[i], "std": preprocessor.numeric_std[i],
-                           "min": preprocessor.numeric_min[i], "max": preprocessor.numeric_max[i]}
-    if preprocessor.text_column:
-        titles = train[preprocessor.text_column]
-        columns[preprocessor.text_column] = {"kind": "text",
-                                             "null_rate": float((titles.isna() | (titles == "")).mean())}
-    return {"columns": columns}
 
 
 def _missing_count(values: pa.Array, kind: str) -> int:
