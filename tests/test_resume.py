@@ -110,6 +110,29 @@ def test_a_run_killed_after_its_best_epoch_resumes_to_the_same_package(
     assert not list(output.glob(".work/*"))
 
 
+@pytest.mark.parametrize("point", ["parse:written", "encoded:validation"])
+def test_a_run_killed_while_its_data_is_parsed_or_encoded_ends_with_the_same_package(
+    tmp_path: Path, sample_path: Path, run_python: Runner, stopped_early: tuple[Path, dict[str, Any], pd.DataFrame],
+    point: str
+) -> None:
+    """Before any epoch: the parse cache (a cache of its own here, so the parse runs) or the encoded splits
+    half made; the rerun makes them whole and trains the uninterrupted run's package."""
+    _, clean_manifest, clean_epochs = stopped_early
+    env = {**STOPPING_ENV, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    output = tmp_path / "resumed"
+    killed_at(run_python, train_args(sample_path, output), env, point)
+    assert not list(output.glob("*.zip"))
+    again = run_python(*train_args(sample_path, output), env=env)
+    assert again.returncode == 0, again.stderr
+    # A killed parse leaves no cache to reuse; a kill while encoding leaves the finished parse.
+    assert ("rows parsed in" if point == "parse:written" else "parsed rows reused") in again.stdout, again.stdout
+    _, manifest, epochs = package_of(output)
+    assert manifest["epochs_trained"] == clean_manifest["epochs_trained"]
+    for name, value in clean_manifest["test_metrics"].items():
+        assert manifest["test_metrics"][name] == pytest.approx(value, abs=1e-6), name
+    np.testing.assert_allclose(epochs[SCORE_COLUMNS], clean_epochs[SCORE_COLUMNS], atol=1e-6)
+
+
 def test_a_run_killed_once_early_stopping_ended_it_trains_no_further_epoch(
     tmp_path: Path, sample_path: Path, run_python: Runner, stopped_early: tuple[Path, dict[str, Any], pd.DataFrame]
 ) -> None:
