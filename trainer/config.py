@@ -82,7 +82,7 @@ class NetConfig:
         0.1, "fraction of rows held out as the validation split: early stopping and tuning read only it"
     )
     shuffle_buffer_rows: int = _key(
-        1_048_576, "training rows shuffled together in memory; a training split this small or smaller is shuffled whole"
+        262_144, "training rows shuffled together in memory; a training split this small or smaller is shuffled whole"
     )
     split_seed: int = _key(42, "seeds the random split alone, so weight noise can be measured on fixed splits")
     split_time_column: str = _key(

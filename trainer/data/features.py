@@ -21,7 +21,6 @@ there, once), in training and in the serving export alike. The fitted
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
@@ -67,9 +66,6 @@ class Preprocessor:
     sequence_length: int = 0
     # None without a text column, and before package format version 2, whose words start at 2.
     empty_text_token: int | None = None
-    # spaCy's tokens of each title seen so far: fitting, then comparing the serving rules with spaCy on the
-    # same titles (trainer.serving.tokenizer.agreement), would otherwise tokenize every title twice. Not saved.
-    token_cache: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def shapes(self) -> DatasetShapes:
         return DatasetShapes(
@@ -83,16 +79,8 @@ class Preprocessor:
     def first_word_token(self) -> int:
         return OOV_TOKEN + 1 if self.empty_text_token is None else self.empty_text_token + 1
 
-    def tokens_of(self, titles: Iterable[str]) -> list[list[str]]:
-        """Each title's tokens, tokenizing only titles not seen before."""
-        titles = list(titles)
-        new = [t for t in dict.fromkeys(titles) if t not in self.token_cache]
-        self.token_cache.update(zip(new, tokenize(new)))
-        return [self.token_cache[t] for t in titles]
-
     def to_json_dict(self) -> dict[str, Any]:
-        # The fitted state only: the token cache (compare=False) is a speed-up, not part of it.
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod

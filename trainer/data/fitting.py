@@ -32,13 +32,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from trainer.config import NetConfig
-from trainer.data.features import EMPTY_TEXT_TOKEN, Preprocessor
+from trainer.data.features import EMPTY_TEXT_TOKEN, Preprocessor, tokenize
 from trainer.data.splits import SPLITS, TRAIN, VALIDATION
 
 if TYPE_CHECKING:
     from trainer.serving.tokenizer import Agreement
 
 # Split ids, as trainer.data.splits numbers them.
+# Distinct training titles tokenized (and compared with the serving rules) at a time: memory holds their
+# tokens, not every title's.
+TITLE_CHUNK = 8192
 # Block counts held before they are merged into a total smaller than this.
 PENDING_ROWS = 1 << 20
 
@@ -178,22 +181,27 @@ class PreprocessingFitter:
                                    {c: _distinct(table["value"]) for c, table in counts.items()})
 
     def _fit_titles(self, pre: Preprocessor, titles: list[str], rows: np.ndarray) -> Agreement:
-        """The title vocabulary and sequence length, from each distinct training title's tokens."""
-        from trainer.serving.tokenizer import agreement  # TensorFlow: only runs with a text column import it
+        """The title vocabulary and sequence length, from each distinct training title's tokens, and the
+        serving rules' agreement with spaCy. A chunk of titles at a time: only their counts and the titles
+        the rules split differently are kept, not every title's tokens."""
+        from trainer.serving.tokenizer import Agreement, agreement  # TensorFlow: only text columns import it
 
-        tokens_by_title = pre.tokens_of(titles)
         token_rows: Counter[str] = Counter()
-        longest = 1
-        for tokens, count in zip(tokens_by_title, rows.tolist()):
-            longest = max(longest, len(tokens))
-            for token in tokens:
-                token_rows[token] += count
+        longest, overrides = 1, {}
+        for start in range(0, len(titles), TITLE_CHUNK):
+            chunk = titles[start:start + TITLE_CHUNK]
+            tokens_by_title = tokenize(chunk)
+            for tokens, count in zip(tokens_by_title, rows[start:start + TITLE_CHUNK].tolist()):
+                longest = max(longest, len(tokens))
+                for token in tokens:
+                    token_rows[token] += count
+            overrides.update(agreement(chunk, tokens_by_title).overrides)
         pre.token_vocabulary = _most_frequent(pa.array(list(token_rows), pa.string()),
                                               pa.array(list(token_rows.values()), pa.int64()),
                                               self.config.text_min_count, self.config.text_max_vocabulary)
         pre.sequence_length = min(longest, self.config.text_max_tokens)
         pre.empty_text_token = EMPTY_TEXT_TOKEN
-        return agreement(titles, tokens_by_title)
+        return Agreement(len(titles), len(titles) - len(overrides), overrides)
 
     def _contract(self, pre: Preprocessor, counts: dict[str, pa.Table], titles: pa.Table) -> dict[str, Any]:
         """model/data_contract.json's dict: per column its training null rate, and the vocabulary with the validation

@@ -30,9 +30,9 @@ from trainer.training.arrays import SplitArrays, predict
 
 SPEC_FILE = "split.json"
 LABELS = "labels"
-# Rows per block when a writer is not told: 64K rows of deep_v1's inputs (25 int32 or float32
-# values a row) are a 6.5 MB block, many to a shuffle window, few enough files for a large split.
-BLOCK_ROWS = 65_536
+# Rows per block when a writer is not told: 16K rows of deep_v1's inputs (25 int32 or float32 values a
+# row) are a 1.6 MB block; a shuffle window of 262,144 rows mixes 16 blocks drawn from across the split.
+BLOCK_ROWS = 16_384
 
 
 @dataclass(frozen=True)
