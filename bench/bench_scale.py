@@ -11,7 +11,10 @@ Each size trains one epoch through the project's own entry point,
 `python -m trainer train --variant deep_v1`, in a fresh process
 (TRAINER_EPOCHS=1, its package and work folder in a temporary folder, and a
 temporary XDG_CACHE_HOME so that no cache of an earlier run is reused: the
-load is a first run's). Per size it prints, from the package the run wrote:
+load is a first run's). Every size trains the same model: `--max-categories`
+(7,000, which the 1M dataset fills) caps the item table, which would
+otherwise grow with the rows (more ids pass min_category_count) and slow each
+step whatever the data path does. Per size it prints, from the package the run wrote:
 
 - load (the parse), fit-pass and encode seconds: the manifest's
   `stage_seconds` "load", "preprocess" and "encode" (every stage is in the
@@ -92,13 +95,15 @@ def dataset_file(rows: int, folder: Path, keep: bool) -> tuple[Path, float | Non
     return path, seconds
 
 
-def train_once(code: Path, dataset: Path, epochs: int) -> dict[str, Any]:
-    """Train `epochs` epochs of VARIANT with the code at `code` in a fresh process; what it used and wrote."""
+def train_once(code: Path, dataset: Path, epochs: int, keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train `epochs` epochs of VARIANT with the code at `code` in a fresh process (config `keys` as
+    TRAINER_* variables); what it used and wrote."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-run-", dir=dataset.parent) as scratch:
         output = Path(scratch) / "runs"
         env = {name: value for name, value in os.environ.items() if not name.startswith("TRAINER_")}
         env.update(PYTHONPATH=str(code), XDG_CACHE_HOME=str(Path(scratch) / "cache"),
                    TRAINER_EPOCHS=str(epochs), TRAINER_EARLY_STOPPING_PATIENCE="0")
+        env.update({f"TRAINER_{key.upper()}": value for key, value in (keys or {}).items()})
         command = [sys.executable, "-m", "trainer", "train", "--variant", VARIANT,
                    "--dataset", str(dataset), "--output", str(output)]
         started = time.perf_counter()
@@ -226,12 +231,22 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--keep-data", action="store_true", help="keep the datasets, and reuse those already there")
     parser.add_argument("--baseline-ref", default="", help="also compare the smallest size against this git ref")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the --baseline-ref comparison")
+    parser.add_argument("--max-categories", type=int, default=7000,
+                        help="max_categories of every size's run, so the model is the same size at each "
+                             "(default 7000: the 1M dataset fills it); 0 keeps the default config")
     args = parser.parse_args()
     args.rows = sorted({int(rows) for rows in args.rows.split(",")})
     args.data_dir = args.data_dir.resolve()
     if args.data_dir.is_relative_to(ROOT):
         parser.error(f"--data-dir must be outside the repository ({ROOT}): the datasets take gigabytes")
     return args
+
+
+def same_model(max_categories: int) -> dict[str, str]:
+    """The config that keeps the model the same size at every size: more rows bring more categorical
+    values past min_category_count (about 7,100 item ids at 1M rows, ten times more at 20M), and a larger
+    embedding table is a slower step, whatever the data path. 0: the defaults."""
+    return {"max_categories": str(max_categories)} if max_categories else {}
 
 
 def main() -> None:
@@ -248,7 +263,7 @@ def main() -> None:
             print(f"{label} rows, one epoch:", flush=True)
             runs[label] = {"rows": rows, "file_gb": round(dataset.stat().st_size / GB, 3),
                            "generate_seconds": None if generated_seconds is None else round(generated_seconds, 1),
-                           **train_once(ROOT, dataset, epochs=1)}
+                           **train_once(ROOT, dataset, epochs=1, keys=same_model(args.max_categories))}
             print(size_line(label, runs[label]), flush=True)
             if args.baseline_ref and rows == args.rows[0]:
                 result["baseline"] = compare_with_ref(args.baseline_ref, dataset, label, args.epochs)
