@@ -198,11 +198,13 @@ def write_split(arrays: SplitArrays, folder: Path, block_rows: int = BLOCK_ROWS)
 
 
 def predict_split(model: keras.Model, split: EncodedSplit) -> tuple[np.ndarray, np.ndarray]:
-    """The model's click probabilities (float32) and the labels of every row, one block in memory at a time."""
-    scores, labels = [], []
+    """The model's click probabilities (float32) and the labels of every row, one block in memory at a time
+    (filled into arrays of the split's size: no list of blocks joined at the end, which held both)."""
+    scores = np.empty(split.rows, np.float32)
+    labels = np.empty((split.rows, *split.labels.shape), np.dtype(split.labels.dtype))
+    start = 0
     for inputs, block_labels in split.blocks():
-        scores.append(predict(model, inputs))
-        labels.append(block_labels)
-    if not scores:
-        return np.zeros(0, np.float32), np.zeros((0, *split.labels.shape), np.dtype(split.labels.dtype))
-    return np.concatenate(scores), np.concatenate(labels)
+        scores[start:start + len(block_labels)] = predict(model, inputs)
+        labels[start:start + len(block_labels)] = block_labels
+        start += len(block_labels)
+    return scores, labels
