@@ -10,6 +10,7 @@ package copied where `fab tune` keeps a study's best package (runs/tune/<study>/
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -21,6 +22,7 @@ import threading
 import time
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,13 +188,29 @@ def test_fab_tensorboard_no_serve_lays_out_the_folder_anew_and_prints_the_comman
                     f"{other} batch_size=128 epochs=2 learning_rate=0.02 xla=false"}
 
 
+@contextlib.contextmanager
+def ctrl_c_as_in_a_terminal() -> Iterator[None]:
+    """Ctrl-C reaches the fab started here as it does in a terminal: a suite started in the background by a
+    shell without job control (`make test &`) ignores SIGINT, a child inherits that, and `stop` would wait
+    forever. A handled SIGINT is the default again in the child."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Server:
     """`fab tensorboard --port 0` as a user starts it, its TensorBoard's address read from what it prints."""
 
     def __init__(self, output: Path) -> None:
-        self.process = subprocess.Popen([str(FAB), "tensorboard", "--output", str(output), "--port", "0"],
-                                        cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
+        with ctrl_c_as_in_a_terminal():
+            self.process = subprocess.Popen([str(FAB), "tensorboard", "--output", str(output), "--port", "0"],
+                                            cwd=PROJECT_ROOT, env=clean_env(), stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
 
