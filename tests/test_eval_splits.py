@@ -17,9 +17,10 @@ from conftest import QUICK, SAMPLE
 
 from trainer.config import NetConfig
 from trainer.data.parsed import parse_dataset
-from trainer.data.splits import SPLITS, count_splits, numbered_batches, plan_splits
+from trainer.data.splits import SPLITS, numbered_batches, plan_splits
 from trainer.errors import DatasetError
 from trainer.run import TrainRequest, train
+from trainer.training.inputs import fit_pass
 
 Runner = Callable[..., subprocess.CompletedProcess]
 Lines = Callable[[subprocess.CompletedProcess], list[str]]
@@ -93,7 +94,7 @@ def test_a_time_split_holds_out_the_newest_rows_and_keeps_ties_in_file_order(tmp
     assert (same_time["test"], same_time["validation"]) == ([16, 17, 18, 19], [14, 15])
     # The sample's times: exactly the fractions, each split newer than the one before.
     parsed = parse_dataset(str(write_rows(tmp_path / "sample.json", rows_of(1000))), config)
-    described = count_splits(parsed, plan_splits(parsed, config), config).describe(config)
+    described = fit_pass(parsed, config).stats.describe(config)
     assert [described[name]["rows"] for name in SPLITS] == [700, 100, 200]
     ranges = [described[name]["time_range"] for name in SPLITS]
     assert ranges[0][1] <= ranges[1][0] <= ranges[1][1] <= ranges[2][0], ranges  # ISO times sort as text

@@ -149,14 +149,6 @@ def split_frame(parsed: ParsedDataset, plan: SplitPlan, split: str, roles: Colum
     return to_frame(pa.Table.from_batches(list(split_batches(parsed, plan, split)), parsed.schema), roles)
 
 
-def count_splits(parsed: ParsedDataset, plan: SplitPlan, config: NetConfig) -> SplitStats:
-    """Each split's size, label rate and time range, in one pass."""
-    stats = SplitStats(config)
-    for first_row, batch in numbered_batches(parsed):
-        stats.add(batch, plan.of(batch, first_row))
-    return stats
-
-
 def _hashable(column: pa.Array) -> pa.Array:
     if pa.types.is_string(column.type):
         return column.dictionary_encode()
