@@ -1,7 +1,7 @@
 """One epoch of deep_v1 at 1M, 5M and 20M generated rows: does memory or speed grow with the data?
 
     python bench/bench_scale.py [--rows 1000000,5000000,20000000] [--data-dir DIR] [--keep-data]
-                                [--baseline-ref REF [--epochs 3]]
+                                [--baseline-ref REF [--epochs 3] [--seeds 1,2,3,4,5]]
 
 The datasets are generated (`trainer.data.synthetic.writer.generate`, as
 `fab generate_data`; seed 0) into `--data-dir`, outside the repository, and
@@ -35,12 +35,16 @@ and its examples/s at least `SPEED_GOAL` times; the last line is
 
 `--baseline-ref REF` also trains the smallest size for `--epochs` epochs
 with the code of git ref REF (checked out in a temporary `git worktree`,
-removed afterwards) and with the current code, both split by `event_time`
-(a random split differs between the two codes; a time split is the same rows),
-and prints both packages' validation AUC (of the packaged weights, from the manifest; early stopping
-off, so both train every epoch) and steady examples/s: the current code
-should be within `AUC_TOLERANCE` and at least `SPEED_GOAL` times as fast
-(issue 23: the streamed path against the in-memory one of 35213e9).
+removed afterwards) and with the current code, once per `seed` of `--seeds`
+(the two codes taking turns to go first), all split by `event_time` (a random
+split differs between the two codes; a time split is the same rows). Per seed
+it prints both packages' validation AUC (of the packaged weights, from the
+manifest; early stopping off, so both train every epoch) and steady
+examples/s; then the mean AUC difference with its standard error, and the
+median speed ratio. One seed cannot tell: the initial weights and the shuffle
+move this AUC by as much as the tolerance. The current code should be within
+`AUC_TOLERANCE` on average and at least `SPEED_GOAL` times as fast (issue 23:
+the streamed path against the in-memory one of 35213e9).
 """
 
 from __future__ import annotations
@@ -57,16 +61,16 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from common import ROOT, save
+from common import ROOT, save, worktree
 
 from trainer.data.synthetic.writer import generate
 
 DEFAULT_ROWS = "1000000,5000000,20000000"
+DEFAULT_SEEDS = "1,2,3,4,5"
 DEFAULT_DATA_DIR = Path(tempfile.gettempdir()) / "trainer-bench-scale"
 VARIANT = "deep_v1"
 RSS_GOAL = 1.2  # the largest size's peak RSS at most this times the smallest's
@@ -164,50 +168,73 @@ def seconds(value: float | None) -> str:
     return "unknown" if value is None else f"{value:.1f} s"
 
 
-@contextlib.contextmanager
-def worktree(ref: str, folder: Path) -> Iterator[Path]:
-    """The code of git ref `ref`, checked out in a temporary worktree, removed afterwards."""
-    path = folder / f"code-{ref.replace('/', '_')}"
-    subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=ROOT, check=True,
-                   capture_output=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
-
-
 # A random split was a seeded permutation of the rows (35213e9) and is a hash of each row now: other
 # validation rows, whose AUC differs by more than the tolerance from noise alone. A time split is the same.
 SAME_SPLIT = {"split_time_column": "event_time"}
 
 
-def compare_with_ref(ref: str, dataset: Path, label: str, epochs: int) -> dict[str, Any]:
-    """The smallest size trained `epochs` epochs by the ref's code, then by the current code, both split by
-    time (SAME_SPLIT): the one split both codes make alike, so both validate on the same rows."""
-    print(f"{label} rows, {epochs} epochs with {ref}'s code:", flush=True)
-    with worktree(ref, dataset.parent) as code:
-        before = train_once(code, dataset, epochs, SAME_SPLIT)
-    print(f"{label} rows, {epochs} epochs with the current code:", flush=True)
-    now = train_once(ROOT, dataset, epochs, SAME_SPLIT)
-    result = {"ref": ref, "rows": label, "epochs": epochs, "ref_run": before, "current_run": now}
-    if "failed" not in before and "failed" not in now:
-        result.update(auc_difference=round(now["validation_auc"] - before["validation_auc"], 5),
-                      speed_ratio=round(now["examples_per_second"] / before["examples_per_second"], 3))
-        result["met"] = abs(result["auc_difference"]) <= AUC_TOLERANCE and result["speed_ratio"] >= SPEED_GOAL
+def compare_with_ref(ref: str, dataset: Path, label: str, epochs: int, seeds: list[int]) -> dict[str, Any]:
+    """The smallest size trained `epochs` epochs by the ref's code and by the current code, once per seed in
+    `seeds`, both split by time (SAME_SPLIT): the one split both codes make alike, so both validate on the
+    same rows. The two codes take turns going first, so that a machine slowing down mid-bench weighs on both."""
+    pairs = []
+    with worktree(ref, dataset.parent) as ref_code:
+        for turn, seed in enumerate(seeds):
+            codes = [(ref, ref_code), ("current", ROOT)]
+            runs = {}
+            for name, code in codes if turn % 2 == 0 else codes[::-1]:
+                print(f"{label} rows, {epochs} epochs, seed {seed}, with {name}'s code:", flush=True)
+                runs[name] = train_once(code, dataset, epochs, SAME_SPLIT | {"seed": str(seed)})
+            before, now = runs[ref], runs["current"]
+            pairs.append({"seed": seed, "ref_run": before, "current_run": now} | pair_figures(before, now))
+    result = {"ref": ref, "rows": label, "epochs": epochs, "seeds": pairs}
+    if all("auc_difference" in pair for pair in pairs):
+        result.update(seed_summary(pairs))
     return result
 
 
+def pair_figures(before: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """The current code's validation AUC minus the ref's, and its examples/s over the ref's, for one seed."""
+    if "failed" in before or "failed" in now:
+        return {}
+    return {"auc_difference": round(now["validation_auc"] - before["validation_auc"], 5),
+            "speed_ratio": round(now["examples_per_second"] / before["examples_per_second"], 3)}
+
+
+def seed_summary(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over the seeds: the mean AUC difference with its standard error (a seed's shuffle and initial weights
+    move the AUC by about the tolerance, so one seed cannot tell), and the median speed ratio."""
+    differences = [pair["auc_difference"] for pair in pairs]
+    mean = statistics.fmean(differences)
+    error = statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else float("nan")
+    speed = statistics.median(pair["speed_ratio"] for pair in pairs)
+    return {"auc_difference": round(mean, 5), "auc_difference_standard_error": round(error, 5),
+            "speed_ratio": round(speed, 3), "met": abs(mean) <= AUC_TOLERANCE and speed >= SPEED_GOAL}
+
+
 def ref_lines(result: dict[str, Any]) -> list[str]:
-    lines = []
-    for name, run in ((result["ref"], result["ref_run"]), ("current", result["current_run"])):
-        figures = f"FAILED ({run['failed']})" if "failed" in run else (
-            f"validation AUC {run['validation_auc']:.4f}, steady {run['examples_per_second']:,} examples/s")
-        lines.append(f"{name}: {result['rows']} rows, {result['epochs']} epochs: {figures}")
+    lines = [seed_line(result, pair) for pair in result["seeds"]]
     if "met" in result:
-        lines.append(f"against {result['ref']}: AUC {result['auc_difference']:+.4f} (within {AUC_TOLERANCE}: "
-                     f"{yes(abs(result['auc_difference']) <= AUC_TOLERANCE)}), examples/s {result['speed_ratio']:.2f}x "
-                     f"(>= {SPEED_GOAL}: {yes(result['speed_ratio'] >= SPEED_GOAL)})")
+        count, auc, speed = len(result["seeds"]), result["auc_difference"], result["speed_ratio"]
+        lines.append(f"against {result['ref']} over {count} seed{'s' * (count > 1)}: AUC {auc:+.4f} on average "
+                     f"(standard error {result['auc_difference_standard_error']:.4f}; within {AUC_TOLERANCE}: "
+                     f"{yes(abs(auc) <= AUC_TOLERANCE)}), examples/s {speed:.2f}x, the median "
+                     f"(>= {SPEED_GOAL}: {yes(speed >= SPEED_GOAL)})")
     return lines
+
+
+def seed_line(result: dict[str, Any], pair: dict[str, Any]) -> str:
+    line = (f"{result['rows']} rows, {result['epochs']} epochs, seed {pair['seed']}: {result['ref']} "
+            f"{run_figures(pair['ref_run'])}; current {run_figures(pair['current_run'])}")
+    if "auc_difference" in pair:
+        line += f"; AUC {pair['auc_difference']:+.4f}, examples/s {pair['speed_ratio']:.2f}x"
+    return line
+
+
+def run_figures(run: dict[str, Any]) -> str:
+    if "failed" in run:
+        return f"FAILED ({run['failed']})"
+    return f"validation AUC {run['validation_auc']:.4f}, steady {run['examples_per_second']:,} examples/s"
 
 
 def yes(condition: bool) -> str:
@@ -238,11 +265,14 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--keep-data", action="store_true", help="keep the datasets, and reuse those already there")
     parser.add_argument("--baseline-ref", default="", help="also compare the smallest size against this git ref")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the --baseline-ref comparison")
+    parser.add_argument("--seeds", default=DEFAULT_SEEDS,
+                        help=f"the --baseline-ref pairs' `seed` values (default {DEFAULT_SEEDS})")
     parser.add_argument("--max-categories", type=int, default=7000,
                         help="max_categories of every size's run, so the model is the same size at each "
                              "(default 7000: the 1M dataset fills it); 0 keeps the default config")
     args = parser.parse_args()
     args.rows = sorted({int(rows) for rows in args.rows.split(",")})
+    args.seeds = [int(seed) for seed in args.seeds.split(",")]
     args.data_dir = args.data_dir.resolve()
     if args.data_dir.is_relative_to(ROOT):
         parser.error(f"--data-dir must be outside the repository ({ROOT}): the datasets take gigabytes")
@@ -273,7 +303,7 @@ def main() -> None:
                            **train_once(ROOT, dataset, epochs=1, keys=same_model(args.max_categories))}
             print(size_line(label, runs[label]), flush=True)
             if args.baseline_ref and rows == args.rows[0]:
-                result["baseline"] = compare_with_ref(args.baseline_ref, dataset, label, args.epochs)
+                result["baseline"] = compare_with_ref(args.baseline_ref, dataset, label, args.epochs, args.seeds)
     finally:
         if not args.keep_data:
             for path in files:

@@ -18,6 +18,7 @@ for networks with other matmuls.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import resource
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,19 @@ def run_isolated(code: str) -> dict[str, Any]:
     if done.returncode:
         raise RuntimeError(f"benchmark snippet failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def worktree(ref: str, folder: Path) -> Iterator[Path]:
+    """The code of git ref `ref`, checked out in a temporary worktree under `folder`, removed afterwards:
+    the baseline of a bench that compares the current code with an earlier commit's."""
+    path = folder / f"code-{ref.replace('/', '_')}"
+    subprocess.run(["git", "worktree", "add", "--detach", str(path), ref], cwd=ROOT, check=True,
+                   capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
 
 
 def save(name: str, result: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """The training split on disk (training/encoded.py) and its batches (training/batches.py): what is
-written is what is read, a kill leaves no half split, and each epoch's order depends only on (seed, epoch)."""
+written is what is read, a kill leaves no half split, a spread split's every window samples all of it, and
+each epoch's order depends only on (seed, epoch)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ import pytest
 from trainer.faults import KILL_AT_VARIABLE
 from trainer.training.arrays import predict
 from trainer.training.batches import StreamedBatches
-from trainer.training.encoded import EncodedSplit, EncodedSplitWriter, predict_split
+from trainer.training.encoded import (
+    EncodedSplit,
+    EncodedSplitWriter,
+    predict_split,
+    spread_blocks,
+    spread_for_shuffling,
+)
 
 ROWS, BLOCK_ROWS, WINDOW_ROWS, BATCH = 10_000, 1_000, 3_000, 512
 
@@ -96,6 +103,34 @@ def test_the_shuffle_window_bounds_what_is_mixed_and_a_small_split_is_mixed_whol
     assert len(np.unique(first_batch // BLOCK_ROWS)) == WINDOW_ROWS // BLOCK_ROWS  # one window's 3 blocks
     whole = epoch_rows(StreamedBatches(split, BATCH, seed=7, shuffle_rows=1_048_576), 0)[0]
     assert len(np.unique(whole // BLOCK_ROWS)) == ROWS // BLOCK_ROWS  # one window: every block
+
+
+def test_a_spread_split_holds_every_row_once_and_each_block_samples_the_whole_split(
+        split: EncodedSplit, tmp_path: Path) -> None:
+    spread = spread_blocks(split, tmp_path / "spread", group_blocks=3)
+    assert (spread.rows, spread.block_rows, spread.specs) == (split.rows, split.block_rows, split.specs)
+    blocks = [block["row"] for block, _ in spread.blocks()]
+    assert [len(rows) for rows in blocks] == [BLOCK_ROWS] * 10
+    assert sorted(np.concatenate(blocks).tolist()) == list(range(ROWS))
+    for rows in blocks:  # a tenth of each block written: rows from the whole split, evenly
+        assert np.bincount(rows // BLOCK_ROWS, minlength=10).tolist() == [BLOCK_ROWS // 10] * 10
+    for block, labels in spread.blocks():  # rows kept whole
+        assert (block["tokens"] == block["row"][:, None]).all() and (labels[:, 0] == block["row"]).all()
+
+
+def test_a_window_of_a_split_in_file_order_mixes_rows_from_all_of_it(tmp_path: Path) -> None:
+    """A file in time order: once spread for shuffling, the first batch of an epoch holds rows from every
+    stretch of the file, not from one window's few blocks."""
+    writer = EncodedSplitWriter(tmp_path / ".train-in-file-order", BLOCK_ROWS)
+    writer.add(*arrays(ROWS))
+    ready = spread_for_shuffling(writer.close(), tmp_path / "train", shuffle_rows=WINDOW_ROWS)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["train"]  # the file-order copy is gone
+    first_batch = epoch_rows(StreamedBatches(ready, BATCH, seed=7, shuffle_rows=WINDOW_ROWS), 0)[0]
+    assert len(np.unique(first_batch // BLOCK_ROWS)) == ROWS // BLOCK_ROWS  # every written block, not 3
+    small = EncodedSplitWriter(tmp_path / ".small", BLOCK_ROWS)
+    small.add(*arrays(WINDOW_ROWS))
+    kept = spread_for_shuffling(small.close(), tmp_path / "small", shuffle_rows=WINDOW_ROWS)  # one window
+    np.testing.assert_array_equal(np.concatenate([block["row"] for block, _ in kept.blocks()]), np.arange(WINDOW_ROWS))
 
 
 def test_predict_split_scores_block_by_block_as_the_whole_arrays(split: EncodedSplit) -> None:

