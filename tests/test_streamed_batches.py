@@ -116,6 +116,17 @@ def test_a_spread_split_holds_every_row_once_and_each_block_samples_the_whole_sp
         assert np.bincount(rows // BLOCK_ROWS, minlength=10).tolist() == [BLOCK_ROWS // 10] * 10
     for block, labels in spread.blocks():  # rows kept whole
         assert (block["tokens"] == block["row"][:, None]).all() and (labels[:, 0] == block["row"]).all()
+    in_one_group = spread_blocks(split, tmp_path / "one group", group_blocks=10)  # memory does not change it
+    assert all(np.array_equal(a["row"], b["row"]) for (a, _), (b, _) in zip(in_one_group.blocks(), spread.blocks()))
+
+    writer = EncodedSplitWriter(tmp_path / "uneven", BLOCK_ROWS)  # a last block half full
+    writer.add(*arrays(2_500))
+    uneven = spread_blocks(writer.close(), tmp_path / "uneven spread", group_blocks=2)
+    blocks = [block["row"] for block, _ in uneven.blocks()]
+    assert [len(rows) for rows in blocks] == [1_000, 1_000, 500]
+    assert sorted(np.concatenate(blocks).tolist()) == list(range(2_500))
+    first_slices = np.concatenate(blocks)[:832]  # slice 0 of each block written, the last block's half as large
+    assert np.bincount(first_slices // BLOCK_ROWS).tolist() == [333, 333, 166]
 
 
 def test_a_window_of_a_split_in_file_order_mixes_rows_from_all_of_it(tmp_path: Path) -> None:

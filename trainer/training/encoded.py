@@ -44,6 +44,11 @@ LABELS = "labels"
 # row) are a 1.6 MB block; a shuffle window of 262,144 rows mixes 16 blocks drawn from across the split.
 BLOCK_ROWS = 16_384
 
+# Rows held at once while a training split is spread (`spread_blocks`): 1M rows of deep_v1's inputs are
+# about 100 MB, and every block's files are read once per group of this many rows: at 20M rows, 14 groups
+# rather than the 54 that the shuffle window's 262,144 rows would make.
+SPREAD_GROUP_ROWS = 1 << 20
+
 Rows = tuple[dict[str, np.ndarray], np.ndarray]  # inputs by name, and their labels
 
 
@@ -219,12 +224,11 @@ def window_blocks(shuffle_rows: int, block_rows: int) -> int:
 def spread_for_shuffling(split: EncodedSplit, folder: Path, shuffle_rows: int) -> EncodedSplit:
     """`split`, put in `folder`: as it is when one shuffle window holds it all (it is shuffled whole), spread
     (`spread_blocks`) when windows of `shuffle_rows` rows would each mix only a few of its blocks."""
-    group = window_blocks(shuffle_rows, split.block_rows)
-    if split.blocks_count <= group:
+    if split.blocks_count <= window_blocks(shuffle_rows, split.block_rows):
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(split.folder, folder)
         return EncodedSplit.open(folder)
-    spread = spread_blocks(split, folder, group)
+    spread = spread_blocks(split, folder, group_blocks=max(1, SPREAD_GROUP_ROWS // split.block_rows))
     shutil.rmtree(split.folder)
     return spread
 
@@ -233,24 +237,32 @@ def spread_blocks(split: EncodedSplit, folder: Path, group_blocks: int) -> Encod
     """The same rows as a split in `folder`, in blocks of the same size, each block an equal slice of every
     block of `split`: slice 0 of each block in turn, then slice 1 of each, and so on, with as many slices per
     block as there are blocks. Memory holds `group_blocks` slices of every block (about as many rows as
-    `group_blocks` blocks) at a time; each block's file is read once per group, a slice range at a time."""
+    `group_blocks` blocks) at a time; each block's files are read once per group, that group's slices only."""
     blocks = split.blocks_count
-    # bounds[b][s] is where slice s of block b starts: slices of (nearly) equal size, the last block's smaller.
-    bounds = [np.arange(blocks + 1) * split.block_length(block) // blocks for block in range(blocks)]
+    lengths = np.array([split.block_length(block) for block in range(blocks)])
+    # bounds[b, s] is where slice s of block b starts: slices of (nearly) equal size, the last block's smaller.
+    bounds = np.arange(blocks + 1) * lengths[:, None] // blocks
     writer = EncodedSplitWriter(folder, split.block_rows)
     for first in range(0, blocks, group_blocks):
         last = min(first + group_blocks, blocks)
-        read = [split.block_slice(block, bounds[block][first], bounds[block][last]) for block in range(blocks)]
-        for piece in range(first, last):
-            writer.add(*_joined([_rows(rows, bounds[block][piece] - bounds[block][first],
-                                       bounds[block][piece + 1] - bounds[block][first])
-                                 for block, rows in enumerate(read)]))
+        read = _joined([split.block_slice(block, bounds[block, first], bounds[block, last]) for block in range(blocks)])
+        writer.add(*_taken(read, _slice_major(bounds[:, first:last + 1])))
     return writer.close()
 
 
-def _rows(rows: Rows, start: int, stop: int) -> Rows:
+def _slice_major(bounds: np.ndarray) -> np.ndarray:
+    """The order that turns rows read block by block (block b's rows bounds[b, 0] to bounds[b, -1], one
+    block after the other) into slice by slice (slice 0 of every block, then slice 1 of every block, ...)."""
+    sizes = np.diff(bounds, axis=1)  # blocks x slices
+    block_starts = np.cumsum(sizes.sum(axis=1)) - sizes.sum(axis=1)  # where each block's rows are in the read
+    starts = (block_starts[:, None] + bounds[:, :-1] - bounds[:, :1]).T.ravel()  # each slice's, slice-major
+    sizes = sizes.T.ravel()
+    return np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(sizes.sum())
+
+
+def _taken(rows: Rows, order: np.ndarray) -> Rows:
     inputs, labels = rows
-    return {name: values[start:stop] for name, values in inputs.items()}, labels[start:stop]
+    return {name: values[order] for name, values in inputs.items()}, labels[order]
 
 
 def _joined(parts: list[Rows]) -> Rows:
