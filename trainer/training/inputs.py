@@ -75,8 +75,9 @@ def encoded_splits(data: FittedData, config: NetConfig, folder: Path) -> dict[st
     # the spread leaves no training split, so the rerun encodes again rather than train on the file's order.
     train = SPLITS[TRAIN]
     writers = [EncodedSplitWriter(folder / (f"{name}.in-file-order" if name == train else name)) for name in SPLITS]
+    traced = len(data.split_ids) > 1  # one parse batch (up to 64K rows) encodes faster than a trace
     for (_, batch), ids in zip(numbered_batches(data.parsed), data.split_ids):
-        inputs = encode_arrow(encoder, batch)
+        inputs = encode_arrow(encoder, batch, traced)
         labels = _labels(batch, config.label_column)
         for split_id, writer in enumerate(writers):
             rows = ids == split_id
