@@ -3,8 +3,10 @@ then every split encoded by the serving export's own encoder into blocks on loca
 
     parse (cached, trainer.data.parsed) -> split plan -> pass 1: split sizes + fitting
     -> pass 2: RawRowEncoder on each batch -> EncodedSplits in the run's work folder
+    -> a training split larger than one shuffle window spread over its blocks (encoded.spread_for_shuffling)
 
-Memory holds one parsed batch, the fitting's counters and one split id per row (a byte); never the rows.
+Memory holds one parsed batch, the fitting's counters and one split id per row (a byte); never the rows
+(the spread holds up to encoded.SPREAD_GROUP_ROWS encoded rows at a time).
 Training and evaluation then read the EncodedSplits (trainer.training.batches, encoded.predict_split), and
 the export composes the model with the same encoder: the rows serving scores are encoded as training's were.
 """
