@@ -132,7 +132,7 @@ def test_a_spread_split_holds_every_row_once_and_each_block_samples_the_whole_sp
 def test_a_window_of_a_split_in_file_order_mixes_rows_from_all_of_it(tmp_path: Path) -> None:
     """A file in time order: once spread for shuffling, the first batch of an epoch holds rows from every
     stretch of the file, not from one window's few blocks."""
-    writer = EncodedSplitWriter(tmp_path / ".train-in-file-order", BLOCK_ROWS)
+    writer = EncodedSplitWriter(tmp_path / "train.in-file-order", BLOCK_ROWS)
     writer.add(*arrays(ROWS))
     ready = spread_for_shuffling(writer.close(), tmp_path / "train", shuffle_rows=WINDOW_ROWS)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["train"]  # the file-order copy is gone

@@ -38,7 +38,6 @@ from trainer.data.splits import SPLITS, TRAIN, VALIDATION
 if TYPE_CHECKING:
     from trainer.serving.tokenizer import Agreement
 
-# Split ids, as trainer.data.splits numbers them.
 # Distinct training titles tokenized (and compared with the serving rules) at a time: memory holds their
 # tokens, not every title's.
 TITLE_CHUNK = 8192
@@ -201,7 +200,7 @@ class PreprocessingFitter:
                                               self.config.text_min_count, self.config.text_max_vocabulary)
         pre.sequence_length = min(longest, self.config.text_max_tokens)
         pre.empty_text_token = EMPTY_TEXT_TOKEN
-        return Agreement(len(titles), len(titles) - len(overrides), overrides)
+        return Agreement(len(titles), overrides)
 
     def _contract(self, pre: Preprocessor, counts: dict[str, pa.Table], titles: pa.Table) -> dict[str, Any]:
         """model/data_contract.json's dict: per column its training null rate, and the vocabulary with the validation

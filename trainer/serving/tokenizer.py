@@ -77,8 +77,11 @@ class Agreement:
     """How the rules compare with spaCy on a set of distinct titles."""
 
     titles: int
-    agreeing: int
     overrides: dict[str, list[str]] = field(default_factory=dict)  # title -> spaCy's tokens, where they differ
+
+    @property
+    def agreeing(self) -> int:
+        return self.titles - len(self.overrides)
 
     @property
     def rate(self) -> float:
@@ -101,4 +104,4 @@ def agreement(titles: Sequence[str], spacy_tokens: Sequence[list[str]], batch: i
         spacy_joined = np.array([TOKEN_SEPARATOR.join(tokens).encode() for tokens in by_spacy], object)
         for row in np.flatnonzero(ruled != spacy_joined):
             overrides[chunk[row]] = by_spacy[row]
-    return Agreement(len(titles), len(titles) - len(overrides), overrides)
+    return Agreement(len(titles), overrides)

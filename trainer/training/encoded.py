@@ -25,6 +25,7 @@ on the rows unsorted.)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -227,7 +228,7 @@ def spread_for_shuffling(split: EncodedSplit, folder: Path, shuffle_rows: int) -
     if split.blocks_count <= window_blocks(shuffle_rows, split.block_rows):
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(split.folder, folder)
-        return EncodedSplit.open(folder)
+        return dataclasses.replace(split, folder=folder)  # the same split, moved
     spread = spread_blocks(split, folder, group_blocks=max(1, SPREAD_GROUP_ROWS // split.block_rows))
     shutil.rmtree(split.folder)
     return spread
@@ -254,7 +255,8 @@ def _slice_major(bounds: np.ndarray) -> np.ndarray:
     """The order that turns rows read block by block (block b's rows bounds[b, 0] to bounds[b, -1], one
     block after the other) into slice by slice (slice 0 of every block, then slice 1 of every block, ...)."""
     sizes = np.diff(bounds, axis=1)  # blocks x slices
-    block_starts = np.cumsum(sizes.sum(axis=1)) - sizes.sum(axis=1)  # where each block's rows are in the read
+    read_rows = sizes.sum(axis=1)
+    block_starts = np.cumsum(read_rows) - read_rows  # where each block's rows are in the read
     starts = (block_starts[:, None] + bounds[:, :-1] - bounds[:, :1]).T.ravel()  # each slice's, slice-major
     sizes = sizes.T.ravel()
     return np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(sizes.sum())

@@ -150,11 +150,11 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, f
 def _auc(p: np.ndarray, clicked: np.ndarray, positives: int, negatives: int) -> float:
     """The Mann-Whitney statistic over positives x negatives: per positive, the negatives scored below it,
     and half those scored equal, from the negatives' scores sorted once."""
-    below_or_equal = p[~clicked]
-    below_or_equal.sort()
+    negatives_sorted = p[~clicked]
+    negatives_sorted.sort()
     scored = p[clicked]
-    below = np.searchsorted(below_or_equal, scored, side="left")
-    equal = np.searchsorted(below_or_equal, scored, side="right") - below
+    below = np.searchsorted(negatives_sorted, scored, side="left")
+    equal = np.searchsorted(negatives_sorted, scored, side="right") - below
     return (int(below.sum()) + int(equal.sum()) / 2) / (positives * negatives)
 
 
